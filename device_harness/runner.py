@@ -1,0 +1,206 @@
+"""The device-side loop: train an artifact on a data file with only numpy and a runtime.
+
+    python -m device_harness.runner train ARTIFACT DATA --runtime onnx --steps 50
+    python -m device_harness.runner eval  ARTIFACT DATA --runtime onnx
+
+Each step prints one JSON line: {"step", "loss", "ms", "rss_mb", "peak_rss_mb"}.
+State is written atomically every ``save_every`` steps and when the run ends; a
+NaN/Inf step is rejected and the last good state is kept (and saved) before the
+error is raised. A resumed run continues with the batch it would have seen next.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from edgetune.contract import Manifest, load_manifest
+from edgetune.data.text import TextEncoder, fixed_batches, label_indices, read_examples
+from edgetune.errors import ArtifactError, ConfigError, EdgetuneError, NonFiniteLossError
+from device_harness.runtimes import open_program
+from device_harness.state import load_state, save_state
+
+TRAINED_STATE = "trained.{runtime}.safetensors"
+
+
+def rss_mb() -> tuple[float, float]:
+    """(current, peak) resident set size of this process in MiB."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    try:
+        with open("/proc/self/statm") as f:
+            cur = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        cur = peak
+    return cur, peak
+
+
+def encode_file(artifact_dir: Path, manifest: Manifest, data_path: str | Path) -> dict[str, np.ndarray]:
+    """A text,label file -> arrays named like the program's batch inputs."""
+    if manifest.tokenizer is None:
+        raise ArtifactError(f"{artifact_dir} has no tokenizer; text data needs an artifact exported with one")
+    need_labels = manifest.task == "sequence_classification"
+    examples = read_examples(data_path, need_labels=need_labels)
+    ids, mask = TextEncoder(artifact_dir / manifest.tokenizer, manifest.seq_len).encode([e.text for e in examples])
+    arrays = {"input_ids": ids, "attention_mask": mask}
+    if need_labels:
+        arrays["labels"] = label_indices(examples, manifest.labels or [])
+    return arrays
+
+
+@dataclass
+class StepRecord:
+    step: int
+    loss: float
+    ms: float
+    rss_mb: float
+    peak_rss_mb: float
+
+    def json(self) -> str:
+        return json.dumps({"step": self.step, "loss": round(self.loss, 6), "ms": round(self.ms, 3),
+                           "rss_mb": round(self.rss_mb, 1), "peak_rss_mb": round(self.peak_rss_mb, 1)})
+
+
+class Trainer:
+    """Holds an artifact's step program and the current state.
+
+    ``state_path`` is where progress is written (default ``trained.<runtime>.safetensors``
+    in the artifact); when it exists the run resumes from it, otherwise it starts
+    from the artifact's ``state.safetensors``, which is never modified.
+    """
+
+    def __init__(self, artifact_dir: str | Path, runtime: str = "onnx", state_path: str | Path | None = None,
+                 threads: int | None = None):
+        self.dir = Path(artifact_dir)
+        self.runtime = runtime
+        self.manifest = load_manifest(self.dir, runtime)
+        self.program = open_program(self.dir, self.manifest, "step", runtime, threads)
+        self.state_path = Path(state_path) if state_path else self.dir / TRAINED_STATE.format(runtime=runtime)
+        start = self.state_path if self.state_path.exists() else self.dir / "state.safetensors"
+        self.state, self.step = load_state(start, self.manifest)
+        self.feeds_of = {t.feeds: t.name for t in self.program.spec.of_role("state", outputs=True)}
+
+    def hyper(self, lr: float | None) -> dict[str, np.ndarray]:
+        lr = self.manifest.optimizer.get("lr") if lr is None else lr
+        if lr is None or not math.isfinite(lr) or lr <= 0:
+            raise ConfigError(f"learning rate {lr!r} must be a positive number")
+        h = {"lr": np.array(lr, dtype=np.float32)}
+        if any(t.name == "step" for t in self.program.spec.inputs):
+            h["step"] = np.array(self.step + 1, dtype=np.float32)  # 1-based: Adam's bias correction
+        return h
+
+    def train_step(self, batch: dict[str, np.ndarray], lr: float | None = None) -> StepRecord:
+        """One step; the state advances only if the loss and every new tensor are finite."""
+        t0 = time.perf_counter()
+        out = self.program.run({**self.state, **batch, **self.hyper(lr)})
+        ms = 1000 * (time.perf_counter() - t0)
+        loss = float(out["loss"])
+        new_state = {inp: out[o] for inp, o in self.feeds_of.items()}
+        if not math.isfinite(loss) or not all(np.isfinite(v).all() for v in new_state.values()):
+            bad = [k for k, v in new_state.items() if not np.isfinite(v).all()][:3]
+            raise NonFiniteLossError(f"step {self.step + 1}: loss={loss}, non-finite state {bad}; the step was "
+                                     f"rejected and the state kept at step {self.step}. Lower the learning rate "
+                                     "or check the batch for bad labels.")
+        self.state, self.step = new_state, self.step + 1
+        return StepRecord(self.step, loss, ms, *rss_mb())
+
+    def save(self) -> None:
+        save_state(self.state_path, self.state, self.manifest.artifact_id, self.step)
+
+    def train(self, data_path: str | Path, steps: int, lr: float | None = None, seed: int = 0,
+              save_every: int = 10) -> Iterator[StepRecord]:
+        """Yield a record per step for ``steps`` more steps; state is saved every ``save_every``
+        steps and, whatever happens, at the end (only ever the last good state)."""
+        if steps < 0:
+            raise ConfigError(f"steps={steps} must be >= 0")
+        arrays = encode_file(self.dir, self.manifest, data_path)
+        batches = fixed_batches(arrays, self.manifest.batch_size, seed=seed, start=self.step)
+        saved = self.step
+        try:
+            for _ in range(steps):
+                rec = self.train_step(next(batches), lr)
+                if save_every and self.step % save_every == 0:
+                    self.save()
+                    saved = self.step
+                yield rec
+        finally:
+            if self.step != saved:
+                self.save()
+
+
+def predict(artifact_dir: str | Path, arrays: dict[str, np.ndarray], runtime: str = "onnx",
+            state_path: str | Path | None = None, threads: int | None = None) -> np.ndarray:
+    """Logits for every row of ``arrays`` through the inference program (the last
+    partial batch is padded by repetition and trimmed)."""
+    d = Path(artifact_dir)
+    manifest = load_manifest(d, runtime)
+    prog = open_program(d, manifest, "infer", runtime, threads)
+    path = Path(state_path) if state_path else d / TRAINED_STATE.format(runtime=runtime)
+    state, _ = load_state(path if path.exists() else d / "state.safetensors", manifest)
+    params = {t.name: state[t.name] for t in prog.spec.inputs if t.role == "state"}
+    n, b = len(arrays["input_ids"]), manifest.batch_size
+    outs = []
+    for i in range(0, n, b):
+        idx = np.arange(i, i + b) % n
+        out = prog.run({**params, "input_ids": arrays["input_ids"][idx], "attention_mask": arrays["attention_mask"][idx]})
+        outs.append(out["logits"][: min(b, n - i)])
+    return np.concatenate(outs)
+
+
+def evaluate(artifact_dir: str | Path, data_path: str | Path, runtime: str = "onnx",
+             state_path: str | Path | None = None, threads: int | None = None) -> dict:
+    """Accuracy (classification) or perplexity (causal LM) of the current state on a data file."""
+    d = Path(artifact_dir)
+    manifest = load_manifest(d, runtime)
+    arrays = encode_file(d, manifest, data_path)
+    logits = predict(d, arrays, runtime, state_path, threads)
+    if manifest.task == "sequence_classification":
+        acc = float((logits.argmax(-1) == arrays["labels"]).mean())
+        return {"accuracy": acc, "examples": int(len(logits))}
+    lp = logits[:, :-1] - logits[:, :-1].max(-1, keepdims=True)
+    lp = lp - np.log(np.exp(lp).sum(-1, keepdims=True))
+    tgt = arrays["input_ids"][:, 1:]
+    valid = arrays["attention_mask"][:, 1:] * arrays["attention_mask"][:, :-1]
+    nll = -(np.take_along_axis(lp, tgt[..., None], -1)[..., 0] * valid).sum() / max(1, valid.sum())
+    return {"perplexity": float(np.exp(nll)), "tokens": int(valid.sum())}
+
+
+def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> int:
+    ap = argparse.ArgumentParser(prog="python -m device_harness.runner", description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    for name in ("train", "eval"):
+        p = sub.add_parser(name)
+        p.add_argument("artifact")
+        p.add_argument("data", help="CSV (text,label header) or JSONL")
+        p.add_argument("--runtime", default="onnx", choices=["onnx", "executorch"])
+        p.add_argument("--state", default=None, help="state file to resume from and write to")
+        p.add_argument("--threads", type=int, default=None)
+        if name == "train":
+            p.add_argument("--steps", type=int, default=50)
+            p.add_argument("--lr", type=float, default=None, help="default: the artifact's optimizer lr")
+            p.add_argument("--seed", type=int, default=0)
+            p.add_argument("--save-every", type=int, default=10)
+    a = ap.parse_args(argv)
+    try:
+        if a.cmd == "train":
+            tr = Trainer(a.artifact, a.runtime, a.state, a.threads)
+            for rec in tr.train(a.data, a.steps, a.lr, a.seed, a.save_every):
+                out(rec.json())
+        else:
+            out(json.dumps(evaluate(a.artifact, a.data, a.runtime, a.state, a.threads)))
+    except EdgetuneError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""LoRA: y = W0 x + (alpha / r) * B A x.
+
+A in R^{r x d_in} is initialised like PEFT (Kaiming-uniform, a=sqrt(5)), B in
+R^{d_out x r} is zero, so the adapter is a no-op at initialisation. Trainable
+count r * (d_in + d_out) per adapted matrix.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from edgetune.adapters.registry import AdapterConfig, register, replace_module, select_modules
+from edgetune.errors import ConfigError
+
+
+class LoRALinear(nn.Module):
+    """Wraps a frozen ``nn.Linear``; input [..., d_in] -> output [..., d_out]."""
+
+    def __init__(self, base: nn.Linear, r: int, alpha: float):
+        super().__init__()
+        self.base = base
+        self.r = r
+        self.scaling = alpha / r
+        self.lora_A = nn.Parameter(torch.empty(r, base.in_features))
+        self.lora_B = nn.Parameter(torch.zeros(base.out_features, r))
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # (x A^T) B^T keeps the r-wide intermediate: never materialise B A.
+        return self.base(x) + (x @ self.lora_A.t()) @ self.lora_B.t() * self.scaling
+
+
+@register
+@dataclass
+class LoRA(AdapterConfig):
+    """LoRA on every ``nn.Linear`` matched by ``targets`` (name suffixes or ``re:`` regexes)."""
+
+    targets: tuple[str, ...] = ("query", "value")
+    r: int = 8
+    alpha: float = 16.0
+    method = "lora"
+
+    def apply(self, model: nn.Module) -> list[str]:
+        if self.r < 1:
+            raise ConfigError(f"lora: r={self.r} must be >= 1")
+        found = select_modules(model, self.targets, nn.Linear, self.method)
+        for name, mod in found:
+            replace_module(model, name, LoRALinear(mod, self.r, self.alpha))
+        return [n for n, _ in found]
+
+    @staticmethod
+    def param_count(d_in: int, d_out: int, r: int) -> int:
+        return r * (d_in + d_out)

@@ -1,0 +1,1 @@
+"""Personalization data: reading text,label files and turning them into fixed-shape batches."""

@@ -1,0 +1,125 @@
+"""Text examples -> fixed-shape integer batches, with numpy and `tokenizers` only.
+
+Torch-free on purpose: the device runner uses exactly this path, and the host
+uses it too, so eager references and runtimes see the same token ids.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from edgetune.errors import DataError
+
+
+@dataclass(frozen=True)
+class Example:
+    text: str
+    label: str | None = None
+
+
+def read_examples(path: str | Path, need_labels: bool = True) -> list[Example]:
+    """Read a CSV (header with ``text`` and ``label`` columns) or JSONL file
+    (objects with ``text`` and ``label``) into examples.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"data file {p} does not exist")
+    rows: list[dict] = []
+    try:
+        if p.suffix.lower() in (".jsonl", ".json"):
+            for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+                if line.strip():
+                    try:
+                        obj = json.loads(line)
+                    except json.JSONDecodeError as e:
+                        raise DataError(f"{p}:{i} is not valid JSON ({e.msg}); each line must be an object "
+                                        '{"text": ..., "label": ...}') from e
+                    if not isinstance(obj, dict):
+                        raise DataError(f"{p}:{i} is {type(obj).__name__}, expected an object with 'text'")
+                    rows.append(obj)
+        elif p.suffix.lower() in (".csv", ".tsv"):
+            with p.open(newline="", encoding="utf-8") as f:
+                rows = list(csv.DictReader(f, delimiter="\t" if p.suffix.lower() == ".tsv" else ","))
+        else:
+            raise DataError(f"data file {p} has suffix {p.suffix!r}; use .csv (text,label header) or .jsonl")
+    except UnicodeDecodeError as e:
+        raise DataError(f"data file {p} is not UTF-8 text ({e})") from e
+    out = []
+    for i, r in enumerate(rows, 1):
+        text = r.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(f"{p}: example {i} has no 'text' field (keys: {sorted(r)}); "
+                            "the file needs a 'text' column")
+        label = r.get("label")
+        if need_labels and (label is None or str(label) == ""):
+            raise DataError(f"{p}: example {i} has no 'label'; a classification artifact needs text,label rows")
+        out.append(Example(text, None if label is None else str(label)))
+    if not out:
+        raise DataError(f"data file {p} holds no examples")
+    return out
+
+
+class TextEncoder:
+    """A `tokenizers` tokenizer set to a fixed sequence length.
+
+    ``encode(texts) -> (input_ids int64 [n, seq_len], attention_mask int64 [n, seq_len])``
+    """
+
+    def __init__(self, tokenizer_json: str | Path, seq_len: int):
+        from tokenizers import Tokenizer  # Rust library, no torch
+
+        try:
+            self.tok = Tokenizer.from_file(str(tokenizer_json))
+        except Exception as e:  # tokenizers raises plain Exception subclasses
+            raise DataError(f"cannot read tokenizer {tokenizer_json}: {e}") from e
+        self.seq_len = seq_len
+        pad_id = self.tok.token_to_id("[PAD]")
+        if pad_id is None:
+            pad_id = self.tok.token_to_id("<pad>")
+        self.tok.enable_truncation(max_length=seq_len)
+        self.tok.enable_padding(length=seq_len, pad_id=pad_id or 0)
+
+    def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        encs = self.tok.encode_batch(list(texts))
+        ids = np.array([e.ids for e in encs], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encs], dtype=np.int64)
+        return ids, mask
+
+
+def label_indices(examples: Sequence[Example], labels: Sequence[str]) -> np.ndarray:
+    """Map string labels to indices of ``labels``; an unknown label is a DataError."""
+    index = {l: i for i, l in enumerate(labels)}
+    out = np.empty(len(examples), dtype=np.int64)
+    for i, ex in enumerate(examples):
+        if ex.label not in index:
+            raise DataError(f"example {i + 1} has label {ex.label!r}, which the artifact does not know; "
+                            f"known labels: {list(labels)}")
+        out[i] = index[ex.label]
+    return out
+
+
+def fixed_batches(arrays: dict[str, np.ndarray], batch_size: int, *, seed: int = 0,
+                  shuffle: bool = True, start: int = 0) -> Iterator[dict[str, np.ndarray]]:
+    """Endless fixed-size batches over equally long arrays.
+
+    Epochs are reshuffled with ``seed + epoch``; a short last batch is filled by
+    wrapping around, so every batch has exactly ``batch_size`` rows (the step
+    program has a fixed shape). ``start`` skips that many batches, so a resumed
+    run continues with the batch it would have seen next.
+    """
+    n = len(next(iter(arrays.values())))
+    if n == 0:
+        raise DataError("no examples to batch")
+    per_epoch = -(-n // batch_size)
+    k = start
+    while True:
+        epoch, pos = divmod(k, per_epoch)
+        order = np.random.default_rng(seed + epoch).permutation(n) if shuffle else np.arange(n)
+        idx = np.take(order, np.arange(pos * batch_size, (pos + 1) * batch_size), mode="wrap")
+        yield {name: a[idx] for name, a in arrays.items()}
+        k += 1

@@ -1,0 +1,1 @@
+"""The training step: losses, in-graph optimizers, and the compiler that captures one step as a graph."""

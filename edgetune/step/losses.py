@@ -1,0 +1,25 @@
+"""Losses written with ops every target runtime lowers (no scatter in the forward)."""
+import torch
+
+
+def classification_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy. logits [B, C] float, labels [B] int64 -> scalar.
+
+    One-hot by comparison rather than scatter: Core ML cannot convert the
+    scatter in nll_loss's backward.
+    """
+    onehot = (labels[:, None] == torch.arange(logits.shape[-1])).to(logits.dtype)
+    return -(onehot * torch.log_softmax(logits, dim=-1)).sum(-1).mean()
+
+
+def next_token_loss(logits: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy over real (unpadded) targets.
+
+    logits [B, S, V], input_ids [B, S], attention_mask [B, S] -> scalar.
+    Position t predicts token t+1; a pair counts when both are real tokens.
+    """
+    logp = torch.log_softmax(logits[:, :-1], dim=-1)
+    target = input_ids[:, 1:]
+    valid = (attention_mask[:, 1:] * attention_mask[:, :-1]).to(logits.dtype)
+    picked = torch.gather(logp, -1, target.unsqueeze(-1)).squeeze(-1)
+    return -(picked * valid).sum() / valid.sum().clamp(min=1.0)

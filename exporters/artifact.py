@@ -1,0 +1,120 @@
+"""Write an artifact directory from a compiled step: programs per runtime, manifest, state, tokenizer."""
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from edgetune.contract import RUNTIMES, Manifest, sha256_file
+from edgetune.errors import ConfigError, InternalError
+from edgetune.step.compile import CompiledStep
+
+# Tolerance of every parity check between eager PyTorch and a runtime.
+RTOL, ATOL = 1e-4, 1e-5
+# Learning rate of parity checks. AdamW's step-1 update is lr * g / (|g| + eps): where
+# |g| is near eps (1e-8), rounding-level differences in g move the update by a
+# sizeable fraction of lr, on any two implementations. At 1e-4 that stays below ATOL,
+# while a lost epsilon (0/0 where g == 0) still shows as NaN at any lr.
+PARITY_LR = 1e-4
+
+
+def _write_program(fmt: str, ep, spec, path: Path) -> None:
+    if fmt == "onnx":
+        from exporters.onnx import export_onnx
+
+        export_onnx(ep, spec, path)
+    else:
+        from exporters.executorch import export_executorch
+
+        export_executorch(ep, path)
+
+
+def compare_outputs(want: dict[str, torch.Tensor], got: dict[str, np.ndarray], rtol=RTOL, atol=ATOL) -> list[str]:
+    """Names (with max error) of outputs that differ beyond tolerance or are not finite."""
+    bad = []
+    for name, w in want.items():
+        g = got[name]
+        w = w.detach().numpy()
+        if not np.isfinite(g).all() or not np.allclose(g, w, rtol=rtol, atol=atol):
+            err = float(np.nanmax(np.abs(g.astype(np.float64) - w))) if np.isfinite(g).any() else float("nan")
+            bad.append(f"{name} (max |diff| {err:.3g}, finite={bool(np.isfinite(g).all())})")
+    return bad
+
+
+def self_check(artifact_dir: Path, manifest: Manifest, compiled: CompiledStep, runtime: str) -> None:
+    """Run the exported step once at step 1 from the initial state (where LoRA's A has an
+    exactly-zero gradient) and the inference program, and compare with eager PyTorch.
+    A graph rewrite or lowering that changed the numbers is an `InternalError`."""
+    from device_harness.runtimes import open_program
+
+    feeds = compiled.example_feeds(lr=PARITY_LR)
+    np_feeds = {k: v.numpy() for k, v in feeds.items()}
+    for program, want in (("step", compiled.eager_step(feeds)),
+                          ("infer", {"logits": compiled.eager_infer(feeds)})):
+        prog = open_program(artifact_dir, manifest, program, runtime)
+        got = prog.run({t.name: np_feeds[t.name] for t in prog.spec.inputs})
+        bad = compare_outputs(want, got)
+        if bad:
+            raise InternalError(f"the {runtime} {program} program differs from eager PyTorch in {len(bad)} "
+                                f"outputs: {bad[:4]}. The lowering changed the step's numbers.")
+
+
+def export_artifact(compiled: CompiledStep, out_dir: str | Path, formats: Sequence[str] = ("onnx", "executorch"),
+                    tokenizer_json: str | Path | None = None, labels: list[str] | None = None,
+                    model_info: dict | None = None, overwrite: bool = False,
+                    progress: Callable[[str], None] = lambda msg: None) -> Manifest:
+    """Capture, lower to each of ``formats``, self-check, and move the directory into place
+    (built in a temporary sibling, so a failed export leaves no half artifact)."""
+    from device_harness.state import save_state
+
+    out = Path(out_dir)
+    unknown = [f for f in formats if f not in RUNTIMES]
+    if unknown or not formats:
+        raise ConfigError(f"formats {list(formats)}: choose from {sorted(RUNTIMES)}")
+    if out.exists() and not overwrite:
+        raise ConfigError(f"{out} exists; choose another directory or pass overwrite=True (--overwrite)")
+    if compiled.task == "sequence_classification":
+        n = compiled._logits_classes()
+        if labels is not None and len(labels) != n:
+            raise ConfigError(f"{len(labels)} labels given but the head has {n} outputs")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        progress("capturing the training step")
+        eps = {"step": compiled.capture("step"), "infer": compiled.capture("infer")}
+        specs = {"step": compiled.step_spec(), "infer": compiled.infer_spec()}
+        files: dict[str, dict[str, str]] = {"step": {}, "infer": {}}
+        for fmt in formats:
+            for program in ("step", "infer"):
+                progress(f"lowering {program} to {fmt}")
+                fname = f"{program}{RUNTIMES[fmt]}"
+                _write_program(fmt, eps[program], specs[program], tmp / fname)
+                files[program][fmt] = fname
+        hashes = {f: sha256_file(tmp / f) for p in files.values() for f in p.values()}
+        artifact_id = hashlib.sha256("".join(sorted(hashes.values())).encode()).hexdigest()[:16]
+        programs = {p: type(specs[p])(specs[p].inputs, specs[p].outputs, files[p]) for p in specs}
+        if tokenizer_json is not None:
+            shutil.copyfile(tokenizer_json, tmp / "tokenizer.json")
+        manifest = Manifest(
+            artifact_id=artifact_id, task=compiled.task, batch_size=compiled.batch_size, seq_len=compiled.seq_len,
+            programs=programs, optimizer=compiled.optimizer.to_dict(), hashes=hashes, labels=labels,
+            tokenizer="tokenizer.json" if tokenizer_json is not None else None, model=model_info or {},
+            adapters=compiled.prepared.report.to_dict())
+        save_state(tmp / "state.safetensors", {k: v.numpy() for k, v in compiled.initial_state().items()},
+                   artifact_id, step=0)
+        (tmp / "manifest.json").write_text(manifest.to_json(), encoding="utf-8")
+        for fmt in formats:
+            progress(f"checking the {fmt} programs against eager PyTorch")
+            self_check(tmp, manifest, compiled, fmt)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+        return manifest
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
