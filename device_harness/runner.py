@@ -33,14 +33,19 @@ TRAINED_STATE = "trained.{runtime}.safetensors"
 
 
 def rss_mb() -> tuple[float, float]:
-    """(current, peak) resident set size of this process in MiB."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    """(current, peak) resident set size of this process in MiB, from /proc/self/status.
+    (getrusage's ru_maxrss is not used: Linux carries it across exec, so a runner
+    started by a large parent would report the parent's peak.)"""
+    vals = {}
     try:
-        with open("/proc/self/statm") as f:
-            cur = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except OSError:
-        cur = peak
-    return cur, peak
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(("VmRSS:", "VmHWM:")):
+                    vals[line[:5]] = int(line.split()[1]) / 1024.0
+        return vals["VmRSS"], vals["VmHWM"]
+    except (OSError, KeyError):  # not Linux: the best the OS offers
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == "darwin" else 1024.0)
+        return peak, peak
 
 
 def encode_file(artifact_dir: Path, manifest: Manifest, data_path: str | Path) -> dict[str, np.ndarray]:

@@ -1,0 +1,212 @@
+"""`edgetune` command line: demo, export, train, eval."""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from edgetune.errors import EdgetuneError
+
+FORMATS = ("onnx", "executorch")
+
+
+def _fail(e: EdgetuneError):
+    raise click.ClickException(f"{type(e).__name__}: {e}")
+
+
+def _bar(**kw):
+    from tqdm.auto import tqdm
+
+    return tqdm(file=sys.stderr, dynamic_ncols=True, **kw)
+
+
+def _quiet_toolchain():
+    """Silence toolchain chatter (exporter registration warnings, weight-loading bars)."""
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    for name in ("torch.onnx", "torch._export", "torch.export", "executorch"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
+
+
+def _export_with_bar(plan, train_csv, out, formats, overwrite):
+    from edgetune.recipes import export_classifier
+
+    stages = 1 + 2 * len(formats) + len(formats)
+    with _bar(total=stages, desc="export", unit="stage") as bar:
+        def progress(msg):
+            bar.set_postfix_str(msg)
+            if not msg.startswith("capturing"):
+                bar.update(1)
+
+        manifest, compiled = export_classifier(plan, train_csv, out, formats, overwrite, progress)
+        bar.update(bar.total - bar.n)
+    return manifest, compiled
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="edgetune")
+def main():
+    """On-device fine-tuning: export a training step for ExecuTorch / ONNX Runtime and train it there."""
+
+
+@main.command()
+@click.option("--workdir", type=click.Path(file_okay=False), default="edgetune-demo", show_default=True,
+              help="where the data, the artifact and the trained state go")
+@click.option("--steps", type=int, default=30, show_default=True, help="training steps per runtime")
+@click.option("--runtime", "runtimes", type=click.Choice(FORMATS), multiple=True, default=FORMATS,
+              show_default=True, help="runtimes to train through (repeatable)")
+@click.option("--threads", type=int, default=None, help="threads for each runtime (default: all cores)")
+def demo(workdir, steps, runtimes, threads):
+    """MiniLM-L6 learns one person's note folders, on each runtime.
+
+    Writes a small personalization data set, prepares MiniLM-L6 (LoRA r=8 on query/value,
+    the user's token rows, a new head), exports the training step to each runtime,
+    trains through the runtime alone, and prints held-out accuracy before and after.
+    """
+    _quiet_toolchain()
+    from device_harness.runner import evaluate
+    from edgetune.data.demo import write_demo_data
+    from edgetune.recipes import ClassifierPlan
+
+    wd = Path(workdir)
+    train_csv, test_csv = write_demo_data(wd / "data")
+    art = wd / "artifact"
+    click.echo(f"data: {train_csv} ({sum(1 for _ in open(train_csv)) - 1} examples), held out: {test_csv}")
+    try:
+        manifest, compiled = _export_with_bar(ClassifierPlan(), train_csv, art, runtimes, overwrite=True)
+        click.echo(str(compiled.prepared.report))
+        rows = []
+        for rt in runtimes:
+            state = wd / f"trained.{rt}.safetensors"
+            state.unlink(missing_ok=True)
+            before = evaluate(art, test_csv, rt, state, threads)["accuracy"]
+            recs = _train_subprocess(art, train_csv, rt, steps, state, threads)
+            after = evaluate(art, test_csv, rt, state, threads)["accuracy"]
+            files = [manifest.programs[p].files[rt] for p in ("step", "infer")] + ["state.safetensors"]
+            rows.append((rt, before, after, recs[-1]["loss"], statistics.median(r["ms"] for r in recs[1:] or recs),
+                         max(r["peak_rss_mb"] for r in recs), sum((art / f).stat().st_size for f in files) / 2**20))
+    except EdgetuneError as e:
+        _fail(e)
+    click.echo(f"\n{'runtime':<12}{'acc before':>11}{'acc after':>11}{'last loss':>11}{'ms/step':>10}"
+               f"{'peak RSS MB':>13}{'artifact MB':>13}")
+    for rt, b, a, loss, ms, rss, mb in rows:
+        click.echo(f"{rt:<12}{b:>11.1%}{a:>11.1%}{loss:>11.4f}{ms:>10.1f}{rss:>13.0f}{mb:>13.1f}")
+    click.echo(f"\n({steps} steps of batch {manifest.batch_size} x {manifest.seq_len} tokens per runtime; "
+               f"trained state in {wd}/trained.<runtime>.safetensors)")
+
+
+def _train_subprocess(art, data, runtime, steps, state, threads) -> list[dict]:
+    """Train through the device runner in its own process (only the runtime loaded), so the
+    memory it reports is that of a device-side process."""
+    cmd = [sys.executable, "-m", "device_harness.runner", "train", str(art), str(data), "--runtime", runtime,
+           "--steps", str(steps), "--state", str(state)] + (["--threads", str(threads)] if threads else [])
+    recs = []
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as p, \
+            _bar(total=steps, desc=f"train {runtime}", unit="step") as bar:
+        for line in p.stdout:
+            if line.startswith("{"):
+                recs.append(json.loads(line))
+                bar.set_postfix(loss=f"{recs[-1]['loss']:.4f}", ms=f"{recs[-1]['ms']:.0f}")
+                bar.update(1)
+        err = p.stderr.read()
+    if p.returncode != 0 or not recs:
+        raise click.ClickException(f"the {runtime} runner failed (exit {p.returncode}): {err.strip()[-2000:]}")
+    return recs
+
+
+@main.command()
+@click.argument("train_data", type=click.Path(exists=True, dir_okay=False))
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--model", type=click.Choice(["minilm", "tiny"]), default="minilm", show_default=True)
+@click.option("--format", "formats", type=click.Choice(FORMATS), multiple=True, default=FORMATS, show_default=True)
+@click.option("--lora-r", type=int, default=8, show_default=True, help="0 disables LoRA")
+@click.option("--lora-alpha", type=float, default=16.0, show_default=True)
+@click.option("--lora-targets", default="query,value", show_default=True,
+              help="comma-separated module name suffixes, or re:REGEX")
+@click.option("--embedding-rows", type=int, default=512, show_default=True,
+              help="train the rows of the N most frequent tokens of TRAIN_DATA (0: none)")
+@click.option("--head/--no-head", default=True, show_default=True, help="train the classification head")
+@click.option("--optimizer", type=click.Choice(["adamw", "sgd"]), default="adamw", show_default=True)
+@click.option("--lr", type=float, default=2e-3, show_default=True, help="default learning rate stored in the artifact")
+@click.option("--weight-decay", type=float, default=0.0, show_default=True)
+@click.option("--batch-size", type=int, default=8, show_default=True)
+@click.option("--seq-len", type=int, default=32, show_default=True)
+@click.option("--overwrite", is_flag=True, help="replace OUT if it exists")
+def export(train_data, out, model, formats, lora_r, lora_alpha, lora_targets, embedding_rows, head, optimizer,
+           lr, weight_decay, batch_size, seq_len, overwrite):
+    """Prepare a text classifier for TRAIN_DATA's labels and export its training step to OUT."""
+    _quiet_toolchain()
+    from edgetune.recipes import ClassifierPlan
+
+    plan = ClassifierPlan(model=model, lora_r=lora_r, lora_alpha=lora_alpha,
+                          lora_targets=tuple(t.strip() for t in lora_targets.split(",") if t.strip()),
+                          embedding_rows=embedding_rows, train_head=head,
+                          optimizer={"name": optimizer, "lr": lr, "weight_decay": weight_decay},
+                          batch_size=batch_size, seq_len=seq_len)
+    try:
+        manifest, compiled = _export_with_bar(plan, train_data, out, formats, overwrite)
+    except EdgetuneError as e:
+        _fail(e)
+    click.echo(str(compiled.prepared.report))
+    click.echo(f"artifact {manifest.artifact_id} written to {out}")
+
+
+@main.command()
+@click.argument("artifact", type=click.Path(exists=True, file_okay=False))
+@click.argument("data", type=click.Path(exists=True, dir_okay=False))
+@click.option("--runtime", type=click.Choice(FORMATS), default="onnx", show_default=True)
+@click.option("--steps", type=int, default=50, show_default=True)
+@click.option("--lr", type=float, default=None, help="default: the artifact's")
+@click.option("--state", type=click.Path(dir_okay=False), default=None,
+              help="state file to resume from and write to (default: ARTIFACT/trained.<runtime>.safetensors)")
+@click.option("--save-every", type=int, default=10, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--threads", type=int, default=None)
+def train(artifact, data, runtime, steps, lr, state, save_every, seed, threads):
+    """Train ARTIFACT on DATA through the runtime alone; one JSON line per step on stdout."""
+    from device_harness.runner import Trainer
+
+    try:
+        tr = Trainer(artifact, runtime, state, threads)
+        with _bar(total=steps, desc=f"train {runtime}", unit="step") as bar:
+            for rec in tr.train(data, steps, lr, seed, save_every):
+                click.echo(rec.json())
+                bar.set_postfix(loss=f"{rec.loss:.4f}")
+                bar.update(1)
+    except EdgetuneError as e:
+        _fail(e)
+
+
+@main.command("eval")
+@click.argument("artifact", type=click.Path(exists=True, file_okay=False))
+@click.argument("data", type=click.Path(exists=True, dir_okay=False))
+@click.option("--runtime", type=click.Choice(FORMATS), default="onnx", show_default=True)
+@click.option("--state", type=click.Path(dir_okay=False), default=None)
+@click.option("--threads", type=int, default=None)
+def eval_cmd(artifact, data, runtime, state, threads):
+    """Accuracy (or perplexity) of ARTIFACT's current state on DATA, through the inference program."""
+    from device_harness.runner import evaluate
+
+    try:
+        click.echo(json.dumps(evaluate(artifact, data, runtime, state, threads)))
+    except EdgetuneError as e:
+        _fail(e)
+
+
+if __name__ == "__main__":
+    main()
