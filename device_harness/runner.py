@@ -95,8 +95,8 @@ class Trainer:
 
     def hyper(self, lr: float | None) -> dict[str, np.ndarray]:
         lr = self.manifest.optimizer.get("lr") if lr is None else lr
-        if lr is None or not math.isfinite(lr) or lr <= 0:
-            raise ConfigError(f"learning rate {lr!r} must be a positive number")
+        if lr is None or not np.isfinite(np.float32(lr)) or lr <= 0:
+            raise ConfigError(f"learning rate {lr!r} must be a positive number that fits float32")
         h = {"lr": np.array(lr, dtype=np.float32)}
         if any(t.name == "step" for t in self.program.spec.inputs):
             h["step"] = np.array(self.step + 1, dtype=np.float32)  # 1-based: Adam's bias correction

@@ -1,0 +1,21 @@
+import os
+
+import numpy as np
+import pytest
+
+from device_harness.state import save_state
+
+
+def test_save_is_atomic_when_the_write_fails(tmp_path, monkeypatch):
+    p = tmp_path / "s.safetensors"
+    save_state(p, {"a": np.zeros(3, np.float32)}, "id", 1)
+    before = p.read_bytes()
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError, match="disk full"):
+        save_state(p, {"a": np.ones(3, np.float32)}, "id", 2)
+    assert p.read_bytes() == before
+    assert [f.name for f in tmp_path.iterdir()] == ["s.safetensors"]  # no temp file left behind

@@ -1,0 +1,37 @@
+"""The `edgetune` command as a user runs it."""
+import json
+import subprocess
+import sys
+
+from click.testing import CliRunner
+
+from edgetune.cli import main
+
+
+def test_export_train_eval_round_trip(demo_data, tmp_path):
+    art = tmp_path / "art"
+    r = CliRunner().invoke(main, ["export", str(demo_data[0]), str(art), "--model", "tiny", "--format", "onnx",
+                                  "--batch-size", "4", "--seq-len", "16", "--lr", "1e-2"])
+    assert r.exit_code == 0, r.output
+    assert "lora" in r.output and (art / "step.onnx").is_file() and not (art / "step.pte").exists()
+    r = CliRunner().invoke(main, ["train", str(art), str(demo_data[0]), "--steps", "3"])
+    assert r.exit_code == 0, r.output
+    steps = [json.loads(l)["step"] for l in r.stdout.splitlines() if l.startswith("{")]
+    assert steps == [1, 2, 3]
+    r = CliRunner().invoke(main, ["eval", str(art), str(demo_data[1])])
+    assert r.exit_code == 0 and "accuracy" in json.loads(r.stdout.strip().splitlines()[-1])
+    # Errors reach the user as one line naming the problem, not a traceback.
+    r = CliRunner().invoke(main, ["train", str(art), str(demo_data[0]), "--runtime", "executorch"])
+    assert r.exit_code == 1 and "no executorch" in r.output and "Traceback" not in r.output
+
+
+def test_demo_accuracy_rises_on_both_runtimes(tmp_path):
+    """`edgetune demo`, the README's first command, in a fresh process."""
+    out = subprocess.run([sys.executable, "-m", "edgetune.cli", "demo", "--workdir", str(tmp_path / "d"),
+                          "--steps", "12"], capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = {l.split()[0]: l.split() for l in out.stdout.splitlines() if l.startswith(("onnx ", "executorch "))}
+    assert set(rows) == {"onnx", "executorch"}, out.stdout
+    for rt, cols in rows.items():
+        before, after = float(cols[1].rstrip("%")), float(cols[2].rstrip("%"))
+        assert after >= before + 30, f"{rt}: {before}% -> {after}%"

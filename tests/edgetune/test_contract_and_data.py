@@ -1,0 +1,43 @@
+import numpy as np
+import pytest
+
+from edgetune.contract import Manifest, ProgramSpec, TensorSpec
+from edgetune.data.text import fixed_batches, read_examples
+from edgetune.errors import ArtifactError, DataError
+
+
+def test_manifest_round_trip():
+    spec = ProgramSpec((TensorSpec("x", (2, 3), "float32", "state"),),
+                       (TensorSpec("next.x", (2, 3), "float32", "state", feeds="x"),), {"onnx": "step.onnx"})
+    m = Manifest("abc", "sequence_classification", 2, 8, {"step": spec}, {"name": "sgd"}, {"step.onnx": "00"},
+                 labels=["a", "b"])
+    back = Manifest.from_json(m.to_json())
+    assert back == m and back.state_specs()[0].name == "x"
+    with pytest.raises(ArtifactError, match="role"):
+        TensorSpec("x", (1,), "float32", "weights")
+
+
+def test_read_examples_csv_jsonl_and_errors(tmp_path):
+    (tmp_path / "a.csv").write_text("text,label\nhi there,x\nbye,y\n")
+    (tmp_path / "a.jsonl").write_text('{"text": "hi", "label": "x"}\n\n{"text": "yo", "label": 3}\n')
+    assert [e.label for e in read_examples(tmp_path / "a.csv")] == ["x", "y"]
+    assert [e.label for e in read_examples(tmp_path / "a.jsonl")] == ["x", "3"]
+    (tmp_path / "b.csv").write_text("sentence,label\nhi,x\n")
+    with pytest.raises(DataError, match="needs a 'text' column"):
+        read_examples(tmp_path / "b.csv")
+    (tmp_path / "c.jsonl").write_text('{"text": "hi"\n')
+    with pytest.raises(DataError, match="c.jsonl:1 is not valid JSON"):
+        read_examples(tmp_path / "c.jsonl")
+    (tmp_path / "a.txt").write_text("hi")
+    with pytest.raises(DataError, match="suffix"):
+        read_examples(tmp_path / "a.txt")
+
+
+def test_fixed_batches_wrap_and_resume():
+    arrays = {"x": np.arange(5)}
+    it = fixed_batches(arrays, 2, seed=3)
+    seq = [next(it)["x"] for _ in range(6)]
+    assert all(len(b) == 2 for b in seq)
+    assert sorted(np.concatenate(seq[:3])[:5].tolist()) == list(range(5))  # an epoch covers every example
+    resumed = fixed_batches(arrays, 2, seed=3, start=4)
+    np.testing.assert_array_equal(next(resumed)["x"], seq[4])
