@@ -7,10 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
+from device_harness.runtimes import NP_DTYPES
 from edgetune.contract import Manifest
 from edgetune.errors import StateError
-
-_NP = {"float32": np.float32, "int64": np.int64, "int32": np.int32, "bool": np.bool_}
 
 
 def load_state(path: str | Path, manifest: Manifest) -> tuple[dict[str, np.ndarray], int]:
@@ -37,7 +36,7 @@ def load_state(path: str | Path, manifest: Manifest) -> tuple[dict[str, np.ndarr
         a = tensors.get(spec.name)
         if a is None:
             raise StateError(f"state file {p} lacks tensor {spec.name!r}; it does not match the manifest")
-        if tuple(a.shape) != spec.shape or a.dtype != _NP[spec.dtype]:
+        if tuple(a.shape) != spec.shape or a.dtype != NP_DTYPES[spec.dtype]:
             raise StateError(f"state tensor {spec.name!r} in {p} is {a.dtype}{list(a.shape)}, the manifest "
                              f"says {spec.dtype}{list(spec.shape)}")
         if a.dtype.kind == "f" and not np.isfinite(a).all():

@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from edgetune.contract import RUNTIMES, Manifest, sha256_file
+from edgetune.contract import RUNTIMES, Manifest, ProgramSpec, sha256_file
 from edgetune.errors import ConfigError, InternalError
 from edgetune.step.compile import CompiledStep
 
@@ -79,7 +79,7 @@ def export_artifact(compiled: CompiledStep, out_dir: str | Path, formats: Sequen
     if out.exists() and not overwrite:
         raise ConfigError(f"{out} exists; choose another directory or pass overwrite=True (--overwrite)")
     if compiled.task == "sequence_classification":
-        n = compiled._logits_classes()
+        n = compiled.num_classes()
         if labels is not None and len(labels) != n:
             raise ConfigError(f"{len(labels)} labels given but the head has {n} outputs")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -97,7 +97,7 @@ def export_artifact(compiled: CompiledStep, out_dir: str | Path, formats: Sequen
                 files[program][fmt] = fname
         hashes = {f: sha256_file(tmp / f) for p in files.values() for f in p.values()}
         artifact_id = hashlib.sha256("".join(sorted(hashes.values())).encode()).hexdigest()[:16]
-        programs = {p: type(specs[p])(specs[p].inputs, specs[p].outputs, files[p]) for p in specs}
+        programs = {p: ProgramSpec(specs[p].inputs, specs[p].outputs, files[p]) for p in specs}
         if tokenizer_json is not None:
             shutil.copyfile(tokenizer_json, tmp / "tokenizer.json")
         manifest = Manifest(

@@ -122,7 +122,7 @@ class CompiledStep:
         mask = (torch.arange(s)[None] < lengths[:, None]).to(torch.int64)
         batch = {"input_ids": ids * mask, "attention_mask": mask}
         if self.task == "sequence_classification":
-            batch["labels"] = torch.randint(0, self._logits_classes(), (b,), generator=g)
+            batch["labels"] = torch.randint(0, self.num_classes(), (b,), generator=g)
         return batch
 
     def _vocab_size(self) -> int:
@@ -131,7 +131,7 @@ class CompiledStep:
                 return m.num_embeddings
         raise ConfigError("the model has no nn.Embedding; edgetune's text path needs token ids")
 
-    def _logits_classes(self) -> int:
+    def num_classes(self) -> int:
         for name, m in self.prepared.model.named_modules():
             if name == "head" and isinstance(m, torch.nn.Linear):
                 return m.out_features
