@@ -142,11 +142,12 @@ class Trainer:
 
 
 def predict(artifact_dir: str | Path, arrays: dict[str, np.ndarray], runtime: str = "onnx",
-            state_path: str | Path | None = None, threads: int | None = None) -> np.ndarray:
+            state_path: str | Path | None = None, threads: int | None = None,
+            manifest: Manifest | None = None) -> np.ndarray:
     """Logits for every row of ``arrays`` through the inference program (the last
     partial batch is padded by repetition and trimmed)."""
     d = Path(artifact_dir)
-    manifest = load_manifest(d, runtime)
+    manifest = manifest or load_manifest(d, runtime)  # loading hashes every program file: do it once
     prog = open_program(d, manifest, "infer", runtime, threads)
     path = Path(state_path) if state_path else d / TRAINED_STATE.format(runtime=runtime)
     state, _ = load_state(path if path.exists() else d / "state.safetensors", manifest)
@@ -166,7 +167,7 @@ def evaluate(artifact_dir: str | Path, data_path: str | Path, runtime: str = "on
     d = Path(artifact_dir)
     manifest = load_manifest(d, runtime)
     arrays = encode_file(d, manifest, data_path)
-    logits = predict(d, arrays, runtime, state_path, threads)
+    logits = predict(d, arrays, runtime, state_path, threads, manifest)
     if manifest.task == "sequence_classification":
         acc = float((logits.argmax(-1) == arrays["labels"]).mean())
         return {"accuracy": acc, "examples": int(len(logits))}

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from edgetune import AdamW, FullyTrainable, LoRA, compile_step, prepare
-from edgetune.contract import ProgramSpec
 from edgetune.errors import InternalError
 from edgetune.models.tiny import TinyClassifier
 from exporters.artifact import PARITY_LR, compare_outputs
