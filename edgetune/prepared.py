@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
 import torch.nn as nn
 
-from edgetune.adapters import AdapterConfig
+from edgetune.adapters import AdaptedModule, AdapterConfig, ApplyContext
 from edgetune.errors import ConfigError
 
 
@@ -47,13 +48,30 @@ class PreparedModel:
     def trainable(self) -> dict[str, nn.Parameter]:
         return {n: p for n, p in self.model.named_parameters() if p.requires_grad}
 
+    def update_masks(self) -> dict[str, torch.Tensor]:
+        """Trainable tensors of which only some entries train: name -> bool mask of its shape."""
+        return update_masks(self.model)
 
-def prepare(model: nn.Module, adapters: list[AdapterConfig]) -> PreparedModel:
+
+def update_masks(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {f"{mname}.{pname}": mask for mname, m in model.named_modules() if isinstance(m, AdaptedModule)
+            for pname, mask in m.update_masks().items()}
+
+
+def count_trainable(model: nn.Module) -> int:
+    """Trainable values: entries of trainable parameters, less the entries their masks freeze."""
+    masks = update_masks(model)
+    return sum(int(masks[n].sum()) if n in masks else p.numel() for n, p in model.named_parameters() if p.requires_grad)
+
+
+def prepare(model: nn.Module, adapters: list[AdapterConfig], calibration=None, restoring: bool = False) -> PreparedModel:
     """Freeze every weight of ``model`` (in place), then apply ``adapters`` in order.
 
     Each adapter must match at least one module (else `ConfigError`). The model is
     put in eval mode: dropout stays off, so a step is a deterministic function of
-    (state, batch, hyper) on every runtime.
+    (state, batch, hyper) on every runtime. ``calibration`` (an
+    `edgetune.adapters.Calibration`) feeds data-dependent initialisations (LoRA-SB);
+    ``restoring`` skips them because the adapter tensors are loaded from a file next.
     """
     if not adapters:
         raise ConfigError("prepare: no adapters given; pass e.g. [LoRA(targets=('query','value')), FullyTrainable(('head',))]")
@@ -63,14 +81,13 @@ def prepare(model: nn.Module, adapters: list[AdapterConfig]) -> PreparedModel:
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
+    ctx = ApplyContext(calibration=calibration, restoring=restoring)
     report = PrepareReport()
     for cfg in adapters:
-        before = {id(p) for p in model.parameters() if p.requires_grad}
-        names = cfg.apply(model)
-        added = sum(p.numel() for p in model.parameters() if p.requires_grad and id(p) not in before)
-        report.adapters.append(AdapterMatch(cfg.method, cfg.to_dict(), names, added))
+        before = count_trainable(model)
+        names = cfg.apply(model, ctx)
+        report.adapters.append(AdapterMatch(cfg.method, cfg.to_dict(), names, count_trainable(model) - before))
     model.eval()
-    params = list(model.parameters())
-    report.trainable_params = sum(p.numel() for p in params if p.requires_grad)
-    report.frozen_params = sum(p.numel() for p in params if not p.requires_grad)
+    report.trainable_params = count_trainable(model)
+    report.frozen_params = sum(p.numel() for p in model.parameters()) - report.trainable_params
     return PreparedModel(model, report)

@@ -12,32 +12,66 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
-from edgetune.adapters.registry import AdapterConfig, register, replace_module, select_modules
+from edgetune.adapters.registry import AdaptedModule, AdapterConfig, ApplyContext, register, replace_module, select_modules
 from edgetune.errors import ConfigError
 
 
-class TrainableRowsEmbedding(nn.Module):
-    """Wraps a frozen ``nn.Embedding``; ids [...] -> embeddings [..., d]."""
+class TokenSlots(AdaptedModule):
+    """Base of embedding adapters over a token set: ``token_ids`` [n] (sorted, unique) and a
+    frozen ``slot`` table [vocab] mapping a token id to its row among them, or -1."""
 
-    def __init__(self, base: nn.Embedding, token_ids: list[int]):
+    def __init__(self, base: nn.Embedding, token_ids: list[int], method: str):
         super().__init__()
         idx = torch.tensor(sorted(set(int(t) for t in token_ids)), dtype=torch.long)
         if idx.numel() == 0:
-            raise ConfigError("embedding_rows: token_ids is empty; pass the ids of tokens in the user's data")
+            raise ConfigError(f"{method}: token_ids is empty; pass the ids of tokens in the user's data")
         if int(idx.min()) < 0 or int(idx.max()) >= base.num_embeddings:
-            raise ConfigError(f"embedding_rows: token ids must lie in [0, {base.num_embeddings}); "
+            raise ConfigError(f"{method}: token ids must lie in [0, {base.num_embeddings}); "
                               f"got range [{int(idx.min())}, {int(idx.max())}]")
         self.base = base
-        self.register_buffer("token_ids", idx, persistent=False)
+        self.method = method
+        self.register_buffer("token_ids", idx)
         slot = torch.full((base.num_embeddings,), -1, dtype=torch.long)
         slot[idx] = torch.arange(idx.numel())
         self.register_buffer("slot", slot, persistent=False)
-        self.rows = nn.Parameter(base.weight.detach()[idx].clone())
+
+    def lookup(self, ids: torch.Tensor, rows: torch.Tensor, replace: bool) -> torch.Tensor:
+        """ids [...] -> [..., d]: ``rows`` [n, d] replace (or are added to) the table's rows of the token set."""
+        s = self.slot[ids]
+        own = rows[s.clamp(min=0)]
+        hit = (s >= 0).unsqueeze(-1)
+        if replace:
+            return torch.where(hit, own, self.base(ids))
+        return self.base(ids) + torch.where(hit, own, torch.zeros_like(own))
+
+    def row_delta(self) -> torch.Tensor:  # pragma: no cover - interface
+        """[n, d]: what the adapter adds to the token set's rows."""
+        raise NotImplementedError
+
+    def delta_weight(self) -> torch.Tensor:
+        return torch.zeros_like(self.base.weight).index_copy(0, self.token_ids, self.row_delta())
+
+
+class TrainableRowsEmbedding(TokenSlots):
+    """Wraps a frozen ``nn.Embedding``; ids [...] -> embeddings [..., d]."""
+
+    def __init__(self, base: nn.Embedding, token_ids: list[int]):
+        super().__init__(base, token_ids, "embedding_rows")
+        self.rows = nn.Parameter(base.weight.detach()[self.token_ids].clone())
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        s = self.slot[ids]
-        own = self.rows[s.clamp(min=0)]
-        return torch.where((s >= 0).unsqueeze(-1), own, self.base(ids))
+        return self.lookup(ids, self.rows, replace=True)
+
+    def row_delta(self) -> torch.Tensor:
+        return self.rows - self.base.weight[self.token_ids]
+
+
+def select_embedding(model: nn.Module, target: str, method: str) -> tuple[str, nn.Embedding]:
+    found = select_modules(model, (target,), nn.Embedding, method)
+    if len(found) != 1:
+        raise ConfigError(f"{method}: target {target!r} matches {len(found)} embeddings "
+                          f"({[n for n, _ in found]}); name exactly one")
+    return found[0]
 
 
 @register
@@ -49,12 +83,8 @@ class EmbeddingRows(AdapterConfig):
     target: str = "word_embeddings"
     method = "embedding_rows"
 
-    def apply(self, model: nn.Module) -> list[str]:
-        found = select_modules(model, (self.target,), nn.Embedding, self.method)
-        if len(found) != 1:
-            raise ConfigError(f"embedding_rows: target {self.target!r} matches {len(found)} embeddings "
-                              f"({[n for n, _ in found]}); name exactly one")
-        name, mod = found[0]
+    def apply(self, model: nn.Module, ctx: ApplyContext) -> list[str]:
+        name, mod = select_embedding(model, self.target, self.method)
         replace_module(model, name, TrainableRowsEmbedding(mod, self.token_ids))
         return [name]
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import torch.nn as nn
 
-from edgetune.adapters.registry import AdapterConfig, register, select_modules
+from edgetune.adapters.registry import AdapterConfig, ApplyContext, register, select_modules
 
 
 @register
@@ -16,7 +16,7 @@ class FullyTrainable(AdapterConfig):
     targets: tuple[str, ...] = ("head",)
     method = "full"
 
-    def apply(self, model: nn.Module) -> list[str]:
+    def apply(self, model: nn.Module, ctx: ApplyContext) -> list[str]:
         found = select_modules(model, self.targets, nn.Module, self.method,
                                accept=lambda m: any(True for _ in m.parameters()))
         for _, mod in found:

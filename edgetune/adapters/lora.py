@@ -12,12 +12,14 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from edgetune.adapters.registry import AdapterConfig, register, replace_module, select_modules
+from edgetune.adapters.registry import AdaptedModule, AdapterConfig, ApplyContext, register, replace_module, select_linears
 from edgetune.errors import ConfigError
 
 
-class LoRALinear(nn.Module):
+class LoRALinear(AdaptedModule):
     """Wraps a frozen ``nn.Linear``; input [..., d_in] -> output [..., d_out]."""
+
+    method = "lora"
 
     def __init__(self, base: nn.Linear, r: int, alpha: float):
         super().__init__()
@@ -32,6 +34,9 @@ class LoRALinear(nn.Module):
         # (x A^T) B^T keeps the r-wide intermediate: never materialise B A.
         return self.base(x) + (x @ self.lora_A.t()) @ self.lora_B.t() * self.scaling
 
+    def lora_factors(self):
+        return self.lora_B * self.scaling, self.lora_A
+
 
 @register
 @dataclass
@@ -43,10 +48,10 @@ class LoRA(AdapterConfig):
     alpha: float = 16.0
     method = "lora"
 
-    def apply(self, model: nn.Module) -> list[str]:
+    def apply(self, model: nn.Module, ctx: ApplyContext) -> list[str]:
         if self.r < 1:
             raise ConfigError(f"lora: r={self.r} must be >= 1")
-        found = select_modules(model, self.targets, nn.Linear, self.method)
+        found = select_linears(model, self.targets, self.method)
         for name, mod in found:
             replace_module(model, name, LoRALinear(mod, self.r, self.alpha))
         return [n for n, _ in found]

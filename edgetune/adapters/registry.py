@@ -5,6 +5,7 @@ import dataclasses
 import re
 from typing import Callable
 
+import torch
 import torch.nn as nn
 
 from edgetune.errors import ConfigError
@@ -18,12 +19,26 @@ def register(cls: type) -> type:
     return cls
 
 
+@dataclasses.dataclass
+class ApplyContext:
+    """What an adapter may need beyond the model while it attaches.
+
+    calibration: host-side batches for data-dependent initialisation (LoRA-SB).
+    restoring: the adapter's tensors will be loaded from a file right after, so skip
+        costly or data-dependent initialisation and only create tensors of the right shape.
+    """
+
+    calibration: object | None = None
+    restoring: bool = False
+
+
 class AdapterConfig:
     """Base of adapter configs (dataclasses). Subclasses set ``method`` and implement ``apply``."""
 
     method: str = ""
+    needs_calibration: bool = False
 
-    def apply(self, model: nn.Module) -> list[str]:  # pragma: no cover - interface
+    def apply(self, model: nn.Module, ctx: ApplyContext) -> list[str]:  # pragma: no cover - interface
         raise NotImplementedError
 
     def to_dict(self) -> dict:
@@ -64,6 +79,53 @@ def select_modules(model: nn.Module, targets: tuple[str, ...] | list[str], kind:
             f"{kinds} modules in this model include: {candidates[:8]}{' ...' if len(candidates) > 8 else ''}. "
             "Use a name suffix such as 'query' or a regex 're:encoder\\.layer\\.\\d+\\.attention\\.self\\.query'.")
     return found
+
+
+class AdaptedModule(nn.Module):
+    """Base of every module that wraps a frozen base module (``self.base``) with trainable factors.
+
+    ``update_masks()`` names parameters of which only some entries train (LoRA-SP).
+    ``lora_factors()`` -> (B' [d_out, r], A' [r, d_in]) with delta = B' A' for the LoRA family
+    (what a PEFT LoRA adapter stores), else None. ``delta_weight()`` is the dense update
+    added to ``base.weight`` (for merging), shape of ``base.weight``.
+    """
+
+    method = ""
+
+    def update_masks(self) -> dict[str, torch.Tensor]:
+        return {}
+
+    def lora_factors(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        return None
+
+    def delta_weight(self) -> torch.Tensor:
+        b, a = self.lora_factors()
+        return b @ a
+
+
+def select_linears(model: nn.Module, targets, method: str) -> list[tuple[str, nn.Linear]]:
+    """Linear layers matched by ``targets`` that no other adapter wraps yet."""
+    adapted = [n for n, m in model.named_modules() if isinstance(m, AdaptedModule)
+               and any(_matches(n, t) for t in ((targets,) if isinstance(targets, str) else targets))]
+    if adapted:
+        owner = model.get_submodule(adapted[0]).method
+        raise ConfigError(f"{method}: {adapted[0]} is already adapted by {owner!r}; a module takes one "
+                          "low-rank method. Give the methods disjoint targets.")
+    return select_modules(model, targets, nn.Linear, method)
+
+
+def shared_parameter(model: nn.Module, bank: str, key: str, make: Callable[[], nn.Parameter]) -> Callable[[], nn.Parameter]:
+    """A parameter shared by several adapted modules, owned once by ``model.<bank>.<key>``.
+
+    Returns a getter that each module calls in ``forward``, so that
+    ``torch.func.functional_call`` (which swaps ``model.<bank>.<key>``) reaches every user.
+    """
+    if not hasattr(model, bank):
+        model.add_module(bank, nn.ParameterDict())
+    store = getattr(model, bank)
+    if key not in store:
+        store[key] = make()
+    return lambda: store[key]
 
 
 def replace_module(model: nn.Module, name: str, new: nn.Module) -> None:

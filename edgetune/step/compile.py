@@ -19,7 +19,7 @@ from torch.fx.experimental.proxy_tensor import make_fx
 from edgetune.contract import ProgramSpec, TensorSpec
 from edgetune.errors import BatchError, ConfigError
 from edgetune.prepared import PreparedModel
-from edgetune.step.losses import classification_loss, next_token_loss
+from edgetune.step.losses import task_loss
 
 _DTYPE_NAMES = {torch.float32: "float32", torch.int64: "int64", torch.int32: "int32", torch.bool: "bool"}
 
@@ -64,6 +64,7 @@ class CompiledStep:
         if self.batch_size < 1 or self.seq_len < 2:
             raise ConfigError(f"batch_size={self.batch_size} must be >= 1 and seq_len={self.seq_len} >= 2")
         self.task = self.prepared.model.task
+        self.masks = self.prepared.update_masks()
 
     # ---- specs --------------------------------------------------------------------------
     def state_specs(self) -> list[TensorSpec]:
@@ -141,9 +142,7 @@ class CompiledStep:
     def _loss(self, params: dict, batch: dict) -> torch.Tensor:
         model = self.prepared.model
         logits = functional_call(model, params, (batch["input_ids"], batch["attention_mask"]), strict=False)
-        if self.task == "sequence_classification":
-            return classification_loss(logits, batch["labels"])
-        return next_token_loss(logits, batch["input_ids"], batch["attention_mask"])
+        return task_loss(self.task, logits, batch)
 
     def flat_step(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Positional inputs in `step_spec().inputs` order -> outputs in `step_spec().outputs` order."""
@@ -158,7 +157,15 @@ class CompiledStep:
         grads, loss = grad_and_value(self._loss)(params, batch)
         new_p, new_slots = [], [[] for _ in range(k)]
         for j, name in enumerate(self.names):
-            p, s = self.optimizer.update(params[name], grads[name], [slots[i][j] for i in range(k)], lr, step)
+            old = [slots[i][j] for i in range(k)]
+            g = grads[name]
+            mask = self.masks.get(name)
+            if mask is not None:
+                g = torch.where(mask, g, torch.zeros_like(g))
+            p, s = self.optimizer.update(params[name], g, old, lr, step)
+            if mask is not None:  # frozen entries keep value and optimizer state, weight decay included
+                p = torch.where(mask, p, params[name])
+                s = [torch.where(mask, a, b) for a, b in zip(s, old)]
             new_p.append(p)
             for i in range(k):
                 new_slots[i].append(s[i])

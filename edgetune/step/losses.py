@@ -23,3 +23,10 @@ def next_token_loss(logits: torch.Tensor, input_ids: torch.Tensor, attention_mas
     valid = (attention_mask[:, 1:] * attention_mask[:, :-1]).to(logits.dtype)
     picked = torch.gather(logp, -1, target.unsqueeze(-1)).squeeze(-1)
     return -(picked * valid).sum() / valid.sum().clamp(min=1.0)
+
+
+def task_loss(task: str, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The training loss of a model's ``task`` on a batch (input_ids, attention_mask[, labels])."""
+    if task == "sequence_classification":
+        return classification_loss(logits, batch["labels"])
+    return next_token_loss(logits, batch["input_ids"], batch["attention_mask"])

@@ -1,18 +1,11 @@
+"""prepare(), the module selector and the registry, shared by every method."""
 import pytest
 import torch
 
 from edgetune import EmbeddingRows, FullyTrainable, LoRA, prepare
-from edgetune.adapters import config_from_dict
+from edgetune.adapters import ADAPTERS, LoRAXS, PiCa, config_from_dict
 from edgetune.errors import ConfigError
 from edgetune.models.tiny import TinyClassifier
-
-
-def _batch(vocab=128, b=3, s=10, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(0, vocab, (b, s), generator=g)
-    mask = torch.ones(b, s, dtype=torch.long)
-    mask[0, 6:] = 0
-    return ids, mask
 
 
 def test_prepare_freezes_base_and_reports_counts():
@@ -30,38 +23,6 @@ def test_prepare_freezes_base_and_reports_counts():
     assert all("lora_" in n or n.startswith("head.") for n in names)
 
 
-def test_lora_is_a_noop_at_init_and_matches_its_formula():
-    torch.manual_seed(0)
-    m = TinyClassifier()
-    ids, mask = _batch()
-    with torch.no_grad():
-        ref = m(ids, mask)
-    p = prepare(m, [LoRA(r=4, alpha=8)])
-    with torch.no_grad():
-        assert torch.equal(p.model(ids, mask), ref)
-    lin = p.model.encoder.layers[0].attention.query
-    with torch.no_grad():
-        lin.lora_B.normal_()
-        x = torch.randn(5, 32)
-        want = x @ lin.base.weight.T + lin.base.bias + (8 / 4) * x @ (lin.lora_B @ lin.lora_A).T
-        torch.testing.assert_close(lin(x), want, rtol=1e-5, atol=1e-5)
-
-
-def test_embedding_rows_equal_index_copy():
-    m = TinyClassifier()
-    emb = m.encoder.word_embeddings
-    table = emb.weight.detach().clone()
-    p = prepare(m, [EmbeddingRows(token_ids=[5, 3, 3, 9])])
-    wrapped = p.model.encoder.word_embeddings
-    assert wrapped.rows.shape == (3, 32) and p.report.trainable_params == 3 * 32
-    ids, _ = _batch()
-    with torch.no_grad():
-        assert torch.equal(wrapped(ids), table[ids])  # no-op at init
-        wrapped.rows.add_(1.0)
-        expect = table.index_copy(0, torch.tensor([3, 5, 9]), table[[3, 5, 9]] + 1.0)[ids]
-        assert torch.equal(wrapped(ids), expect)
-
-
 def test_selector_that_matches_nothing_is_an_error():
     with pytest.raises(ConfigError, match="match no Linear"):
         prepare(TinyClassifier(), [LoRA(targets=("q_proj",))])
@@ -71,6 +32,16 @@ def test_selector_that_matches_nothing_is_an_error():
         prepare(TinyClassifier(), [EmbeddingRows(token_ids=[1000])])
 
 
+def test_two_low_rank_methods_on_one_module_are_refused():
+    with pytest.raises(ConfigError, match="already adapted by 'lora'"):
+        prepare(TinyClassifier(), [LoRA(targets=("query",)), PiCa(targets=("query", "value"))])
+
+
+def test_methods_combine_on_disjoint_targets():
+    p = prepare(TinyClassifier(), [EmbeddingRows([3, 4]), LoRAXS(targets=("query",), r=2), PiCa(targets=("value",), r=2)])
+    assert [a.trainable_params for a in p.report.adapters] == [2 * 32, 2 * 2 * 2, 32 * 2]
+
+
 def test_regex_selector_and_registry_round_trip():
     cfg = config_from_dict({"method": "lora", "targets": ["re:encoder\\.layers\\.1\\.attention\\.query"], "r": 2})
     p = prepare(TinyClassifier(), [cfg])
@@ -78,3 +49,5 @@ def test_regex_selector_and_registry_round_trip():
     assert config_from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ConfigError, match="unknown"):
         config_from_dict({"method": "nope"})
+    for method, cls in ADAPTERS.items():  # every registered config survives a dict round trip
+        assert config_from_dict(cls().to_dict()) == cls(), method

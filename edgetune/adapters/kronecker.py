@@ -1,0 +1,88 @@
+"""Kronecker adapter (LoKr-style): dW = s * (A kron B).
+
+A [a1, a2], B [b1, b2] with a1 * b1 = d_out and a2 * b2 = d_in; by default each
+dimension is split into the two factors nearest its square root (LoKr's rule),
+the smaller going to A. B may be low-rank, B = B1 B2 (B1 [b1, rank], B2 [rank, b2]).
+A is zero at initialisation (a no-op); B (or B1, B2) is Kaiming-uniform like LoRA's A.
+Applied without materialising A kron B: for x [..., d_in] viewed as X [..., a2, b2]
+(row-major), (A kron B) x = vec(A X B^T). Trainable count a1*a2 + b1*b2
+(or a1*a2 + rank*(b1 + b2)).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from edgetune.adapters.registry import AdaptedModule, AdapterConfig, ApplyContext, register, replace_module, select_linears
+from edgetune.errors import ConfigError
+
+
+def near_sqrt_factors(n: int, factor: int = -1) -> tuple[int, int]:
+    """n -> (small, large) with small * large = n: ``factor`` itself when it divides n,
+    else the divisor pair nearest sqrt(n)."""
+    if factor > 0:
+        if n % factor:
+            raise ConfigError(f"kronecker: factor={factor} does not divide {n}")
+        return min(factor, n // factor), max(factor, n // factor)
+    small = max(d for d in range(1, math.isqrt(n) + 1) if n % d == 0)
+    return small, n // small
+
+
+class KroneckerLinear(AdaptedModule):
+    """Frozen ``nn.Linear`` + s * (A kron B) x; input [..., d_in] -> output [..., d_out]."""
+
+    method = "kronecker"
+
+    def __init__(self, base: nn.Linear, factor: int, rank: int, scale: float):
+        super().__init__()
+        self.base = base
+        self.scale = scale
+        (a1, b1), (a2, b2) = near_sqrt_factors(base.out_features, factor), near_sqrt_factors(base.in_features, factor)
+        self.shape_a, self.shape_b = (a1, a2), (b1, b2)
+        self.kron_A = nn.Parameter(torch.zeros(a1, a2))
+        if rank > 0:
+            self.kron_B1 = nn.Parameter(torch.empty(b1, rank))
+            self.kron_B2 = nn.Parameter(torch.empty(rank, b2))
+            nn.init.kaiming_uniform_(self.kron_B1, a=math.sqrt(5))
+            nn.init.kaiming_uniform_(self.kron_B2, a=math.sqrt(5))
+        else:
+            self.kron_B = nn.Parameter(torch.empty(b1, b2))
+            nn.init.kaiming_uniform_(self.kron_B, a=math.sqrt(5))
+
+    def B(self) -> torch.Tensor:
+        return self.kron_B if hasattr(self, "kron_B") else self.kron_B1 @ self.kron_B2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        (a1, a2), (b1, b2) = self.shape_a, self.shape_b
+        xm = x.reshape(*x.shape[:-1], a2, b2)
+        y = self.kron_A @ xm @ self.B().t()  # [..., a1, b1]
+        return self.base(x) + y.reshape(*x.shape[:-1], a1 * b1) * self.scale
+
+    def delta_weight(self) -> torch.Tensor:
+        return torch.kron(self.kron_A, self.B()) * self.scale
+
+
+@register
+@dataclass
+class Kronecker(AdapterConfig):
+    """Kronecker-product adapter on the ``nn.Linear`` layers matched by ``targets``."""
+
+    targets: tuple[str, ...] = ("query", "value")
+    factor: int = -1  # -1: near-square split of each dimension
+    rank: int = 0  # 0: full B; > 0: B = B1 B2 of this rank
+    scale: float = 1.0
+    method = "kronecker"
+
+    def apply(self, model: nn.Module, ctx: ApplyContext) -> list[str]:
+        found = select_linears(model, self.targets, self.method)
+        for name, lin in found:
+            replace_module(model, name, KroneckerLinear(lin, self.factor, self.rank, self.scale))
+        return [n for n, _ in found]
+
+    @staticmethod
+    def param_count(d_in: int, d_out: int, factor: int = -1, rank: int = 0) -> int:
+        (a1, b1), (a2, b2) = near_sqrt_factors(d_out, factor), near_sqrt_factors(d_in, factor)
+        return a1 * a2 + (rank * (b1 + b2) if rank > 0 else b1 * b2)

@@ -1,0 +1,80 @@
+"""LoRA-XS: y = W0 x + s * B R A x with only R in R^{r x r} trainable.
+
+B = U_r [d_out, r] and A = S_r V_r^T [r, d_in] come from the truncated SVD of W0
+and are frozen; R ~ N(0, sigma^2) with sigma = 1e-5 (the project's reading of
+"N(0, 1e-5)": a near no-op at initialisation); s = alpha / r. Trainable count r^2
+per adapted matrix. `LoRASB` reuses the module with a different initialisation.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from edgetune.adapters.registry import AdaptedModule, AdapterConfig, ApplyContext, register, replace_module, select_linears
+from edgetune.errors import ConfigError
+
+R_INIT_STD = 1e-5
+
+
+class CoreLinear(AdaptedModule):
+    """Frozen ``nn.Linear`` + s * B R A with frozen B [d_out, r], A [r, d_in], trainable R [r, r].
+    Input [..., d_in] -> output [..., d_out]; the r-wide intermediates are never expanded."""
+
+    def __init__(self, base: nn.Linear, B: torch.Tensor, R: torch.Tensor, A: torch.Tensor, scale: float, method: str):
+        super().__init__()
+        self.base = base
+        self.method = method
+        self.scale = scale
+        self.register_buffer("core_B", B.contiguous())
+        self.register_buffer("core_A", A.contiguous())
+        self.core_R = nn.Parameter(R.clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base(x) + ((x @ self.core_A.t()) @ self.core_R.t()) @ self.core_B.t() * self.scale
+
+    def lora_factors(self):
+        return self.core_B @ self.core_R * self.scale, self.core_A
+
+
+def truncated_svd(w: torch.Tensor, r: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """w [m, n] -> U_r [m, r], S_r [r], Vh_r [r, n], in float64 for stable singular vectors."""
+    u, s, vh = torch.linalg.svd(w.detach().double(), full_matrices=False)
+    return u[:, :r].float(), s[:r].float(), vh[:r].float()
+
+
+def check_rank(method: str, r: int, linear: nn.Linear, name: str) -> None:
+    if not 1 <= r <= min(linear.in_features, linear.out_features):
+        raise ConfigError(f"{method}: r={r} must lie in [1, {min(linear.in_features, linear.out_features)}] "
+                          f"for {name} ({linear.out_features}x{linear.in_features})")
+
+
+@register
+@dataclass
+class LoRAXS(AdapterConfig):
+    """LoRA-XS on the ``nn.Linear`` layers matched by ``targets``; r^2 trainable values each."""
+
+    targets: tuple[str, ...] = ("query", "value")
+    r: int = 16
+    alpha: float = 16.0
+    seed: int = 0
+    method = "lora_xs"
+
+    def apply(self, model: nn.Module, ctx: ApplyContext) -> list[str]:
+        found = select_linears(model, self.targets, self.method)
+        g = torch.Generator().manual_seed(self.seed)
+        for name, lin in found:
+            check_rank(self.method, self.r, lin, name)
+            if ctx.restoring:
+                b, a = torch.zeros(lin.out_features, self.r), torch.zeros(self.r, lin.in_features)
+            else:
+                u, s, vh = truncated_svd(lin.weight, self.r)
+                b, a = u, s[:, None] * vh
+            r0 = torch.randn(self.r, self.r, generator=g) * R_INIT_STD
+            replace_module(model, name, CoreLinear(lin, b, r0, a, self.alpha / self.r, self.method))
+        return [n for n, _ in found]
+
+    @staticmethod
+    def param_count(d_in: int, d_out: int, r: int) -> int:
+        return r * r
