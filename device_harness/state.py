@@ -64,7 +64,8 @@ def save_state(path: str | Path, tensors: dict[str, np.ndarray], artifact_id: st
 
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    data = save({k: np.ascontiguousarray(v) for k, v in tensors.items()},
+    # np.require, not np.ascontiguousarray: the latter turns 0-d arrays into 1-d ones.
+    data = save({k: np.require(v, requirements="C") for k, v in tensors.items()},
                 metadata={"artifact_id": artifact_id, "step": str(int(step))})
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     try:

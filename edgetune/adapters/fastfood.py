@@ -69,7 +69,8 @@ class FastfoodTransform(nn.Module):
         return x
 
     def forward(self, d: torch.Tensor) -> torch.Tensor:
-        x = F.pad(d, (0, self.L - self.d_int)) * self.ff_B
+        # cat, not F.pad: pad's backward is a negative pad, which ExecuTorch's kernel rejects.
+        x = torch.cat([d, d.new_zeros(self.L - self.d_int)]) * self.ff_B
         x = self.hadamard(x)[self.ff_perm] * self.ff_G
         return self.hadamard(x)[: self.D] / self.norm()
 

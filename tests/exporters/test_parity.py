@@ -7,34 +7,19 @@ import torch
 
 from device_harness.runtimes import open_program
 from device_harness.state import load_state
-from exporters.artifact import ATOL, PARITY_LR, RTOL, compare_outputs
+from exporters.artifact import ATOL, RTOL
 
-
-def _run_parity(art_dir, manifest, compiled, runtime, steps=5, lr=PARITY_LR):
-    prog = open_program(art_dir, manifest, "step", runtime)
-    state, _ = load_state(art_dir / "state.safetensors", manifest)
-    ref = {k: torch.from_numpy(v.copy()) for k, v in state.items()}
-    feeds_of = {t.feeds: t.name for t in prog.spec.outputs if t.feeds}
-    for t in range(1, steps + 1):
-        batch = compiled.example_batch(seed=t)
-        hyper = {"lr": torch.tensor(lr), "step": torch.tensor(float(t))}
-        want = compiled.eager_step({**ref, **batch, **hyper})
-        got = prog.run({**state, **{k: v.numpy() for k, v in {**batch, **hyper}.items()}})
-        bad = compare_outputs(want, got)
-        assert not bad, f"{runtime} step {t}: {bad}"
-        ref = {i: want[o] for i, o in feeds_of.items()}
-        state = {i: got[o] for i, o in feeds_of.items()}
-    return ref
+from parity_steps import run_parity
 
 
 @pytest.mark.parametrize("runtime", ["onnx", "executorch"])
 def test_tiny_step_parity(tiny_artifact, runtime):
-    _run_parity(*tiny_artifact, runtime)
+    run_parity(*tiny_artifact, runtime)
 
 
 @pytest.mark.parametrize("runtime", ["onnx", "executorch"])
 def test_minilm_step_parity(minilm_artifact, runtime):
-    ref = _run_parity(*minilm_artifact, runtime)
+    ref, _ = run_parity(*minilm_artifact, runtime)
     # The trainable state really moved: parity of a frozen step would prove nothing.
     art, manifest, _ = minilm_artifact
     init, _ = load_state(art / "state.safetensors", manifest)
