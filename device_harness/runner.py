@@ -121,17 +121,27 @@ class Trainer:
         save_state(self.state_path, self.state, self.manifest.artifact_id, self.step)
 
     def train(self, data_path: str | Path, steps: int, lr: float | None = None, seed: int = 0,
-              save_every: int = 10) -> Iterator[StepRecord]:
+              save_every: int = 10, schedule: str = "constant", total_steps: int | None = None) -> Iterator[StepRecord]:
         """Yield a record per step for ``steps`` more steps; state is saved every ``save_every``
-        steps and, whatever happens, at the end (only ever the last good state)."""
+        steps and, whatever happens, at the end (only ever the last good state).
+
+        ``schedule="linear"``: warm up over the first 6% of ``total_steps`` (default: this
+        run's last step), then decay linearly to 0; the position is the saved step counter,
+        so a resumed run continues the same schedule.
+        """
         if steps < 0:
             raise ConfigError(f"steps={steps} must be >= 0")
+        if schedule not in SCHEDULES:
+            raise ConfigError(f"schedule={schedule!r}; choose one of {SCHEDULES}")
+        peak = lr if lr is not None else float(self.manifest.optimizer["lr"])
+        total = total_steps or self.step + steps
         arrays = encode_file(self.dir, self.manifest, data_path)
         batches = fixed_batches(arrays, self.manifest.batch_size, seed=seed, start=self.step)
         saved = self.step
         try:
             for _ in range(steps):
-                rec = self.train_step(next(batches), lr)
+                rate = peak if schedule == "constant" else linear_schedule(self.step + 1, total, peak)
+                rec = self.train_step(next(batches), rate)
                 if save_every and self.step % save_every == 0:
                     self.save()
                     saved = self.step
@@ -139,6 +149,17 @@ class Trainer:
         finally:
             if self.step != saved:
                 self.save()
+
+
+SCHEDULES = ("constant", "linear")
+
+
+def linear_schedule(step: int, total: int, peak: float, warmup_frac: float = 0.06) -> float:
+    """Learning rate of ``step`` (1-based) of ``total``: linear warm-up, then linear decay to 0."""
+    warmup = max(1, round(warmup_frac * total))
+    if step <= warmup:
+        return peak * step / warmup
+    return peak * max(0.0, (total - step + 1) / max(1, total - warmup + 1))
 
 
 def predict(artifact_dir: str | Path, arrays: dict[str, np.ndarray], runtime: str = "onnx",
@@ -194,11 +215,13 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> i
             p.add_argument("--lr", type=float, default=None, help="default: the artifact's optimizer lr")
             p.add_argument("--seed", type=int, default=0)
             p.add_argument("--save-every", type=int, default=10)
+            p.add_argument("--schedule", default="constant", choices=SCHEDULES)
+            p.add_argument("--total-steps", type=int, default=None, help="schedule length (default: this run's end)")
     a = ap.parse_args(argv)
     try:
         if a.cmd == "train":
             tr = Trainer(a.artifact, a.runtime, a.state, a.threads)
-            for rec in tr.train(a.data, a.steps, a.lr, a.seed, a.save_every):
+            for rec in tr.train(a.data, a.steps, a.lr, a.seed, a.save_every, a.schedule, a.total_steps):
                 out(rec.json())
         else:
             out(json.dumps(evaluate(a.artifact, a.data, a.runtime, a.state, a.threads)))

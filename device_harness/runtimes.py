@@ -105,7 +105,9 @@ def open_program(artifact_dir: str | Path, manifest: Manifest, program: str = "s
                  runtime: str = "onnx", threads: int | None = None) -> Program:
     """Load ``program`` ('step' or 'infer') of an artifact for ``runtime``."""
     if program not in manifest.programs:
-        raise ArtifactError(f"the artifact has no {program!r} program (it has {sorted(manifest.programs)})")
+        raise ArtifactError(f"{artifact_dir} has no {program} program (it has {sorted(manifest.programs)}); "
+                            + ("it is inference-only: train the artifact it was merged from" if program == "step" else
+                               "re-export it"))
     spec = manifest.programs[program]
     if runtime not in spec.files:
         raise ArtifactError(f"the artifact has no {runtime} {program} program (formats: {sorted(spec.files)}); "

@@ -45,16 +45,21 @@ def _quiet_toolchain():
 def _export_with_bar(plan, train_csv, out, formats, overwrite):
     from edgetune.recipes import export_classifier
 
-    stages = 1 + 2 * len(formats) + len(formats)
+    return _with_export_bar(lambda progress: export_classifier(plan, train_csv, out, formats, overwrite, progress),
+                            stages=3 * len(formats))
+
+
+def _with_export_bar(export, stages: int):
+    """Run ``export(progress)`` under a bar that advances on each lowering and check."""
     with _bar(total=stages, desc="export", unit="stage") as bar:
         def progress(msg):
             bar.set_postfix_str(msg)
             if not msg.startswith("capturing"):
                 bar.update(1)
 
-        manifest, compiled = export_classifier(plan, train_csv, out, formats, overwrite, progress)
+        result = export(progress)
         bar.update(bar.total - bar.n)
-    return manifest, compiled
+    return result
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -129,15 +134,36 @@ def _train_subprocess(art, data, runtime, steps, state, threads) -> list[dict]:
     return recs
 
 
+def _adapter_option(method: str, rank: int | None, targets: str, sets: tuple[str, ...]) -> dict | None:
+    """CLI options -> an adapter config dict; values of --set are read as JSON where they parse."""
+    if method == "none":
+        return None
+    cfg = {"method": method, "targets": [t.strip() for t in targets.split(",") if t.strip()]}
+    if rank is not None:
+        cfg["r"] = rank
+    for kv in sets:
+        key, sep, value = kv.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{kv!r} is not KEY=VALUE", param_hint="--set")
+        try:
+            cfg[key] = json.loads(value)
+        except json.JSONDecodeError:
+            cfg[key] = value
+    return cfg
+
+
 @main.command()
 @click.argument("train_data", type=click.Path(exists=True, dir_okay=False))
 @click.argument("out", type=click.Path(file_okay=False))
 @click.option("--model", type=click.Choice(["minilm", "tiny"]), default="minilm", show_default=True)
 @click.option("--format", "formats", type=click.Choice(FORMATS), multiple=True, default=FORMATS, show_default=True)
-@click.option("--lora-r", type=int, default=8, show_default=True, help="0 disables LoRA")
-@click.option("--lora-alpha", type=float, default=16.0, show_default=True)
-@click.option("--lora-targets", default="query,value", show_default=True,
+@click.option("--method", default="lora", show_default=True,
+              help="trainable factors: lora, lora_xs, lora_sb, pica, lora_sp, kronecker, fastfood (none: head/rows only)")
+@click.option("--rank", "-r", type=int, default=None, help="rank r of the method (default: the method's)")
+@click.option("--targets", default="query,value", show_default=True,
               help="comma-separated module name suffixes, or re:REGEX")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="another field of the method's config, e.g. --set alpha=32 --set share=false (repeatable)")
 @click.option("--embedding-rows", type=int, default=512, show_default=True,
               help="train the rows of the N most frequent tokens of TRAIN_DATA (0: none)")
 @click.option("--head/--no-head", default=True, show_default=True, help="train the classification head")
@@ -147,14 +173,13 @@ def _train_subprocess(art, data, runtime, steps, state, threads) -> list[dict]:
 @click.option("--batch-size", type=int, default=8, show_default=True)
 @click.option("--seq-len", type=int, default=32, show_default=True)
 @click.option("--overwrite", is_flag=True, help="replace OUT if it exists")
-def export(train_data, out, model, formats, lora_r, lora_alpha, lora_targets, embedding_rows, head, optimizer,
+def export(train_data, out, model, formats, method, rank, targets, sets, embedding_rows, head, optimizer,
            lr, weight_decay, batch_size, seq_len, overwrite):
     """Prepare a text classifier for TRAIN_DATA's labels and export its training step to OUT."""
     _quiet_toolchain()
     from edgetune.recipes import ClassifierPlan
 
-    plan = ClassifierPlan(model=model, lora_r=lora_r, lora_alpha=lora_alpha,
-                          lora_targets=tuple(t.strip() for t in lora_targets.split(",") if t.strip()),
+    plan = ClassifierPlan(model=model, adapter=_adapter_option(method, rank, targets, sets),
                           embedding_rows=embedding_rows, train_head=head,
                           optimizer={"name": optimizer, "lr": lr, "weight_decay": weight_decay},
                           batch_size=batch_size, seq_len=seq_len)
@@ -164,6 +189,52 @@ def export(train_data, out, model, formats, lora_r, lora_alpha, lora_targets, em
         _fail(e)
     click.echo(str(compiled.prepared.report))
     click.echo(f"artifact {manifest.artifact_id} written to {out}")
+
+
+@main.command("save-adapter")
+@click.argument("artifact", type=click.Path(exists=True, file_okay=False))
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--state", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="trained state written by `edgetune train` (default: the artifact's initial state)")
+@click.option("--peft", "as_peft", is_flag=True,
+              help="write a Hugging Face PEFT LoRA adapter (LoRA, LoRA-XS, LoRA-SB, LoRA-SP, PiCa)")
+def save_adapter_cmd(artifact, out, state, as_peft):
+    """Write ARTIFACT's trained adapters to OUT (edgetune's safetensors format, or PEFT's)."""
+    _quiet_toolchain()
+    from edgetune.adapters.io import save_adapter
+    from edgetune.adapters.peft_export import save_peft
+    from edgetune.recipes import restore_classifier
+
+    try:
+        prepared, manifest = restore_classifier(artifact, state)
+        if as_peft:
+            save_peft(prepared, out, base_model_name=manifest.model.get("name"))
+        else:
+            save_adapter(prepared, out, base=manifest.model)
+    except EdgetuneError as e:
+        _fail(e)
+    click.echo(f"{prepared.report.trainable_params:,} trained values written to {out}"
+               f"{' (PEFT LoRA format)' if as_peft else ''}")
+
+
+@main.command()
+@click.argument("artifact", type=click.Path(exists=True, file_okay=False))
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--state", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="trained state written by `edgetune train` (default: the artifact's initial state)")
+@click.option("--format", "formats", type=click.Choice(FORMATS), multiple=True, default=FORMATS, show_default=True)
+@click.option("--overwrite", is_flag=True, help="replace OUT if it exists")
+def merge(artifact, out, state, formats, overwrite):
+    """Fold ARTIFACT's trained adapters into the base weights: an inference-only artifact at OUT."""
+    _quiet_toolchain()
+    from edgetune.recipes import export_merged
+
+    try:
+        manifest, _ = _with_export_bar(lambda progress: export_merged(artifact, out, state, formats, overwrite, progress),
+                                       stages=2 * len(formats))
+    except EdgetuneError as e:
+        _fail(e)
+    click.echo(f"inference-only artifact {manifest.artifact_id} written to {out}")
 
 
 @main.command()
@@ -176,15 +247,18 @@ def export(train_data, out, model, formats, lora_r, lora_alpha, lora_targets, em
               help="state file to resume from and write to (default: ARTIFACT/trained.<runtime>.safetensors)")
 @click.option("--save-every", type=int, default=10, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--schedule", type=click.Choice(["constant", "linear"]), default="constant", show_default=True,
+              help="linear: 6% warm-up, then linear decay to 0 at --total-steps")
+@click.option("--total-steps", type=int, default=None, help="length of the schedule (default: this run's last step)")
 @click.option("--threads", type=int, default=None)
-def train(artifact, data, runtime, steps, lr, state, save_every, seed, threads):
+def train(artifact, data, runtime, steps, lr, state, save_every, seed, schedule, total_steps, threads):
     """Train ARTIFACT on DATA through the runtime alone; one JSON line per step on stdout."""
     from device_harness.runner import Trainer
 
     try:
         tr = Trainer(artifact, runtime, state, threads)
         with _bar(total=steps, desc=f"train {runtime}", unit="step") as bar:
-            for rec in tr.train(data, steps, lr, seed, save_every):
+            for rec in tr.train(data, steps, lr, seed, save_every, schedule, total_steps):
                 click.echo(rec.json())
                 bar.set_postfix(loss=f"{rec.loss:.4f}")
                 bar.update(1)

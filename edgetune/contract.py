@@ -107,7 +107,7 @@ class Manifest:
                 for name, p in d["programs"].items()}
             return Manifest(
                 artifact_id=str(d["artifact_id"]), task=str(d["task"]), batch_size=int(d["batch_size"]),
-                seq_len=int(d["seq_len"]), programs=programs, optimizer=dict(d["optimizer"]),
+                seq_len=int(d["seq_len"]), programs=programs, optimizer=dict(d.get("optimizer") or {}),
                 hashes=dict(d["hashes"]), labels=d.get("labels"), tokenizer=d.get("tokenizer"),
                 model=dict(d.get("model", {})), adapters=dict(d.get("adapters", {})))
         except (KeyError, TypeError, ValueError, AttributeError) as e:
@@ -118,8 +118,9 @@ class Manifest:
         return self.programs["step"]
 
     def state_specs(self) -> list[TensorSpec]:
-        """The tensors kept in state.safetensors: the step's state inputs."""
-        return self.step.of_role("state")
+        """The tensors kept in state.safetensors: the step's state inputs (none for an
+        inference-only artifact, whose weights are constants of its program)."""
+        return list(self.step.of_role("state")) if "step" in self.programs else []
 
 
 def sha256_file(path: str | os.PathLike) -> str:

@@ -1,12 +1,16 @@
 """Ready-made paths from a data file to an artifact, shared by the CLI, benchmarks and tests."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from edgetune.adapters import EmbeddingRows, FullyTrainable, LoRA
-from edgetune.data.text import TextEncoder, read_examples
+import numpy as np
+import torch
+
+from edgetune.adapters import Calibration, EmbeddingRows, FullyTrainable, config_from_dict
+from edgetune.data.text import TextEncoder, label_indices, read_examples
 from edgetune.errors import ConfigError
 from edgetune.prepared import PreparedModel, prepare
 from edgetune.step.compile import CompiledStep, compile_step
@@ -15,21 +19,31 @@ from edgetune.step.optimizers import optimizer_from_dict
 MODELS = ("minilm", "tiny")
 
 
+def default_adapter() -> dict:
+    return {"method": "lora", "targets": ["query", "value"], "r": 8, "alpha": 16.0}
+
+
 @dataclass
 class ClassifierPlan:
-    """What to train on a text classifier. Defaults: LoRA r=8 on query/value, the 512 most
-    frequent token rows of the user's data, and the head; AdamW."""
+    """What to train on a text classifier.
+
+    ``adapter``: one low-rank method as a config dict (``{"method": "lora_sb", "r": 16, ...}``,
+    any registered method; None for none). Adapters with a ``seed`` field get ``seed``
+    unless the dict sets one. Defaults: LoRA r=8 on query/value, the 512 most frequent
+    token rows of the user's data, and the head; AdamW.
+    """
 
     model: str = "minilm"
-    lora_r: int = 8
-    lora_alpha: float = 16.0
-    lora_targets: tuple[str, ...] = ("query", "value")
+    adapter: dict | None = field(default_factory=default_adapter)
     embedding_rows: int = 512  # 0: no embedding adaptation
     train_head: bool = True
     optimizer: dict = field(default_factory=lambda: {"name": "adamw", "lr": 2e-3, "weight_decay": 0.0})
     batch_size: int = 8
     seq_len: int = 32
     seed: int = 0
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
 
 
 def load_classifier(model: str, num_labels: int, seed: int = 0):
@@ -46,25 +60,45 @@ def load_classifier(model: str, num_labels: int, seed: int = 0):
     raise ConfigError(f"model {model!r} is unknown; choose one of {MODELS}")
 
 
+def _fields(adapter: dict) -> set[str]:
+    from edgetune.adapters import ADAPTERS
+
+    cls = ADAPTERS.get(adapter.get("method"))
+    return {f.name for f in dataclasses.fields(cls)} if cls else set()
+
+
+def _calibration(arrays: dict[str, np.ndarray], n_samples: int, seed: int) -> Calibration:
+    """``n_samples`` examples drawn at random (data files are often sorted by label)."""
+    order = np.random.default_rng(seed).permutation(len(arrays["input_ids"]))
+    return Calibration.from_arrays({k: v[order] for k, v in arrays.items()}, n_samples)
+
+
 def prepare_classifier(plan: ClassifierPlan, train_csv: str | Path) -> tuple[CompiledStep, list[str], Path]:
-    """Labels from the data (sorted), embedding rows from its most frequent tokens
+    """Labels from the data (sorted), embedding rows from its most frequent tokens,
+    calibration batches from it where the method needs them
     -> (compiled step, labels, tokenizer path)."""
     examples = read_examples(train_csv)
     labels = sorted({e.label for e in examples})
     if len(labels) < 2:
         raise ConfigError(f"{train_csv} has {len(labels)} distinct label(s); a classifier needs at least 2")
+    torch.manual_seed(plan.seed)  # adapter initialisations that draw from the global generator (LoRA's A)
     model, tok = load_classifier(plan.model, len(labels), plan.seed)
+    enc = TextEncoder(tok, plan.seq_len)
+    ids, mask = enc.encode([e.text for e in examples])
     adapters = []
-    if plan.lora_r:
-        adapters.append(LoRA(targets=tuple(plan.lora_targets), r=plan.lora_r, alpha=plan.lora_alpha))
     if plan.embedding_rows:
-        enc = TextEncoder(tok, plan.seq_len)
-        ids, _ = enc.encode([e.text for e in examples])
         special = tuple(i for i in (enc.tok.token_to_id(t) for t in ("[PAD]", "[CLS]", "[SEP]")) if i is not None)
         adapters.append(EmbeddingRows(EmbeddingRows.frequent_tokens(ids, plan.embedding_rows, special)))
+    calibration = None
+    if plan.adapter:
+        cfg = config_from_dict({"seed": plan.seed, **plan.adapter} if "seed" in _fields(plan.adapter) else plan.adapter)
+        adapters.append(cfg)
+        if cfg.needs_calibration:
+            arrays = {"input_ids": ids, "attention_mask": mask, "labels": label_indices(examples, labels)}
+            calibration = _calibration(arrays, cfg.n_samples, plan.seed)
     if plan.train_head:
         adapters.append(FullyTrainable(("head",)))
-    prepared: PreparedModel = prepare(model, adapters)
+    prepared: PreparedModel = prepare(model, adapters, calibration=calibration)
     return compile_step(prepared, optimizer_from_dict(plan.optimizer), plan.batch_size, plan.seq_len), labels, tok
 
 
@@ -76,6 +110,47 @@ def export_classifier(plan: ClassifierPlan, train_csv: str | Path, out_dir: str 
 
     compiled, labels, tok = prepare_classifier(plan, train_csv)
     manifest = export_artifact(compiled, out_dir, formats, tokenizer_json=tok, labels=labels,
-                               model_info={"name": plan.model, "plan": plan.__dict__ | {"lora_targets": list(plan.lora_targets)}},
+                               model_info={"name": plan.model, "plan": plan.to_dict()},
                                overwrite=overwrite, progress=progress)
     return manifest, compiled
+
+
+def restore_classifier(artifact_dir: str | Path, state_path: str | Path | None = None) -> tuple[PreparedModel, dict]:
+    """Rebuild the prepared model of a classifier artifact (fresh base + the artifact's saved
+    adapters), with the trainable tensors of ``state_path`` (a state file written by the
+    runner; default: the artifact's initial state) -> (prepared model, manifest model info)."""
+    from device_harness.state import load_state
+    from edgetune.adapters.io import load_adapter
+    from edgetune.contract import load_manifest
+    from edgetune.step.compile import param_input
+
+    d = Path(artifact_dir)
+    manifest = load_manifest(d, verify=False)
+    plan = manifest.model.get("plan")
+    if manifest.task != "sequence_classification" or not plan or not manifest.labels:
+        raise ConfigError(f"{d} was not exported by export_classifier (no classifier plan in its manifest)")
+    model, _ = load_classifier(plan["model"], len(manifest.labels), plan["seed"])
+    prepared = load_adapter(model, d)
+    state, _ = load_state(Path(state_path) if state_path else d / "state.safetensors", manifest)
+    with torch.no_grad():
+        for name, p in prepared.trainable().items():
+            p.copy_(torch.from_numpy(state[param_input(name)]))
+    return prepared, manifest
+
+
+def export_merged(artifact_dir: str | Path, out_dir: str | Path, state_path: str | Path | None = None,
+                  formats: Sequence[str] = ("onnx", "executorch"), overwrite: bool = False,
+                  progress: Callable[[str], None] = lambda m: None):
+    """An inference-only artifact with the trained adapters folded into the base weights
+    -> (manifest, compiled inference program)."""
+    from edgetune.adapters.merge import merge
+    from edgetune.step.compile import compile_inference
+    from exporters.artifact import export_artifact
+
+    prepared, manifest = restore_classifier(artifact_dir, state_path)
+    compiled = compile_inference(merge(prepared), manifest.batch_size, manifest.seq_len)
+    tok = Path(artifact_dir) / manifest.tokenizer if manifest.tokenizer else None
+    out = export_artifact(compiled, out_dir, formats, tokenizer_json=tok, labels=manifest.labels,
+                          model_info={**manifest.model, "merged_from": manifest.artifact_id},
+                          overwrite=overwrite, progress=progress)
+    return out, compiled

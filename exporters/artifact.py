@@ -54,8 +54,10 @@ def self_check(artifact_dir: Path, manifest: Manifest, compiled: CompiledStep, r
 
     feeds = compiled.example_feeds(lr=PARITY_LR)
     np_feeds = {k: v.numpy() for k, v in feeds.items()}
-    for program, want in (("step", compiled.eager_step(feeds)),
-                          ("infer", {"logits": compiled.eager_infer(feeds)})):
+    checks = [("infer", {"logits": compiled.eager_infer(feeds)})]
+    if not compiled.inference_only:
+        checks.insert(0, ("step", compiled.eager_step(feeds)))
+    for program, want in checks:
         prog = open_program(artifact_dir, manifest, program, runtime)
         got = prog.run({t.name: np_feeds[t.name] for t in prog.spec.inputs})
         bad = compare_outputs(want, got)
@@ -86,11 +88,12 @@ def export_artifact(compiled: CompiledStep, out_dir: str | Path, formats: Sequen
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         progress("capturing the training step")
-        eps = {"step": compiled.capture("step"), "infer": compiled.capture("infer")}
-        specs = {"step": compiled.step_spec(), "infer": compiled.infer_spec()}
-        files: dict[str, dict[str, str]] = {"step": {}, "infer": {}}
+        names = ("infer",) if compiled.inference_only else ("step", "infer")
+        eps = {p: compiled.capture(p) for p in names}
+        specs = {p: compiled.step_spec() if p == "step" else compiled.infer_spec() for p in names}
+        files: dict[str, dict[str, str]] = {p: {} for p in names}
         for fmt in formats:
-            for program in ("step", "infer"):
+            for program in names:
                 progress(f"lowering {program} to {fmt}")
                 fname = f"{program}{RUNTIMES[fmt]}"
                 _write_program(fmt, eps[program], specs[program], tmp / fname)
@@ -102,11 +105,15 @@ def export_artifact(compiled: CompiledStep, out_dir: str | Path, formats: Sequen
             shutil.copyfile(tokenizer_json, tmp / "tokenizer.json")
         manifest = Manifest(
             artifact_id=artifact_id, task=compiled.task, batch_size=compiled.batch_size, seq_len=compiled.seq_len,
-            programs=programs, optimizer=compiled.optimizer.to_dict(), hashes=hashes, labels=labels,
+            programs=programs, optimizer=compiled.optimizer.to_dict() if compiled.optimizer else {}, hashes=hashes, labels=labels,
             tokenizer="tokenizer.json" if tokenizer_json is not None else None, model=model_info or {},
             adapters=compiled.prepared.report.to_dict())
         save_state(tmp / "state.safetensors", {k: v.numpy() for k, v in compiled.initial_state().items()},
                    artifact_id, step=0)
+        if not compiled.inference_only:  # the adapters' frozen factors, to restore or merge trained state
+            from edgetune.adapters.io import save_adapter
+
+            save_adapter(compiled.prepared, tmp, base=model_info)
         (tmp / "manifest.json").write_text(manifest.to_json(), encoding="utf-8")
         for fmt in formats:
             progress(f"checking the {fmt} programs against eager PyTorch")

@@ -21,7 +21,7 @@ def tiny_artifact(tmp_path_factory, demo_data):
     from edgetune.recipes import ClassifierPlan, export_classifier
 
     out = tmp_path_factory.mktemp("tiny") / "artifact"
-    plan = ClassifierPlan(model="tiny", lora_r=4, embedding_rows=64, batch_size=4, seq_len=16,
+    plan = ClassifierPlan(model="tiny", adapter={"method": "lora", "r": 4}, embedding_rows=64, batch_size=4, seq_len=16,
                           optimizer={"name": "adamw", "lr": 1e-2, "weight_decay": 0.0})
     manifest, compiled = export_classifier(plan, demo_data[0], out)
     return out, manifest, compiled

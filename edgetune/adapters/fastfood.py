@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from edgetune.adapters.registry import (AdaptedModule, AdapterConfig, ApplyContext, register, replace_module,
-                                        select_linears, shared_parameter)
+                                        select_linears, shared_parameter, SharedRef)
 from edgetune.errors import ConfigError
 
 SHARED_BANK = "fastfood_shared"
@@ -88,7 +86,7 @@ class FastfoodLinear(AdaptedModule):
 
     method = "fastfood"
 
-    def __init__(self, base: nn.Linear, d_int: int, seed: int, said: bool, shared_d: Callable[[], nn.Parameter] | None):
+    def __init__(self, base: nn.Linear, d_int: int, seed: int, said: bool, shared_d: SharedRef | None):
         super().__init__()
         self.base = base
         self.transform = FastfoodTransform(base.weight.numel(), d_int, seed)

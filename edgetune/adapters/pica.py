@@ -11,14 +11,12 @@ Trainable count: d_out * r per distinct name when shared, per layer otherwise.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
-
 import torch
 import torch.nn as nn
 
 from edgetune.adapters.lora_xs import check_rank, truncated_svd
 from edgetune.adapters.registry import (AdaptedModule, AdapterConfig, ApplyContext, register, replace_module,
-                                        select_linears, shared_parameter)
+                                        select_linears, shared_parameter, SharedRef)
 from edgetune.errors import ConfigError
 
 SHARED_BANK = "pica_shared"
@@ -29,7 +27,7 @@ class PiCaLinear(AdaptedModule):
 
     method = "pica"
 
-    def __init__(self, base: nn.Linear, P: torch.Tensor, shared_M: Callable[[], nn.Parameter] | None, r: int):
+    def __init__(self, base: nn.Linear, P: torch.Tensor, shared_M: SharedRef | None, r: int):
         super().__init__()
         self.base = base
         self.register_buffer("pica_P", P.contiguous())

@@ -114,18 +114,30 @@ def select_linears(model: nn.Module, targets, method: str) -> list[tuple[str, nn
     return select_modules(model, targets, nn.Linear, method)
 
 
-def shared_parameter(model: nn.Module, bank: str, key: str, make: Callable[[], nn.Parameter]) -> Callable[[], nn.Parameter]:
-    """A parameter shared by several adapted modules, owned once by ``model.<bank>.<key>``.
+SHARED_BANKS: set[str] = set()  # root attributes that hold shared parameters
 
-    Returns a getter that each module calls in ``forward``, so that
-    ``torch.func.functional_call`` (which swaps ``model.<bank>.<key>``) reaches every user.
-    """
+
+class SharedRef:
+    """Points at ``model.<bank>[key]`` without making it a submodule of the user. Called in
+    ``forward``, so ``torch.func.functional_call`` (which swaps ``<bank>.<key>``) reaches every
+    user; a plain object, so ``copy.deepcopy`` of the model re-points it at the copy's bank."""
+
+    def __init__(self, store: nn.ParameterDict, key: str):
+        self.store, self.key = store, key
+
+    def __call__(self) -> nn.Parameter:
+        return self.store[self.key]
+
+
+def shared_parameter(model: nn.Module, bank: str, key: str, make: Callable[[], nn.Parameter]) -> SharedRef:
+    """A parameter shared by several adapted modules, owned once by ``model.<bank>.<key>``."""
+    SHARED_BANKS.add(bank)
     if not hasattr(model, bank):
         model.add_module(bank, nn.ParameterDict())
     store = getattr(model, bank)
     if key not in store:
         store[key] = make()
-    return lambda: store[key]
+    return SharedRef(store, key)
 
 
 def replace_module(model: nn.Module, name: str, new: nn.Module) -> None:

@@ -55,11 +55,12 @@ class CompiledStep:
     optimizer: object
     batch_size: int
     seq_len: int
+    inference_only: bool = False  # no step program: weights are constants (a merged model)
     names: list[str] = field(init=False)  # trainable parameter names, in state order
 
     def __post_init__(self):
         self.names = list(self.prepared.trainable())
-        if not self.names:
+        if not self.names and not self.inference_only:
             raise ConfigError("the prepared model has no trainable tensors")
         if self.batch_size < 1 or self.seq_len < 2:
             raise ConfigError(f"batch_size={self.batch_size} must be >= 1 and seq_len={self.seq_len} >= 2")
@@ -70,7 +71,7 @@ class CompiledStep:
     def state_specs(self) -> list[TensorSpec]:
         tr = self.prepared.trainable()
         specs = [TensorSpec(param_input(n), tuple(tr[n].shape), "float32", "state") for n in self.names]
-        for slot in self.optimizer.slots:
+        for slot in self.optimizer.slots if self.optimizer else ():
             specs += [TensorSpec(slot_input(self.optimizer.name, slot, n), tuple(tr[n].shape), "float32", "state")
                       for n in self.names]
         return specs
@@ -109,7 +110,7 @@ class CompiledStep:
     def initial_state(self) -> dict[str, torch.Tensor]:
         tr = self.prepared.trainable()
         state = {param_input(n): tr[n].detach().clone().contiguous() for n in self.names}
-        for slot in self.optimizer.slots:
+        for slot in self.optimizer.slots if self.optimizer else ():
             state.update({slot_input(self.optimizer.name, slot, n): torch.zeros_like(tr[n]) for n in self.names})
         return state
 
@@ -196,8 +197,10 @@ class CompiledStep:
 
     # ---- capture ------------------------------------------------------------------------
     def example_feeds(self, lr: float | None = None, step: int = 1) -> dict[str, torch.Tensor]:
-        feeds = {**self.initial_state(), **self.example_batch(),
-                 "lr": torch.tensor(lr if lr is not None else self.optimizer.lr, dtype=torch.float32)}
+        feeds = {**self.initial_state(), **self.example_batch()}
+        if self.inference_only:
+            return feeds
+        feeds["lr"] = torch.tensor(lr if lr is not None else self.optimizer.lr, dtype=torch.float32)
         if self.optimizer.uses_step:
             feeds["step"] = torch.tensor(float(step))
         return feeds
@@ -213,3 +216,14 @@ class CompiledStep:
 def compile_step(prepared: PreparedModel, optimizer, batch_size: int, seq_len: int) -> CompiledStep:
     """Bind a prepared model, an optimizer and a fixed batch shape into step/infer programs."""
     return CompiledStep(prepared, optimizer, batch_size, seq_len)
+
+
+def compile_inference(model: torch.nn.Module, batch_size: int, seq_len: int) -> CompiledStep:
+    """An inference program only, for a model with nothing to train (e.g. adapters merged
+    into the base weights by `edgetune.adapters.merge`)."""
+    from edgetune.prepared import PrepareReport
+
+    if getattr(model, "task", None) not in ("sequence_classification", "causal_lm"):
+        raise ConfigError("compile_inference: the model needs a `task` attribute")
+    report = PrepareReport(frozen_params=sum(p.numel() for p in model.parameters()))
+    return CompiledStep(PreparedModel(model.eval(), report), None, batch_size, seq_len, inference_only=True)

@@ -1,0 +1,27 @@
+"""Fold trained adapters into the base weights for an inference-only model."""
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn as nn
+
+from edgetune.adapters.registry import SHARED_BANKS, AdaptedModule, replace_module
+
+
+def merge(prepared) -> nn.Module:
+    """A copy of ``prepared.model`` where each adapted module is its base module with
+    weight + delta_weight(); nothing is trainable. Same outputs as the adapted model."""
+    model = copy.deepcopy(prepared.model)
+    adapted = [(n, m) for n, m in model.named_modules() if isinstance(m, AdaptedModule)]
+    with torch.no_grad():
+        for name, m in adapted:
+            base = m.base
+            base.weight.add_(m.delta_weight())
+            replace_module(model, name, base)
+    for bank in SHARED_BANKS:
+        if hasattr(model, bank):
+            delattr(model, bank)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model.eval()
