@@ -43,12 +43,12 @@ ROWS = [
     Row("head only", None, 5e-3),
     Row("LoRA r=8", {"method": "lora", "r": 8, "alpha": 16.0}, 2e-3),
     Row("LoRA-XS r=16", {"method": "lora_xs", "r": 16, "alpha": 16.0}, 5e-3),
-    Row("LoRA-SB r=16", {"method": "lora_sb", "r": 16, "init_lr": 1e-3, "n_samples": 64}, 2e-3),
+    Row("LoRA-SB r=16", {"method": "lora_sb", "r": 16, "init_lr": 1e-3, "n_samples": 64}, 5e-3),
     Row("PiCa r=8 (shared)", {"method": "pica", "r": 8}, 2e-3),
     Row("LoRA-SP r=8", {"method": "lora_sp", "r": 8, "alpha": 16.0}, 2e-3),
     Row("Kronecker", {"method": "kronecker"}, 2e-3),
     Row("Fastfood d=384/tensor", {"method": "fastfood", "d_int": 384}, 5e-3),
-    Row("embedding rows + LoRA-SB", {"method": "lora_sb", "r": 16, "init_lr": 1e-3, "n_samples": 64}, 2e-3, 512),
+    Row("embedding rows + LoRA-SB", {"method": "lora_sb", "r": 16, "init_lr": 1e-3, "n_samples": 64}, 5e-3, 512),
 ]
 TARGETS = ["query", "value"]
 
@@ -142,7 +142,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         test_csv = write_csv(tmp / "test.csv", test)
-        jobs = [(s, seed, r) for s in a.settings for seed in a.seeds for r in rows]
+        jobs = [(s, seed, r) for seed in a.seeds for s in a.settings for r in rows]  # a whole table per seed first
         for setting, seed, row in tqdm(jobs, desc="runs", unit="run"):
             data = fewshot(train, PER_CLASS, seed) if setting == "fewshot" else train
             train_csv = write_csv(tmp / f"{setting}.csv", data)
@@ -154,6 +154,11 @@ def main(argv=None):
                 run = run_one(row, train_csv, test_csv, seed, steps, tmp, a.threads, progress)
             runs.setdefault((setting, row.name), []).append(run)
             tqdm.write(f"{setting:<8} seed {seed} {row.name:<26} acc {run.accuracy:.4f}  ({run.seconds:.0f} s)")
+            table = write_results(a, rows, runs, len(test))  # after every run: a long job keeps what it measured
+    print("\n" + table + f"\n\nwrote {a.out} and {a.out.with_suffix('.md')}")
+
+
+def write_results(a, rows: list[Row], runs: dict, test_examples: int) -> str:
     out_rows = []
     for (setting, name), rs in runs.items():
         accs = [r.accuracy for r in rs]
@@ -166,13 +171,13 @@ def main(argv=None):
                          "seconds": statistics.mean(r.seconds for r in rs), "loss_curve": rs[0].losses})
     result = {"config": {"model": "all-MiniLM-L6-v2", "data": "BANKING77", "batch": BATCH, "seq": SEQ,
                          "epochs": EPOCHS, "per_class": PER_CLASS, "targets": TARGETS, "runtime": "onnx",
-                         "threads": a.threads, "test_examples": len(test), "schedule": "linear, 6% warm-up"},
+                         "threads": a.threads, "test_examples": test_examples, "schedule": "linear, 6% warm-up"},
               "rows": out_rows}
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(result, indent=1))
     table = markdown(out_rows)
     a.out.with_suffix(".md").write_text(table + "\n")
-    print("\n" + table + f"\n\nwrote {a.out} and {a.out.with_suffix('.md')}")
+    return table
 
 
 def markdown(rows: list[dict]) -> str:

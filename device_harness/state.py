@@ -1,8 +1,6 @@
 """Trainable state on disk: safetensors (never pickle), checked against the manifest, written atomically."""
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +8,7 @@ import numpy as np
 from device_harness.runtimes import NP_DTYPES
 from edgetune.contract import Manifest
 from edgetune.errors import StateError
+from edgetune.files import write_atomic
 
 
 def load_state(path: str | Path, manifest: Manifest) -> tuple[dict[str, np.ndarray], int]:
@@ -62,24 +61,7 @@ def save_state(path: str | Path, tensors: dict[str, np.ndarray], artifact_id: st
     A crash at any point leaves either the old file or the new one, never a torn one."""
     from safetensors.numpy import save
 
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
     # np.require, not np.ascontiguousarray: the latter turns 0-d arrays into 1-d ones.
     data = save({k: np.require(v, requirements="C") for k, v in tensors.items()},
                 metadata={"artifact_id": artifact_id, "step": str(int(step))})
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    dfd = os.open(p.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    write_atomic(path, data)

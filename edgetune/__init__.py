@@ -10,10 +10,15 @@ __version__ = "0.1.0"
 _LAZY = {
     "prepare": ("edgetune.prepared", "prepare"),
     "PreparedModel": ("edgetune.prepared", "PreparedModel"),
-    "LoRA": ("edgetune.adapters", "LoRA"),
-    "EmbeddingRows": ("edgetune.adapters", "EmbeddingRows"),
-    "FullyTrainable": ("edgetune.adapters", "FullyTrainable"),
+    **{name: ("edgetune.adapters", name) for name in (
+        "LoRA", "LoRAXS", "LoRASB", "PiCa", "LoRASP", "Kronecker", "Fastfood", "EmbeddingRows", "EmbeddingDelta",
+        "FullyTrainable", "Calibration")},
+    "save_adapter": ("edgetune.adapters.io", "save_adapter"),
+    "load_adapter": ("edgetune.adapters.io", "load_adapter"),
+    "save_peft": ("edgetune.adapters.peft_export", "save_peft"),
+    "merge": ("edgetune.adapters.merge", "merge"),
     "compile_step": ("edgetune.step.compile", "compile_step"),
+    "compile_inference": ("edgetune.step.compile", "compile_inference"),
     "AdamW": ("edgetune.step.optimizers", "AdamW"),
     "SGD": ("edgetune.step.optimizers", "SGD"),
 }

@@ -10,8 +10,6 @@ initialisations are not recomputed. Nothing is unpickled.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -19,6 +17,7 @@ import torch.nn as nn
 
 from edgetune.adapters.registry import AdaptedModule, config_from_dict
 from edgetune.errors import ArtifactError
+from edgetune.files import write_atomic
 
 FORMAT, VERSION = "edgetune-adapter", 1
 TENSORS, CONFIG = "adapter.safetensors", "adapter_config.json"
@@ -32,20 +31,6 @@ def adapter_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().contiguous() for k, v in model.state_dict().items() if k in trainable or own(k)}
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def save_adapter(prepared, directory: str | Path, base: dict | None = None) -> Path:
     """Write the adapters of ``prepared`` (a `PreparedModel`) to ``directory``; ``base``
     describes the base model (free-form, e.g. {"name": "minilm", "num_labels": 77})."""
@@ -56,8 +41,8 @@ def save_adapter(prepared, directory: str | Path, base: dict | None = None) -> P
     config = {"format": FORMAT, "version": VERSION, "base": base or {},
               "adapters": [a.config for a in prepared.report.adapters],
               "trainable_params": prepared.report.trainable_params}
-    _write_atomic(d / TENSORS, save(adapter_tensors(prepared.model)))
-    _write_atomic(d / CONFIG, json.dumps(config, indent=1).encode())
+    write_atomic(d / TENSORS, save(adapter_tensors(prepared.model)))
+    write_atomic(d / CONFIG, json.dumps(config, indent=1).encode())
     return d
 
 

@@ -13,9 +13,9 @@ import json
 from pathlib import Path
 
 from edgetune.adapters.embedding_rows import TrainableRowsEmbedding
-from edgetune.adapters.io import _write_atomic
 from edgetune.adapters.registry import AdaptedModule
 from edgetune.errors import ConfigError
+from edgetune.files import write_atomic
 
 PREFIX = "base_model.model."
 
@@ -58,6 +58,6 @@ def save_peft(prepared, directory: str | Path, base_model_name: str | None = Non
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     # clone: a shared PiCa M appears under several module names, and safetensors refuses aliases
-    _write_atomic(d / "adapter_model.safetensors", save({k: v.clone().contiguous() for k, v in tensors.items()}))
-    _write_atomic(d / "adapter_config.json", json.dumps(config, indent=1).encode())
+    write_atomic(d / "adapter_model.safetensors", save({k: v.clone().contiguous() for k, v in tensors.items()}))
+    write_atomic(d / "adapter_config.json", json.dumps(config, indent=1).encode())
     return d

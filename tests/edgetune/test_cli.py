@@ -35,3 +35,34 @@ def test_demo_accuracy_rises_on_both_runtimes(tmp_path):
     for rt, cols in rows.items():
         before, after = float(cols[1].rstrip("%")), float(cols[2].rstrip("%"))
         assert after >= before + 30, f"{rt}: {before}% -> {after}%"
+
+
+def test_method_choice_save_adapter_and_merge(demo_data, tmp_path):
+    """A calibrated method (LoRA-SB) end to end: export, train, save (edgetune and PEFT), merge."""
+    art, merged = tmp_path / "art", tmp_path / "merged"
+    r = CliRunner().invoke(main, ["export", str(demo_data[0]), str(art), "--model", "tiny", "--format", "onnx",
+                                  "--method", "lora_sb", "-r", "4", "--set", "n_samples=8", "--set", "init_lr=1e-2",
+                                  "--embedding-rows", "32", "--batch-size", "4", "--seq-len", "16", "--lr", "1e-2"])
+    assert r.exit_code == 0, r.output
+    assert "lora_sb" in r.output and "embedding_rows" in r.output
+    cfg = json.loads((art / "adapter_config.json").read_text())
+    assert [a["method"] for a in cfg["adapters"]] == ["embedding_rows", "lora_sb", "full"]
+    assert cfg["adapters"][1]["n_samples"] == 8 and cfg["adapters"][1]["r"] == 4
+    state = tmp_path / "trained.safetensors"
+    r = CliRunner().invoke(main, ["train", str(art), str(demo_data[0]), "--steps", "3", "--state", str(state),
+                                  "--schedule", "linear"])
+    assert r.exit_code == 0, r.output
+    for extra, files in (([], ["adapter.safetensors", "adapter_config.json"]),
+                         (["--peft"], ["adapter_model.safetensors", "adapter_config.json"])):
+        out = tmp_path / ("peft" if extra else "adapter")
+        r = CliRunner().invoke(main, ["save-adapter", str(art), str(out), "--state", str(state), *extra])
+        assert r.exit_code == 0, r.output
+        assert sorted(p.name for p in out.iterdir()) == sorted(files)
+    r = CliRunner().invoke(main, ["merge", str(art), str(merged), "--state", str(state), "--format", "onnx"])
+    assert r.exit_code == 0, r.output
+    acc = [json.loads(CliRunner().invoke(main, ["eval", str(a), str(demo_data[1]), *s])
+                      .stdout.strip().splitlines()[-1])["accuracy"] for a, s in ((art, ["--state", str(state)]), (merged, []))]
+    assert acc[0] == acc[1]  # the merged program predicts what the trained adapters predict
+    r = CliRunner().invoke(main, ["export", str(demo_data[0]), str(tmp_path / "x"), "--model", "tiny",
+                                  "--method", "kronecker", "-r", "4", "--format", "onnx"])
+    assert r.exit_code == 1 and "kronecker" in r.output and "Traceback" not in r.output

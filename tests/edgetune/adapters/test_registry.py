@@ -1,6 +1,5 @@
 """prepare(), the module selector and the registry, shared by every method."""
 import pytest
-import torch
 
 from edgetune import EmbeddingRows, FullyTrainable, LoRA, prepare
 from edgetune.adapters import ADAPTERS, LoRAXS, PiCa, config_from_dict
