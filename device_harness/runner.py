@@ -25,6 +25,7 @@ import numpy as np
 from edgetune.contract import Manifest, load_manifest
 from edgetune.data.text import TextEncoder, fixed_batches, label_indices, read_examples
 from edgetune.errors import ArtifactError, ConfigError, EdgetuneError, NonFiniteLossError
+from edgetune.zo_noise import resample_due, zo_noise
 from device_harness.runtimes import open_program
 from device_harness.state import load_state, save_state
 
@@ -92,19 +93,29 @@ class Trainer:
         self.state, self.step = load_state(start, self.manifest)
         self.feeds_of = {t.feeds: t.name for t in self.program.spec.of_role("state", outputs=True)}
 
-    def hyper(self, lr: float | None) -> dict[str, np.ndarray]:
+    def hyper(self, lr: float | None, seed: int = 0) -> dict[str, np.ndarray]:
+        """The step's non-data inputs for the next step: lr, step count, and for forward-only
+        steps the perturbations drawn from (seed, step) and LOZO's resampling flag."""
         lr = self.manifest.optimizer.get("lr") if lr is None else lr
         if lr is None or not np.isfinite(np.float32(lr)) or lr <= 0:
             raise ConfigError(f"learning rate {lr!r} must be a positive number that fits float32")
         h = {"lr": np.array(lr, dtype=np.float32)}
-        if any(t.name == "step" for t in self.program.spec.inputs):
+        names = {t.name for t in self.program.spec.inputs}
+        if "step" in names:
             h["step"] = np.array(self.step + 1, dtype=np.float32)  # 1-based: Adam's bias correction
+        noise = self.program.spec.of_role("noise")
+        if noise or "resample" in names:
+            due = resample_due(self.step + 1, int(self.manifest.optimizer.get("nu", 1)))
+            if "resample" in names:
+                h["resample"] = np.array(float(due), dtype=np.float32)
+            h.update(zo_noise(noise, seed, self.step + 1, due))
         return h
 
-    def train_step(self, batch: dict[str, np.ndarray], lr: float | None = None) -> StepRecord:
-        """One step; the state advances only if the loss and every new tensor are finite."""
+    def train_step(self, batch: dict[str, np.ndarray], lr: float | None = None, seed: int = 0) -> StepRecord:
+        """One step; the state advances only if the loss and every new tensor are finite.
+        ``seed`` (with the step count) fixes a forward-only step's perturbations."""
         t0 = time.perf_counter()
-        out = self.program.run({**self.state, **batch, **self.hyper(lr)})
+        out = self.program.run({**self.state, **batch, **self.hyper(lr, seed)})
         ms = 1000 * (time.perf_counter() - t0)
         loss = float(out["loss"])
         new_state = {inp: out[o] for inp, o in self.feeds_of.items()}
@@ -140,7 +151,7 @@ class Trainer:
         try:
             for _ in range(steps):
                 rate = peak if schedule == "constant" else linear_schedule(self.step + 1, total, peak)
-                rec = self.train_step(next(batches), rate)
+                rec = self.train_step(next(batches), rate, seed)
                 if save_every and self.step % save_every == 0:
                     self.save()
                     saved = self.step

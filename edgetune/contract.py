@@ -10,7 +10,8 @@ An artifact is a directory:
 
 Every program input and output is a `TensorSpec` with a role:
 ``state`` (fed back each step), ``batch`` (user data), ``hyper`` (chosen by the
-device: learning rate, step count), ``metric`` (reported, e.g. the loss).
+device: learning rate, step count), ``noise`` (standard-normal perturbations of a
+forward-only step, drawn by the host from (seed, step)), ``metric`` (reported, e.g. the loss).
 A state output names the input it feeds on the next step.
 
 Torch-free on purpose: the device runner imports it.
@@ -27,7 +28,7 @@ from edgetune.errors import ArtifactError
 
 MANIFEST_FORMAT = "edgetune.artifact"
 MANIFEST_VERSION = 1
-ROLES = ("state", "batch", "hyper", "metric")
+ROLES = ("state", "batch", "hyper", "noise", "metric")
 DTYPES = ("float32", "int64", "int32", "bool")
 RUNTIMES = {"onnx": ".onnx", "executorch": ".pte"}
 

@@ -214,8 +214,13 @@ class CompiledStep:
 
 
 def compile_step(prepared: PreparedModel, optimizer, batch_size: int, seq_len: int) -> CompiledStep:
-    """Bind a prepared model, an optimizer and a fixed batch shape into step/infer programs."""
-    return CompiledStep(prepared, optimizer, batch_size, seq_len)
+    """Bind a prepared model, an optimizer and a fixed batch shape into step/infer programs.
+    A `ZerothOrder` optimizer gives a forward-only step (`ZOStep`)."""
+    from edgetune.step.optimizers import ZerothOrder
+    from edgetune.step.zeroth_order import ZOStep
+
+    cls = ZOStep if isinstance(optimizer, ZerothOrder) else CompiledStep
+    return cls(prepared, optimizer, batch_size, seq_len)
 
 
 def compile_inference(model: torch.nn.Module, batch_size: int, seq_len: int) -> CompiledStep:

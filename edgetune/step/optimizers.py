@@ -72,7 +72,37 @@ class AdamW:
         return {"name": self.name, **asdict(self)}
 
 
-OPTIMIZERS = {"sgd": SGD, "adamw": AdamW}
+ZO_METHODS = ("mezo", "lozo", "lozo_m")
+
+
+@dataclass(frozen=True)
+class ZerothOrder:
+    """Forward-only steps: MeZO, LOZO, LOZO-M (the step itself is `edgetune.step.zeroth_order.ZOStep`).
+    Typical: eps 1e-3, rank 1-4, nu 50-100."""
+
+    method: str = "lozo"
+    lr: float = 1e-4
+    eps: float = 1e-3
+    rank: int = 2
+    nu: int = 50
+    beta: float = 0.9
+    weight_decay: float = 0.0
+    name = "zo"
+    slots = ()
+    uses_step = False
+
+    def __post_init__(self):
+        if self.method not in ZO_METHODS:
+            raise ConfigError(f"zo: method={self.method!r}; choose one of {ZO_METHODS}")
+        if self.eps <= 0 or self.rank < 1 or self.nu < 1 or not 0.0 <= self.beta < 1.0:
+            raise ConfigError(f"zo: eps={self.eps} > 0, rank={self.rank} >= 1, nu={self.nu} >= 1 and "
+                              f"beta={self.beta} in [0, 1) are required")
+
+    def to_dict(self):
+        return {"name": self.name, **asdict(self)}
+
+
+OPTIMIZERS = {"sgd": SGD, "adamw": AdamW, "zo": ZerothOrder}
 
 
 def optimizer_from_dict(d: dict):

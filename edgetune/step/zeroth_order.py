@@ -1,0 +1,125 @@
+"""Forward-only training steps: MeZO, LOZO and LOZO-M, captured like the first-order step.
+
+    step(param.*, [lozo.V.*], [lozo.N.*], batch..., noise.*, lr, resample) -> (loss, next state...)
+
+One step perturbs the trainable tensors, runs the loss twice (theta + eps Z and
+theta - eps Z), and updates with c = (L+ - L-) / (2 eps); no backward pass exists in
+the graph. Perturbations come in as ``noise.*`` inputs drawn by the host from
+(seed, step) (`edgetune.zo_noise`), so the step is reproducible from (state, batch, seed).
+
+MeZO: Z = z ~ N(0, I) per tensor; theta -= lr (c z + wd theta).
+LOZO (2-D tensors X [m, n]): Z = U V^T with U [m, r] fresh each step and V [n, r]
+state, replaced by a fresh draw when ``resample`` is 1 (every nu steps, decided by
+the host); X -= lr (c U V^T + wd X). 1-D tensors (biases, scales) use MeZO's z.
+LOZO-M keeps N [m, r]: N = beta N + (1 - beta) c U (on resampling, beta N V_old^T V_new / n
+instead of beta N); X -= lr (N V^T + wd X). The 1/r factor is absorbed in lr.
+Masked entries (LoRA-SP) are neither perturbed nor updated. The reported loss is (L+ + L-) / 2.
+"""
+from __future__ import annotations
+
+import torch
+
+from edgetune.contract import TensorSpec
+from edgetune.step.compile import CompiledStep, param_input
+from edgetune.step.optimizers import ZerothOrder
+
+
+class ZOStep(CompiledStep):
+    """The forward-only counterpart of `CompiledStep`: same batch, inference program and capture.
+    ``optimizer`` is a `ZerothOrder`."""
+
+    optimizer: ZerothOrder
+
+    def low_rank(self, name: str) -> bool:
+        """LOZO perturbs 2-D tensors in a rank-r subspace; everything else gets MeZO's z."""
+        return self.optimizer.method != "mezo" and self.prepared.trainable()[name].dim() == 2
+
+    def state_specs(self) -> list[TensorSpec]:
+        tr = self.prepared.trainable()
+        r = self.optimizer.rank
+        specs = [TensorSpec(param_input(n), tuple(tr[n].shape), "float32", "state") for n in self.names]
+        specs += [TensorSpec(f"lozo.V.{n}", (tr[n].shape[1], r), "float32", "state") for n in self.names if self.low_rank(n)]
+        if self.optimizer.method == "lozo_m":
+            specs += [TensorSpec(f"lozo.N.{n}", (tr[n].shape[0], r), "float32", "state")
+                      for n in self.names if self.low_rank(n)]
+        return specs
+
+    def noise_specs(self) -> list[TensorSpec]:
+        tr = self.prepared.trainable()
+        r, specs = self.optimizer.rank, []
+        for n in self.names:
+            if self.low_rank(n):
+                specs += [TensorSpec(f"noise.U.{n}", (tr[n].shape[0], r), "float32", "noise"),
+                          TensorSpec(f"noise.V.{n}", (tr[n].shape[1], r), "float32", "noise")]
+            else:
+                specs.append(TensorSpec(f"noise.z.{n}", tuple(tr[n].shape), "float32", "noise"))
+        return specs
+
+    def hyper_specs(self) -> list[TensorSpec]:
+        specs = [TensorSpec("lr", (), "float32", "hyper")]
+        if any(self.low_rank(n) for n in self.names):
+            specs.append(TensorSpec("resample", (), "float32", "hyper"))
+        return specs
+
+    def step_spec(self):
+        spec = super().step_spec()
+        inputs = [t for t in spec.inputs if t.role != "hyper"] + self.noise_specs() + self.hyper_specs()
+        return type(spec)(tuple(inputs), spec.outputs)
+
+    def initial_state(self) -> dict[str, torch.Tensor]:
+        tr = self.prepared.trainable()
+        state = {param_input(n): tr[n].detach().clone().contiguous() for n in self.names}
+        # V and N start at zero: the first step always resamples V (and N's history is empty).
+        return state | {t.name: torch.zeros(t.shape) for t in self.state_specs() if t.name not in state}
+
+    def example_feeds(self, lr: float | None = None, step: int = 1) -> dict[str, torch.Tensor]:
+        from edgetune.zo_noise import resample_due, zo_noise
+
+        feeds = {**self.initial_state(), **self.example_batch(),
+                 "lr": torch.tensor(lr if lr is not None else self.optimizer.lr, dtype=torch.float32)}
+        resample = resample_due(step, self.optimizer.nu)
+        feeds.update({k: torch.from_numpy(v) for k, v in zo_noise(self.noise_specs(), 0, step, resample).items()})
+        if any(t.name == "resample" for t in self.hyper_specs()):
+            feeds["resample"] = torch.tensor(float(resample))
+        return feeds
+
+    def flat_step(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        spec = self.step_spec()
+        x = dict(zip([t.name for t in spec.inputs], args))
+        opt = self.optimizer
+        params = {n: x[param_input(n)] for n in self.names}
+        batch = {t.name: x[t.name] for t in self.batch_specs()}
+        lr = x["lr"]
+        resample = x.get("resample")
+        z, v_new = {}, {}
+        for n in self.names:
+            if self.low_rank(n):
+                v_new[n] = torch.where(resample > 0.5, x[f"noise.V.{n}"], x[f"lozo.V.{n}"])
+                z[n] = x[f"noise.U.{n}"] @ v_new[n].t()
+            else:
+                z[n] = x[f"noise.z.{n}"]
+            if n in self.masks:
+                z[n] = torch.where(self.masks[n], z[n], torch.zeros_like(z[n]))
+        loss_plus = self._loss({n: params[n] + opt.eps * z[n] for n in self.names}, batch)
+        loss_minus = self._loss({n: params[n] - opt.eps * z[n] for n in self.names}, batch)
+        c = (loss_plus - loss_minus) / (2 * opt.eps)
+        new = {}
+        for n in self.names:
+            p = params[n]
+            if opt.method == "lozo_m" and self.low_rank(n):
+                u, n_old, v_old = x[f"noise.U.{n}"], x[f"lozo.N.{n}"], x[f"lozo.V.{n}"]
+                # On resampling, carry the momentum into the new V's coordinates.
+                carried = torch.where(resample > 0.5, opt.beta * n_old @ (v_old.t() @ v_new[n]) / p.shape[1],
+                                      opt.beta * n_old)
+                new[f"lozo.N.{n}"] = carried + (1 - opt.beta) * c * u
+                direction = new[f"lozo.N.{n}"] @ v_new[n].t()
+                if n in self.masks:
+                    direction = torch.where(self.masks[n], direction, torch.zeros_like(direction))
+            else:
+                direction = c * z[n]
+            updated = p - lr * (direction + opt.weight_decay * p)
+            new[param_input(n)] = torch.where(self.masks[n], updated, p) if n in self.masks else updated
+            if self.low_rank(n):
+                new[f"lozo.V.{n}"] = v_new[n]
+        outs = [(loss_plus + loss_minus) / 2]
+        return (*outs, *[new[t.feeds] for t in spec.outputs if t.feeds])
