@@ -103,6 +103,8 @@ class Trainer:
         names = {t.name for t in self.program.spec.inputs}
         if "step" in names:
             h["step"] = np.array(self.step + 1, dtype=np.float32)  # 1-based: Adam's bias correction
+        if "eps" in names:
+            h["eps"] = np.array(self.manifest.optimizer["eps"], dtype=np.float32)
         noise = self.program.spec.of_role("noise")
         if noise or "resample" in names:
             due = resample_due(self.step + 1, int(self.manifest.optimizer.get("nu", 1)))

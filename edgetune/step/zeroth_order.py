@@ -1,6 +1,6 @@
 """Forward-only training steps: MeZO, LOZO and LOZO-M, captured like the first-order step.
 
-    step(param.*, [lozo.V.*], [lozo.N.*], batch..., noise.*, lr, resample) -> (loss, next state...)
+    step(param.*, [lozo.V.*], [lozo.N.*], batch..., noise.*, lr, eps, [resample]) -> (loss, next state...)
 
 One step perturbs the trainable tensors, runs the loss twice (theta + eps Z and
 theta - eps Z), and updates with c = (L+ - L-) / (2 eps); no backward pass exists in
@@ -22,6 +22,12 @@ import torch
 from edgetune.contract import TensorSpec
 from edgetune.step.compile import CompiledStep, param_input
 from edgetune.step.optimizers import ZerothOrder
+
+
+# eps is an input (default: the optimizer's). Checks against eager PyTorch feed this larger
+# value: c = (L+ - L-) / 2eps turns a one-ulp difference in the loss between two
+# implementations into a difference of ulp/2eps in every update, 500x at eps = 1e-3.
+CHECK_EPS = 1e-2
 
 
 class ZOStep(CompiledStep):
@@ -56,7 +62,7 @@ class ZOStep(CompiledStep):
         return specs
 
     def hyper_specs(self) -> list[TensorSpec]:
-        specs = [TensorSpec("lr", (), "float32", "hyper")]
+        specs = [TensorSpec("lr", (), "float32", "hyper"), TensorSpec("eps", (), "float32", "hyper")]
         if any(self.low_rank(n) for n in self.names):
             specs.append(TensorSpec("resample", (), "float32", "hyper"))
         return specs
@@ -76,7 +82,8 @@ class ZOStep(CompiledStep):
         from edgetune.zo_noise import resample_due, zo_noise
 
         feeds = {**self.initial_state(), **self.example_batch(),
-                 "lr": torch.tensor(lr if lr is not None else self.optimizer.lr, dtype=torch.float32)}
+                 "lr": torch.tensor(lr if lr is not None else self.optimizer.lr, dtype=torch.float32),
+                 "eps": torch.tensor(CHECK_EPS)}
         resample = resample_due(step, self.optimizer.nu)
         feeds.update({k: torch.from_numpy(v) for k, v in zo_noise(self.noise_specs(), 0, step, resample).items()})
         if any(t.name == "resample" for t in self.hyper_specs()):
@@ -89,7 +96,7 @@ class ZOStep(CompiledStep):
         opt = self.optimizer
         params = {n: x[param_input(n)] for n in self.names}
         batch = {t.name: x[t.name] for t in self.batch_specs()}
-        lr = x["lr"]
+        lr, eps = x["lr"], x["eps"]
         resample = x.get("resample")
         z, v_new = {}, {}
         for n in self.names:
@@ -100,9 +107,9 @@ class ZOStep(CompiledStep):
                 z[n] = x[f"noise.z.{n}"]
             if n in self.masks:
                 z[n] = torch.where(self.masks[n], z[n], torch.zeros_like(z[n]))
-        loss_plus = self._loss({n: params[n] + opt.eps * z[n] for n in self.names}, batch)
-        loss_minus = self._loss({n: params[n] - opt.eps * z[n] for n in self.names}, batch)
-        c = (loss_plus - loss_minus) / (2 * opt.eps)
+        loss_plus = self._loss({n: params[n] + eps * z[n] for n in self.names}, batch)
+        loss_minus = self._loss({n: params[n] - eps * z[n] for n in self.names}, batch)
+        c = (loss_plus - loss_minus) / (2 * eps)
         new = {}
         for n in self.names:
             p = params[n]

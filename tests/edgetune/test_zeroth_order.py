@@ -23,7 +23,9 @@ def _step(method, adapters=None, nu=2, **kw):
 def _feeds(c, state, t, seed=0):
     due = resample_due(t, c.optimizer.nu)
     noise = {k: torch.from_numpy(v) for k, v in zo_noise(c.noise_specs(), seed, t, due).items()}
-    hyper = {"lr": torch.tensor(LR)} | ({"resample": torch.tensor(float(due))} if c.hyper_specs()[1:] else {})
+    hyper = {"lr": torch.tensor(LR), "eps": torch.tensor(EPS)}
+    if any(h.name == "resample" for h in c.hyper_specs()):
+        hyper["resample"] = torch.tensor(float(due))
     return {**state, **c.example_batch(seed=t), **noise, **hyper}, noise, due
 
 
