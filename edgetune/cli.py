@@ -168,20 +168,27 @@ def _adapter_option(method: str, rank: int | None, targets: str, sets: tuple[str
               help="train the rows of the N most frequent tokens of TRAIN_DATA (0: none)")
 @click.option("--head/--no-head", default=True, show_default=True, help="train the classification head")
 @click.option("--optimizer", type=click.Choice(["adamw", "sgd"]), default="adamw", show_default=True)
+@click.option("--zo", type=click.Choice(["mezo", "lozo", "lozo_m"]), default=None,
+              help="export a forward-only step (no backward pass: runs wherever inference runs) instead")
+@click.option("--zo-eps", type=float, default=1e-3, show_default=True, help="perturbation size of --zo")
+@click.option("--zo-rank", type=int, default=2, show_default=True, help="LOZO's perturbation rank")
+@click.option("--zo-nu", type=int, default=50, show_default=True, help="LOZO resamples V every NU steps")
 @click.option("--lr", type=float, default=2e-3, show_default=True, help="default learning rate stored in the artifact")
 @click.option("--weight-decay", type=float, default=0.0, show_default=True)
 @click.option("--batch-size", type=int, default=8, show_default=True)
 @click.option("--seq-len", type=int, default=32, show_default=True)
 @click.option("--overwrite", is_flag=True, help="replace OUT if it exists")
-def export(train_data, out, model, formats, method, rank, targets, sets, embedding_rows, head, optimizer,
-           lr, weight_decay, batch_size, seq_len, overwrite):
+def export(train_data, out, model, formats, method, rank, targets, sets, embedding_rows, head, optimizer, zo,
+           zo_eps, zo_rank, zo_nu, lr, weight_decay, batch_size, seq_len, overwrite):
     """Prepare a text classifier for TRAIN_DATA's labels and export its training step to OUT."""
     _quiet_toolchain()
     from edgetune.recipes import ClassifierPlan
 
     plan = ClassifierPlan(model=model, adapter=_adapter_option(method, rank, targets, sets),
                           embedding_rows=embedding_rows, train_head=head,
-                          optimizer={"name": optimizer, "lr": lr, "weight_decay": weight_decay},
+                          optimizer={"name": optimizer, "lr": lr, "weight_decay": weight_decay} if zo is None else
+                          {"name": "zo", "method": zo, "lr": lr, "weight_decay": weight_decay, "eps": zo_eps,
+                           "rank": zo_rank, "nu": zo_nu},
                           batch_size=batch_size, seq_len=seq_len)
     try:
         manifest, compiled = _export_with_bar(plan, train_data, out, formats, overwrite)

@@ -66,3 +66,17 @@ def test_method_choice_save_adapter_and_merge(demo_data, tmp_path):
     r = CliRunner().invoke(main, ["export", str(demo_data[0]), str(tmp_path / "x"), "--model", "tiny",
                                   "--method", "kronecker", "-r", "4", "--format", "onnx"])
     assert r.exit_code == 1 and "kronecker" in r.output and "Traceback" not in r.output
+
+
+def test_forward_only_export_trains_through_the_runner(demo_data, tmp_path):
+    art = tmp_path / "zo"
+    r = CliRunner().invoke(main, ["export", str(demo_data[0]), str(art), "--model", "tiny", "--format", "onnx",
+                                  "--zo", "lozo", "--zo-nu", "2", "--lr", "1e-3", "--batch-size", "4", "--seq-len", "16"])
+    assert r.exit_code == 0, r.output
+    manifest = json.loads((art / "manifest.json").read_text())
+    assert manifest["optimizer"]["method"] == "lozo"
+    roles = {t["role"] for t in manifest["programs"]["step"]["inputs"]}
+    assert "noise" in roles and not any(t["name"].startswith("adamw.") for t in manifest["programs"]["step"]["inputs"])
+    r = CliRunner().invoke(main, ["train", str(art), str(demo_data[0]), "--steps", "3", "--seed", "1"])
+    assert r.exit_code == 0, r.output
+    assert [json.loads(l)["step"] for l in r.stdout.splitlines() if l.startswith("{")] == [1, 2, 3]
