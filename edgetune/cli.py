@@ -167,6 +167,8 @@ def _adapter_option(method: str, rank: int | None, targets: str, sets: tuple[str
 @click.option("--embedding-rows", type=int, default=512, show_default=True,
               help="train the rows of the N most frequent tokens of TRAIN_DATA (0: none)")
 @click.option("--head/--no-head", default=True, show_default=True, help="train the classification head")
+@click.option("--head-init", type=click.Choice(["random", "centroids"]), default="random", show_default=True,
+              help="centroids: start the head as a nearest-class-mean classifier of TRAIN_DATA (few-shot, --zo)")
 @click.option("--optimizer", type=click.Choice(["adamw", "sgd"]), default="adamw", show_default=True)
 @click.option("--zo", type=click.Choice(["mezo", "lozo", "lozo_m"]), default=None,
               help="export a forward-only step (no backward pass: runs wherever inference runs) instead")
@@ -178,14 +180,14 @@ def _adapter_option(method: str, rank: int | None, targets: str, sets: tuple[str
 @click.option("--batch-size", type=int, default=8, show_default=True)
 @click.option("--seq-len", type=int, default=32, show_default=True)
 @click.option("--overwrite", is_flag=True, help="replace OUT if it exists")
-def export(train_data, out, model, formats, method, rank, targets, sets, embedding_rows, head, optimizer, zo,
+def export(train_data, out, model, formats, method, rank, targets, sets, embedding_rows, head, head_init, optimizer, zo,
            zo_eps, zo_rank, zo_nu, lr, weight_decay, batch_size, seq_len, overwrite):
     """Prepare a text classifier for TRAIN_DATA's labels and export its training step to OUT."""
     _quiet_toolchain()
     from edgetune.recipes import ClassifierPlan
 
     plan = ClassifierPlan(model=model, adapter=_adapter_option(method, rank, targets, sets),
-                          embedding_rows=embedding_rows, train_head=head,
+                          embedding_rows=embedding_rows, train_head=head, head_init=head_init,
                           optimizer={"name": optimizer, "lr": lr, "weight_decay": weight_decay} if zo is None else
                           {"name": "zo", "method": zo, "lr": lr, "weight_decay": weight_decay, "eps": zo_eps,
                            "rank": zo_rank, "nu": zo_nu},

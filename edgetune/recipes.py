@@ -37,6 +37,7 @@ class ClassifierPlan:
     adapter: dict | None = field(default_factory=default_adapter)
     embedding_rows: int = 512  # 0: no embedding adaptation
     train_head: bool = True
+    head_init: str = "random"  # or "centroids": class means of the user's data (edgetune.models.head_init)
     optimizer: dict = field(default_factory=lambda: {"name": "adamw", "lr": 2e-3, "weight_decay": 0.0})
     batch_size: int = 8
     seq_len: int = 32
@@ -85,6 +86,13 @@ def prepare_classifier(plan: ClassifierPlan, train_csv: str | Path) -> tuple[Com
     model, tok = load_classifier(plan.model, len(labels), plan.seed)
     enc = TextEncoder(tok, plan.seq_len)
     ids, mask = enc.encode([e.text for e in examples])
+    arrays = {"input_ids": ids, "attention_mask": mask, "labels": label_indices(examples, labels)}
+    if plan.head_init == "centroids":
+        from edgetune.models.head_init import centroid_head
+
+        centroid_head(model, arrays)
+    elif plan.head_init != "random":
+        raise ConfigError(f"head_init={plan.head_init!r}; choose 'random' or 'centroids'")
     adapters = []
     if plan.embedding_rows:
         special = tuple(i for i in (enc.tok.token_to_id(t) for t in ("[PAD]", "[CLS]", "[SEP]")) if i is not None)
@@ -94,7 +102,6 @@ def prepare_classifier(plan: ClassifierPlan, train_csv: str | Path) -> tuple[Com
         cfg = config_from_dict({"seed": plan.seed, **plan.adapter} if "seed" in _fields(plan.adapter) else plan.adapter)
         adapters.append(cfg)
         if cfg.needs_calibration:
-            arrays = {"input_ids": ids, "attention_mask": mask, "labels": label_indices(examples, labels)}
             calibration = _calibration(arrays, cfg.n_samples, plan.seed)
     if plan.train_head:
         adapters.append(FullyTrainable(("head",)))
@@ -129,6 +136,9 @@ def restore_classifier(artifact_dir: str | Path, state_path: str | Path | None =
     plan = manifest.model.get("plan")
     if manifest.task != "sequence_classification" or not plan or not manifest.labels:
         raise ConfigError(f"{d} was not exported by export_classifier (no classifier plan in its manifest)")
+    if plan.get("head_init", "random") != "random" and not plan["train_head"]:
+        raise ConfigError(f"{d}: its frozen head was initialised from the training data and is not stored; "
+                          "export with a trained head (the default) to restore or merge it")
     model, _ = load_classifier(plan["model"], len(manifest.labels), plan["seed"])
     prepared = load_adapter(model, d)
     state, _ = load_state(Path(state_path) if state_path else d / "state.safetensors", manifest)

@@ -1,0 +1,253 @@
+"""Forward-only training (MeZO, LOZO, LOZO-M) against inference and first-order training.
+
+Memory and speed (MiniLM-L6, LoRA r=8 on query/value + head, batch 16 x 40): each row
+is its own process running only that loop, so its peak RSS is the loop's: the
+inference program, the LOZO step and the first-order AdamW step, on ONNX Runtime and
+ExecuTorch. Targets: ZO peak RSS <= 1.15x inference; ZO ms/step ~ 2x a forward.
+
+Quality (BANKING77, 10 examples per class, the quality benchmark's protocol): first-order
+LoRA (AdamW) for its usual steps, with a random head (the quality protocol) and with a
+class-centroid head; then MeZO, LOZO and LOZO-M, from the centroid head (forward-only
+steps cannot learn a random 77-way head in any practical number of steps), for up to 20x as many,
+all through the exported ONNX step with the runner; accuracy on test.csv at checkpoints,
+plotted against forward passes (a ZO step is 2 forwards; a first-order step 1 forward + 1 backward).
+ZO steps use a constant learning rate (as MeZO/LOZO do), first-order the linear schedule.
+
+    python benchmarks/zo.py [--part memory quality] [--zo-steps-factor 20] [--seeds 0]
+
+Writes benchmarks/results/zo.json and zo.png.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+import quality  # noqa: E402  (the shared BANKING77 protocol)
+
+BATCH, SEQ = quality.BATCH, quality.SEQ
+LORA = {"method": "lora", "r": 8, "alpha": 16.0, "targets": ["query", "value"]}
+FO_LR = 2e-3
+ZO = {"mezo": {"lr": 1e-3}, "lozo": {"lr": 1e-3}, "lozo_m": {"lr": 1e-3}}
+ZO_COMMON = {"eps": 1e-3, "rank": 2, "nu": 50, "weight_decay": 0.0}
+
+
+def plan(optimizer: dict, seed: int = 0, head_init: str = "random"):
+    from edgetune.recipes import ClassifierPlan
+
+    return ClassifierPlan(model="minilm", adapter=dict(LORA), embedding_rows=0, train_head=True, head_init=head_init,
+                          optimizer=optimizer, batch_size=BATCH, seq_len=SEQ, seed=seed)
+
+
+def zo_optimizer(method: str) -> dict:
+    return {"name": "zo", "method": method, **ZO_COMMON, **ZO[method]}
+
+
+# ------------------------------------------------------------------ memory and speed
+def child(kind: str, runtime: str, art: str, data: str, steps: int) -> None:
+    """One loop in this process; prints RESULT {...} with ms per iteration and peak RSS."""
+    from device_harness.runner import Trainer, encode_file, rss_mb
+    from device_harness.runtimes import open_program
+    from edgetune.contract import load_manifest
+
+    d = Path(art)
+    manifest = load_manifest(d, runtime)
+    arrays = encode_file(d, manifest, data)
+    batch = {k: v[:BATCH] for k, v in arrays.items()}
+    times = []
+    if kind == "infer":
+        from device_harness.state import load_state
+
+        prog = open_program(d, manifest, "infer", runtime)
+        state, _ = load_state(d / "state.safetensors", manifest)
+        feeds = {t.name: (state | batch)[t.name] for t in prog.spec.inputs}
+        for _ in range(steps + 1):
+            t0 = time.perf_counter()
+            prog.run(feeds)
+            times.append(time.perf_counter() - t0)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            tr = Trainer(d, runtime, Path(tmp) / "s.safetensors")
+            for _ in range(steps + 1):
+                times.append(tr.train_step(batch).ms / 1000)
+    _, peak = rss_mb()
+    print("RESULT " + json.dumps({"ms": 1000 * statistics.median(times[1:]), "peak_rss_mb": peak, "iterations": steps}))
+
+
+def memory_part(work: Path, data_csv: Path, steps: dict[str, int]) -> list[dict]:
+    from edgetune.recipes import export_classifier
+
+    arts = {}
+    for name, opt in (("fo", {"name": "adamw", "lr": FO_LR, "weight_decay": 0.0}), ("zo", zo_optimizer("lozo"))):
+        arts[name] = work / f"art_{name}"
+        export_classifier(plan(opt), data_csv, arts[name], formats=("onnx", "executorch"), overwrite=True)
+    rows = []
+    for runtime in ("onnx", "executorch"):
+        for kind, art in (("infer", arts["fo"]), ("zo_step", arts["zo"]), ("fo_step", arts["fo"])):
+            p = subprocess.run([sys.executable, __file__, "--child", kind, runtime, str(art), str(data_csv),
+                                str(steps[runtime])], capture_output=True, text=True,
+                               env={**os.environ, "PYTHONWARNINGS": "ignore"})
+            line = [l for l in p.stdout.splitlines() if l.startswith("RESULT ")]
+            row = {"runtime": runtime, "row": kind, "ms": None, "peak_rss_mb": None, "error": None}
+            if p.returncode or not line:
+                row["error"] = (p.stderr.strip().splitlines() or ["no output"])[-1][:300]
+            else:
+                r = json.loads(line[0][7:])
+                row.update(ms=round(r["ms"], 2), peak_rss_mb=round(r["peak_rss_mb"], 1), iterations=r["iterations"])
+            rows.append(row)
+            print(f"{runtime:<11}{kind:<9}" + (f"{row['ms']:>10.1f} ms{row['peak_rss_mb']:>9.0f} MB" if not row["error"]
+                                               else f"  error: {row['error']}"), flush=True)
+    for runtime in ("onnx", "executorch"):
+        base = {r["row"]: r for r in rows if r["runtime"] == runtime and not r["error"]}
+        for r in rows:
+            if r["runtime"] == runtime and "infer" in base and not r["error"]:
+                r["ms_ratio_to_forward"] = round(r["ms"] / base["infer"]["ms"], 3)
+                r["rss_ratio_to_infer"] = round(r["peak_rss_mb"] / base["infer"]["peak_rss_mb"], 3)
+                if "fo_step" in base:
+                    r["rss_ratio_to_first_order"] = round(r["peak_rss_mb"] / base["fo_step"]["peak_rss_mb"], 3)
+    return rows
+
+
+# ------------------------------------------------------------------ quality
+def train_curve(opt: dict, head_init: str, train_csv: Path, test_csv: Path, steps: int, checkpoints: list[int],
+                seed: int, work: Path, threads: int, desc: str, schedule: str) -> dict:
+    from tqdm import tqdm
+
+    from device_harness.runner import Trainer, evaluate
+    from edgetune.recipes import export_classifier
+
+    art = work / "artifact"
+    export_classifier(plan(opt, seed, head_init), train_csv, art, formats=("onnx",), overwrite=True)
+    state = work / "trained.safetensors"
+    state.unlink(missing_ok=True)
+    tr = Trainer(art, "onnx", state, threads)
+    curve = [{"step": 0, "accuracy": evaluate(art, test_csv, "onnx", art / "state.safetensors", threads)["accuracy"]}]
+    t0, losses = time.perf_counter(), []
+    evaluate_at = set(checkpoints)
+    with tqdm(total=steps, desc=desc, unit="step", leave=False) as bar:
+        for rec in tr.train(train_csv, steps, seed=seed, save_every=0, schedule=schedule):
+            losses.append(rec.loss)
+            bar.set_postfix(loss=f"{statistics.fmean(losses[-50:]):.3f}")
+            bar.update(1)
+            if rec.step in evaluate_at:
+                tr.save()
+                curve.append({"step": rec.step, "accuracy": evaluate(art, test_csv, "onnx", state, threads)["accuracy"]})
+                tqdm.write(f"  {desc} step {rec.step}: acc {curve[-1]['accuracy']:.4f}")
+    return {"curve": curve, "seconds": time.perf_counter() - t0, "final": curve[-1]["accuracy"],
+            "loss_every_50": [round(statistics.fmean(losses[i:i + 50]), 4) for i in range(0, len(losses), 50)]}
+
+
+def quality_part(a, work: Path) -> dict:
+    train = quality.read_split(a.data / "train.csv")
+    test = quality.read_split(a.data / "test.csv")
+    test_csv = quality.write_csv(work / "test.csv", test)
+    out = {}
+    for seed in a.seeds:
+        train_csv = quality.write_csv(work / "fewshot.csv", quality.fewshot(train, quality.PER_CLASS, seed))
+        fo_steps = -(-len(quality.fewshot(train, quality.PER_CLASS, seed)) * quality.EPOCHS["fewshot"] // BATCH)
+        adamw = {"name": "adamw", "lr": FO_LR, "weight_decay": 0.0}
+        runs = {name: train_curve(adamw, head, train_csv, test_csv, fo_steps, [fo_steps], seed, work, a.threads,
+                                  f"s{seed} {name}", "linear")
+                for name, head in (("lora_adamw", "random"), ("lora_adamw_centroids", "centroids"))}
+        zo_steps = fo_steps * a.zo_steps_factor
+        marks = sorted({max(1, round(zo_steps * f / 8)) for f in range(1, 9)})
+        for method in a.zo_methods:
+            runs[method] = train_curve(zo_optimizer(method), "centroids", train_csv, test_csv, zo_steps, marks, seed,
+                                       work, a.threads, f"s{seed} {method}", "constant")
+        for name, r in runs.items():
+            per_step = 1 if name.startswith("lora_adamw") else 2
+            for pt in r["curve"]:
+                pt["forward_passes"] = pt["step"] * per_step * BATCH
+        out[seed] = runs
+    return out
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for seed, runs in result["quality"].items():
+        fo = runs["lora_adamw"]["final"]
+        ax.axhline(fo, color="black", lw=1, ls="-", label=f"first-order LoRA (AdamW), {runs['lora_adamw']['curve'][-1]['step']} steps")
+        ax.axhline(0.85 * fo, color="gray", lw=1, ls="--", label="85% of first-order")
+        for name, r in runs.items():
+            if name.startswith("lora_adamw"):
+                continue
+            xs = [p["forward_passes"] for p in r["curve"]]
+            ys = [p["accuracy"] for p in r["curve"]]
+            ax.plot(xs, ys, marker="o", ms=3, label=f"{name} (seed {seed})")
+        break  # one seed per figure keeps it readable; all seeds are in the JSON
+    ax.set_xlabel("forward passes (examples)")
+    ax.set_ylabel("accuracy on BANKING77 test.csv")
+    ax.set_title("Forward-only training, MiniLM-L6 + LoRA r=8, 10 examples per class")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--child", nargs=5, metavar=("KIND", "RUNTIME", "ARTIFACT", "DATA", "STEPS"), help=argparse.SUPPRESS)
+    ap.add_argument("--part", nargs="+", default=["memory", "quality"], choices=["memory", "quality"])
+    ap.add_argument("--data", type=Path, default=quality.DEFAULT_DATA)
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0])
+    ap.add_argument("--zo-methods", nargs="+", default=["mezo", "lozo", "lozo_m"])
+    ap.add_argument("--zo-steps-factor", type=int, default=20, help="ZO steps as a multiple of first-order steps")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=ROOT / "results" / "zo.json")
+    a = ap.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    if a.child:
+        kind, runtime, art, data, steps = a.child
+        return child(kind, runtime, art, data, int(steps))
+    result = json.loads(a.out.read_text()) if a.out.exists() else {}
+    result["config"] = {"model": "all-MiniLM-L6-v2", "adapter": LORA, "batch": BATCH, "seq": SEQ, "threads": a.threads,
+                        "zo": {m: {**ZO_COMMON, **ZO[m]} for m in ZO}, "first_order_lr": FO_LR}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        if "memory" in a.part:
+            data_csv = quality.write_csv(work / "mem.csv", quality.read_split(a.data / "train.csv")[:64])
+            result["memory"] = memory_part(work, data_csv, {"onnx": 20, "executorch": 2})
+        if "quality" in a.part:
+            result["quality"] = {str(k): v for k, v in quality_part(a, work).items()}
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(result, indent=1))
+    print_tables(result)
+    if "quality" in result:
+        plot(result, a.out.with_suffix(".png"))
+    print(f"wrote {a.out}")
+
+
+def print_tables(result: dict) -> None:
+    if "memory" in result:
+        print(f"\n{'runtime':<11}{'row':<9}{'ms':>10}{'x forward':>11}{'peak RSS MB':>13}{'x infer':>9}{'x 1st-order':>13}")
+        for r in result["memory"]:
+            if r["error"]:
+                print(f"{r['runtime']:<11}{r['row']:<9}  error: {r['error'][:90]}")
+                continue
+            print(f"{r['runtime']:<11}{r['row']:<9}{r['ms']:>10.1f}{r.get('ms_ratio_to_forward', 0):>11.2f}"
+                  f"{r['peak_rss_mb']:>13.0f}{r.get('rss_ratio_to_infer', 0):>9.2f}{r.get('rss_ratio_to_first_order', 0):>13.2f}")
+    for seed, runs in result.get("quality", {}).items():
+        fo = runs["lora_adamw"]["final"]
+        print(f"\nseed {seed}: first-order LoRA {fo:.4f} (random head), {runs['lora_adamw_centroids']['final']:.4f} "
+              f"(centroid head) after {runs['lora_adamw']['curve'][-1]['step']} steps")
+        for name, r in runs.items():
+            if not name.startswith("lora_adamw"):
+                pts = ", ".join(f"{p['step']}: {p['accuracy']:.3f}" for p in r["curve"])
+                print(f"  {name:<8} final {r['final']:.4f} ({r['final'] / fo:.0%} of first-order); {pts}")
+
+
+if __name__ == "__main__":
+    main()
