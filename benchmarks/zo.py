@@ -181,6 +181,8 @@ def plot(result: dict, path: Path) -> None:
     for seed, runs in result["quality"].items():
         fo = runs["lora_adamw"]["final"]
         ax.axhline(fo, color="black", lw=1, ls="-", label=f"first-order LoRA (AdamW), {runs['lora_adamw']['curve'][-1]['step']} steps")
+        ax.axhline(runs["lora_adamw_centroids"]["final"], color="black", lw=1, ls=":",
+                   label="first-order LoRA from the centroid head")
         ax.axhline(0.85 * fo, color="gray", lw=1, ls="--", label="85% of first-order")
         for name, r in runs.items():
             if name.startswith("lora_adamw"):
