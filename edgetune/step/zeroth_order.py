@@ -73,8 +73,7 @@ class ZOStep(CompiledStep):
         return type(spec)(tuple(inputs), spec.outputs)
 
     def initial_state(self) -> dict[str, torch.Tensor]:
-        tr = self.prepared.trainable()
-        state = {param_input(n): tr[n].detach().clone().contiguous() for n in self.names}
+        state = super().initial_state()  # the parameters (a ZerothOrder has no optimizer slots)
         # V and N start at zero: the first step always resamples V (and N's history is empty).
         return state | {t.name: torch.zeros(t.shape) for t in self.state_specs() if t.name not in state}
 
