@@ -119,13 +119,11 @@ class ZOStep(CompiledStep):
                                       opt.beta * n_old)
                 new[f"lozo.N.{n}"] = carried + (1 - opt.beta) * c * u
                 direction = new[f"lozo.N.{n}"] @ v_new[n].t()
-                if n in self.masks:
-                    direction = torch.where(self.masks[n], direction, torch.zeros_like(direction))
             else:
                 direction = c * z[n]
             updated = p - lr * (direction + opt.weight_decay * p)
+            # Masked entries keep their value (the one place masks act on the update).
             new[param_input(n)] = torch.where(self.masks[n], updated, p) if n in self.masks else updated
             if self.low_rank(n):
                 new[f"lozo.V.{n}"] = v_new[n]
-        outs = [(loss_plus + loss_minus) / 2]
-        return (*outs, *[new[t.feeds] for t in spec.outputs if t.feeds])
+        return ((loss_plus + loss_minus) / 2, *[new[t.feeds] for t in spec.outputs if t.feeds])
