@@ -7,25 +7,109 @@ epsilon and step 1 computes 0/0 wherever a gradient is exactly zero (LoRA's A at
 initialisation). A step graph must not be rewritten by tolerance-based rules;
 onnxruntime still runs its own exact fusions when it loads the model, and every
 export is checked against the eager step (exporters.artifact.self_check).
+
+Quantized frozen weights (`edgetune::dequantize` nodes) become DequantizeLinear
+(opset 21, blocked scales) followed by the group offset, over INT8 or UINT4
+initializers: the integers stay integers in the file and in onnxruntime's memory
+(its constant folding leaves DequantizeLinear alone).
 """
 from __future__ import annotations
 
 import warnings
 from pathlib import Path
 
+import numpy as np
+import onnx
 import torch
+from onnx import TensorProto, helper, numpy_helper
 
 from edgetune.contract import ProgramSpec
+from edgetune.quant.weight import dequantize as _registers_edgetune_dequantize  # noqa: F401
+
+QUANT_OPSET = 21  # blocked DequantizeLinear and UINT4
+
+
+def _dequantize_onnx(q, scale, offset, bits: int, group: int):
+    """Translation of edgetune::dequantize. A 4-bit ``q`` arrives as packed uint8 and is
+    retyped to UINT4 (or unpacked in-graph) by `_int4_initializers` after export."""
+    from onnxscript import opset21 as op
+
+    w = op.DequantizeLinear(q, scale, axis=1, block_size=group)
+    if offset is None:
+        return w
+    rows = op.Shape(scale, start=0, end=1)
+    grouped = op.Reshape(w, op.Concat(rows, op.Constant(value_ints=[-1, group]), axis=0))
+    shifted = op.Add(grouped, op.Unsqueeze(offset, op.Constant(value_ints=[-1])))
+    return op.Reshape(shifted, op.Concat(rows, op.Constant(value_ints=[-1]), axis=0))
+
+
+def _has_dequantize(ep: torch.export.ExportedProgram) -> bool:
+    return any(n.op == "call_function" and n.target == torch.ops.edgetune.dequantize.default for n in ep.graph.nodes)
+
+
+def _int4_initializers(model: onnx.ModelProto) -> int:
+    """Make every DequantizeLinear over packed uint8 read real 4-bit values.
+
+    Over an initializer (a frozen weight) the bytes are re-labelled UINT4 [N, 2*K/2]: ONNX
+    packs UINT4 two per byte, low nibble first, which is exactly edgetune's packing.
+    Over a computed tensor (rows gathered from a packed table) the nibbles are split
+    in-graph. -> how many DequantizeLinear nodes were fixed.
+    """
+    g = model.graph
+    inits = {t.name: t for t in g.initializer}
+    types = {v.name: v.type.tensor_type.elem_type for v in list(g.value_info) + list(g.input) + list(g.output)}
+    types.update({t.name: t.data_type for t in g.initializer})
+    new_nodes, fixed, retyped = [], 0, set()
+    for node in g.node:
+        x = node.input[0] if node.op_type == "DequantizeLinear" else None
+        if x is not None and types.get(x) == TensorProto.UINT8:
+            fixed += 1
+            if x in retyped:
+                pass
+            elif x in inits:
+                retyped.add(x)  # forward and backward read the same codes
+                t = inits[x]
+                packed = numpy_helper.to_array(t)
+                t.CopyFrom(helper.make_tensor(t.name, TensorProto.UINT4, [packed.shape[0], 2 * packed.shape[1]],
+                                              packed.tobytes(), raw=True))
+            else:
+                c = lambda name, v: helper.make_node("Constant", [], [name], value=numpy_helper.from_array(v, name))  # noqa: E731
+                p = f"{x}__nibbles"
+                new_nodes += [
+                    c(p + "_15", np.array(15, np.uint8)), c(p + "_4", np.array(4, np.uint8)),
+                    c(p + "_ax", np.array([-1], np.int64)), c(p + "_shape", np.array([0, -1], np.int64)),
+                    helper.make_node("BitwiseAnd", [x, p + "_15"], [p + "_lo"]),
+                    helper.make_node("BitShift", [x, p + "_4"], [p + "_hi"], direction="RIGHT"),
+                    helper.make_node("Unsqueeze", [p + "_lo", p + "_ax"], [p + "_lo1"]),
+                    helper.make_node("Unsqueeze", [p + "_hi", p + "_ax"], [p + "_hi1"]),
+                    helper.make_node("Concat", [p + "_lo1", p + "_hi1"], [p + "_pairs"], axis=-1),
+                    helper.make_node("Reshape", [p + "_pairs", p + "_shape"], [p]),
+                ]
+                node.input[0] = p
+        new_nodes.append(node)
+    del g.node[:]
+    g.node.extend(new_nodes)
+    return fixed
 
 
 def export_onnx(ep: torch.export.ExportedProgram, spec: ProgramSpec, path: str | Path, optimize: bool = False) -> Path:
     """Write ``ep`` to ``path`` with inputs/outputs named as in ``spec``. ``optimize`` exists to
     reproduce the onnxscript rewrite hazard in tests; artifacts never use it."""
     path = Path(path)
+    quant = _has_dequantize(ep)
+    extra = {"opset_version": QUANT_OPSET,
+             "custom_translation_table": {torch.ops.edgetune.dequantize.default: _dequantize_onnx}} if quant else {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         onx = torch.onnx.export(ep, (), dynamo=True, optimize=optimize, verbose=False,
                                 input_names=[t.name for t in spec.inputs],
-                                output_names=[t.name for t in spec.outputs])
-    onx.save(str(path))
+                                output_names=[t.name for t in spec.outputs], **extra)
+    if not quant:
+        onx.save(str(path))
+        return path
+    model = onx.model_proto
+    if _int4_initializers(model):
+        # Shapes recorded while the codes were still [N, K/2] bytes are stale; onnxruntime re-infers.
+        del model.graph.value_info[:]
+    onnx.save(model, str(path))
     return path

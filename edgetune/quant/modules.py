@@ -1,0 +1,109 @@
+"""Frozen layers over a `QuantizedWeight`: `QuantLinear` and `QuantEmbedding`.
+
+They subclass nn.Linear / nn.Embedding so that adapters, selectors and the step
+compiler treat them as the layers they replace; ``.weight`` is a read-only fp32
+dequantization for host-side use (adapter initialisation, calibration), while the
+forward dequantizes inside the graph.
+
+The matmul recomputes the dequantized weight in its backward instead of saving
+it: saved, every layer's fp32 weight would stay alive from the forward to the
+backward, which is the whole fp32 model at the step's peak.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from edgetune.errors import ConfigError
+from edgetune.quant.weight import QuantizedWeight, dequantize
+
+
+class _QuantMatmul(torch.autograd.Function):
+    """x [..., K] @ W^T with W dequantized from (q, scale, offset); no gradient to the codes."""
+
+    @staticmethod
+    def forward(x, q, scale, offset, bits, group):
+        return F.linear(x, dequantize(q, scale, offset, bits, group))
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _, q, scale, offset, bits, group = inputs
+        ctx.save_for_backward(q, scale, offset)
+        ctx.bits, ctx.group = bits, group
+
+    @staticmethod
+    def backward(ctx, grad):
+        q, scale, offset = ctx.saved_tensors
+        return grad @ dequantize(q, scale, offset, ctx.bits, ctx.group), None, None, None, None, None
+
+
+def quantized_matmul(x: torch.Tensor, qw: QuantizedWeight) -> torch.Tensor:
+    """x [..., K] -> [..., N] for a QuantizedWeight [N, K]."""
+    return _QuantMatmul.apply(x, qw.q, qw.scale, qw.offset, qw.bits, qw.group)
+
+
+class _QuantBuffers(nn.Module):
+    """Registers a QuantizedWeight's tensors as buffers (they travel with .to/state_dict)."""
+
+    def _set_quantized(self, qw: QuantizedWeight) -> None:
+        self.bits, self.group, self.kind = qw.bits, qw.group, qw.kind
+        self.register_buffer("qweight", qw.q)
+        self.register_buffer("qscale", qw.scale)
+        self.register_buffer("qoffset", qw.offset)
+
+    @property
+    def quantized(self) -> QuantizedWeight:
+        return QuantizedWeight(self.qweight, self.qscale, self.qoffset, self.bits, self.group, self.kind)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """fp32 dequantization [N, K], recomputed on each access; writing to it changes nothing."""
+        return dequantize(self.qweight, self.qscale, self.qoffset, self.bits, self.group)
+
+
+class QuantLinear(_QuantBuffers, nn.Linear):
+    """A frozen linear layer with integer weights; x [..., in] -> [..., out]."""
+
+    def __init__(self, qw: QuantizedWeight, bias: torch.Tensor | None = None):
+        nn.Module.__init__(self)
+        self.out_features, self.in_features = qw.shape
+        self._set_quantized(qw)
+        self.bias = None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = quantized_matmul(x, self.quantized)
+        return y if self.bias is None else y + self.bias
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, {self.kind}"
+
+
+class QuantEmbedding(_QuantBuffers, nn.Embedding):
+    """A frozen embedding table with integer rows; ids [...] -> [..., d].
+
+    Only the looked-up rows are dequantized. ``as_linear`` reuses the same codes as
+    a tied output projection (x [..., d] -> logits [..., vocab]).
+    """
+
+    def __init__(self, qw: QuantizedWeight):
+        nn.Module.__init__(self)
+        if qw.bits != 8:
+            raise ConfigError(f"QuantEmbedding keeps 8-bit rows; got {qw.kind} ({qw.bits} bits). "
+                              "Quantize the embedding with int8 (GGUF Q8_0 works as is).")
+        self.num_embeddings, self.embedding_dim = qw.shape
+        self.padding_idx, self.max_norm, self.norm_type = None, None, 2.0
+        self.scale_grad_by_freq, self.sparse = False, False
+        self._set_quantized(qw)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        flat = ids.reshape(-1)
+        off = None if self.qoffset is None else self.qoffset[flat]
+        rows = dequantize(self.qweight[flat], self.qscale[flat], off, self.bits, self.group)
+        return rows.reshape(*ids.shape, self.embedding_dim)
+
+    def as_linear(self, x: torch.Tensor) -> torch.Tensor:
+        return quantized_matmul(x, self.quantized)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_embeddings}, {self.embedding_dim}, {self.kind}"
