@@ -23,7 +23,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from edgetune.contract import Manifest, load_manifest
-from edgetune.data.text import TextEncoder, fixed_batches, label_indices, read_examples
+from edgetune.data.text import TextEncoder, fixed_batches, label_indices, read_examples, read_text
 from edgetune.errors import ArtifactError, ConfigError, EdgetuneError, NonFiniteLossError
 from edgetune.zo_noise import resample_due, zo_noise
 from device_harness.runtimes import open_program
@@ -53,8 +53,12 @@ def encode_file(artifact_dir: Path, manifest: Manifest, data_path: str | Path) -
     if manifest.tokenizer is None:
         raise ArtifactError(f"{artifact_dir} has no tokenizer; text data needs an artifact exported with one")
     need_labels = manifest.task == "sequence_classification"
+    enc = TextEncoder(artifact_dir / manifest.tokenizer, manifest.seq_len)
+    if not need_labels and Path(data_path).suffix.lower() == ".txt":  # running text: next-token windows
+        ids, mask = enc.windows(read_text(data_path))
+        return {"input_ids": ids, "attention_mask": mask}
     examples = read_examples(data_path, need_labels=need_labels)
-    ids, mask = TextEncoder(artifact_dir / manifest.tokenizer, manifest.seq_len).encode([e.text for e in examples])
+    ids, mask = enc.encode([e.text for e in examples])
     arrays = {"input_ids": ids, "attention_mask": mask}
     if need_labels:
         arrays["labels"] = label_indices(examples, manifest.labels or [])

@@ -104,11 +104,10 @@ def export_onnx(ep: torch.export.ExportedProgram, spec: ProgramSpec, path: str |
         onx = torch.onnx.export(ep, (), dynamo=True, optimize=optimize, verbose=False,
                                 input_names=[t.name for t in spec.inputs],
                                 output_names=[t.name for t in spec.outputs], **extra)
-    if not quant:
-        onx.save(str(path))
-        return path
     model = onx.model_proto
-    if _int4_initializers(model):
+    for node in model.graph.node:  # per-node source locations and stack traces: a third of a small file
+        del node.metadata_props[:]
+    if quant and _int4_initializers(model):
         # Shapes recorded while the codes were still [N, K/2] bytes are stale; onnxruntime re-infers.
         del model.graph.value_info[:]
     onnx.save(model, str(path))

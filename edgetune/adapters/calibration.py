@@ -32,20 +32,35 @@ class Calibration:
         return sum(len(b["input_ids"]) for b in self.batches)
 
     def summed_gradients(self, model: nn.Module, linears: list[nn.Linear]) -> list[torch.Tensor]:
-        """dL/dW of each linear's weight, summed over the batches (each batch's loss is a mean).
-        The model's parameters keep their ``requires_grad`` flags."""
-        weights = [m.weight for m in linears]
-        flags = [w.requires_grad for w in weights]
-        total = [torch.zeros_like(w) for w in weights]
+        """dL/dW [out, in] of each linear, summed over the batches (each batch's loss is a mean).
+
+        Computed as dL/dY^T X from each layer's input X and output gradient dL/dY, so it
+        works for frozen integer layers (`QuantLinear`) too, and no parameter's
+        ``requires_grad`` changes.
+        """
+        total = [torch.zeros(m.out_features, m.in_features) for m in linears]
+        seen: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+        def keep(i):
+            def hook(_mod, args, out):
+                out = out if out.requires_grad else out.detach().requires_grad_(True)
+                seen[i] = (args[0].detach(), out)
+                return out
+            return hook
+
+        handles = [m.register_forward_hook(keep(i)) for i, m in enumerate(linears)]
         try:
-            for w in weights:
-                w.requires_grad_(True)
             for batch in self.batches:
-                logits = model(batch["input_ids"], batch["attention_mask"])
-                grads = torch.autograd.grad(task_loss(model.task, logits, batch), weights)
-                for t, g in zip(total, grads):
-                    t += g * len(batch["input_ids"])
+                seen.clear()
+                with torch.enable_grad():
+                    logits = model(batch["input_ids"], batch["attention_mask"])
+                    loss = task_loss(model.task, logits, batch)
+                    outs = [seen[i][1] for i in range(len(linears))]
+                    grads = torch.autograd.grad(loss, outs)
+                for i, g in enumerate(grads):
+                    x = seen[i][0]
+                    total[i] += (g.reshape(-1, g.shape[-1]).t() @ x.reshape(-1, x.shape[-1])) * len(batch["input_ids"])
         finally:
-            for w, f in zip(weights, flags):
-                w.requires_grad_(f)
+            for h in handles:
+                h.remove()
         return total

@@ -46,7 +46,8 @@ def read_examples(path: str | Path, need_labels: bool = True) -> list[Example]:
             with p.open(newline="", encoding="utf-8") as f:
                 rows = list(csv.DictReader(f, delimiter="\t" if p.suffix.lower() == ".tsv" else ","))
         else:
-            raise DataError(f"data file {p} has suffix {p.suffix!r}; use .csv (text,label header) or .jsonl")
+            raise DataError(f"data file {p} has suffix {p.suffix!r}; use .csv (text,label header) or .jsonl "
+                            "(or .txt running text for a language model)")
     except UnicodeDecodeError as e:
         raise DataError(f"data file {p} is not UTF-8 text ({e})") from e
     out = []
@@ -89,6 +90,52 @@ class TextEncoder:
         ids = np.array([e.ids for e in encs], dtype=np.int64)
         mask = np.array([e.attention_mask for e in encs], dtype=np.int64)
         return ids, mask
+
+    def tokens(self, text: str) -> list[int]:
+        """All token ids of ``text`` (no truncation, padding or special tokens)."""
+        from tokenizers import Tokenizer
+
+        whole = Tokenizer.from_str(self.tok.to_str())
+        whole.no_truncation()
+        whole.no_padding()
+        return whole.encode(text, add_special_tokens=False).ids
+
+    def windows(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """Running text -> consecutive non-overlapping windows of ``seq_len`` tokens
+        (ids, mask) [n, seq_len], for next-token training. A text shorter than one
+        window becomes one padded window; otherwise the ragged tail is dropped."""
+        ids = np.array(self.tokens(text), dtype=np.int64)
+        n = len(ids) // self.seq_len
+        if n == 0:
+            pad = self.tok.padding["pad_id"] if self.tok.padding else 0
+            mask = (np.arange(self.seq_len) < len(ids)).astype(np.int64)[None]
+            return np.concatenate([ids, np.full(self.seq_len - len(ids), pad, np.int64)])[None], mask
+        ids = ids[: n * self.seq_len].reshape(n, self.seq_len)
+        return ids, np.ones_like(ids)
+
+
+def read_text(path: str | Path) -> str:
+    """A plain UTF-8 text file (a person's writing) for next-token training."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"text file {p} does not exist")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"text file {p} is not UTF-8 text ({e})") from e
+    if not text.strip():
+        raise DataError(f"text file {p} is empty")
+    return text
+
+
+def split_text(text: str, held_out: float = 0.1) -> tuple[str, str]:
+    """-> (first 1 - held_out, last held_out) of ``text``, cut at a line break."""
+    if not 0 < held_out < 1:
+        raise DataError(f"held_out={held_out} must lie in (0, 1)")
+    cut = int(len(text) * (1 - held_out))
+    nl = text.rfind("\n", 0, cut)
+    cut = nl + 1 if nl > 0 else cut
+    return text[:cut], text[cut:]
 
 
 def label_indices(examples: Sequence[Example], labels: Sequence[str]) -> np.ndarray:

@@ -98,8 +98,8 @@ class QuantEmbedding(_QuantBuffers, nn.Embedding):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         flat = ids.reshape(-1)
-        off = None if self.qoffset is None else self.qoffset[flat]
-        rows = dequantize(self.qweight[flat], self.qscale[flat], off, self.bits, self.group)
+        pick = lambda t: None if t is None else torch.index_select(t, 0, flat)  # noqa: E731 (ONNX Gather)
+        rows = dequantize(pick(self.qweight), pick(self.qscale), pick(self.qoffset), self.bits, self.group)
         return rows.reshape(*ids.shape, self.embedding_dim)
 
     def as_linear(self, x: torch.Tensor) -> torch.Tensor:

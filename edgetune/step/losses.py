@@ -17,11 +17,15 @@ def next_token_loss(logits: torch.Tensor, input_ids: torch.Tensor, attention_mas
 
     logits [B, S, V], input_ids [B, S], attention_mask [B, S] -> scalar.
     Position t predicts token t+1; a pair counts when both are real tokens.
+    Written without slicing the logits or gathering from them: the backward of
+    either fills a [B, S, V] zero tensor, which runtimes constant-fold into a
+    permanent buffer the size of the logits.
     """
-    logp = torch.log_softmax(logits[:, :-1], dim=-1)
-    target = input_ids[:, 1:]
-    valid = (attention_mask[:, 1:] * attention_mask[:, :-1]).to(logits.dtype)
-    picked = torch.gather(logp, -1, target.unsqueeze(-1)).squeeze(-1)
+    pad = torch.zeros_like(input_ids[:, :1])
+    target = torch.cat([input_ids[:, 1:], pad], dim=1)
+    valid = (torch.cat([attention_mask[:, 1:], pad], dim=1) * attention_mask).to(logits.dtype)
+    onehot = (target.unsqueeze(-1) == torch.arange(logits.shape[-1])).to(logits.dtype)
+    picked = (torch.log_softmax(logits, dim=-1) * onehot).sum(-1)
     return -(picked * valid).sum() / valid.sum().clamp(min=1.0)
 
 

@@ -1,0 +1,87 @@
+"""Quantized frozen bases through both runtimes: the step matches eager PyTorch over several
+AdamW steps (gradients flow through the integer layers to the adapters below them), and the
+artifacts really hold integers (ONNX INT8/UINT4 initializers, smaller files)."""
+import onnx
+import pytest
+import torch
+
+from edgetune import AdamW, EmbeddingRows, FullyTrainable, LoRA, compile_step, prepare
+from edgetune.models.llama import LlamaConfig, LlamaForCausalLM, from_gguf
+from edgetune.models.tiny import TinyClassifier
+from edgetune.quant import Int4Config, Int8Config, quantize
+from exporters.artifact import export_artifact
+from gguf_files import write_tiny_llama
+from parity_steps import run_parity
+
+QUANTS = {"int8": Int8Config(embeddings=True), "int4_g32_zp": Int4Config(32, True), "int4_g32_sym": Int4Config(32, False)}
+
+
+@pytest.fixture(scope="module", params=sorted(QUANTS))
+def quant_classifier(request, tmp_path_factory):
+    model = TinyClassifier(vocab=128, max_len=16)
+    quantize(model, QUANTS[request.param])
+    # LoRA on the first layer only: its gradient has to pass back through every quantized layer above it
+    prepared = prepare(model, [LoRA(targets=("layers.0.attention.query",), r=4), FullyTrainable(("head",))])
+    compiled = compile_step(prepared, AdamW(lr=1e-3, weight_decay=0.01), batch_size=4, seq_len=16)
+    out = tmp_path_factory.mktemp(request.param) / "artifact"
+    return out, export_artifact(compiled, out), compiled
+
+
+@pytest.mark.parametrize("runtime", ["onnx", "executorch"])
+def test_quantized_classifier_steps_like_eager(quant_classifier, runtime):
+    art, manifest, compiled = quant_classifier
+    ref, state = run_parity(art, manifest, compiled, runtime, steps=3)
+    name = "param.encoder.layers.0.attention.query.lora_A"
+    assert float((ref[name] - compiled.initial_state()[name]).abs().max()) > 0  # the low adapter did train
+
+
+@pytest.fixture(scope="module")
+def gguf_lm(tmp_path_factory):
+    """A tiny Llama GGUF (Q4_0 / Q4_1 / Q8_0 linears, Q8_0 tied embedding), LoRA + embedding rows."""
+    d = tmp_path_factory.mktemp("gguf")
+    path, _ = write_tiny_llama(d / "tiny.gguf", hidden=64, ffn=128, layers=2)
+    model = from_gguf(path, max_positions=16)
+    prepared = prepare(model, [EmbeddingRows(list(range(0, 256, 3)), target="embed_tokens"),
+                               LoRA(targets=("q_proj", "v_proj"), r=4)])
+    compiled = compile_step(prepared, AdamW(lr=1e-3), batch_size=2, seq_len=16)
+    return d / "artifact", export_artifact(compiled, d / "artifact"), compiled
+
+
+@pytest.mark.parametrize("runtime", ["onnx", "executorch"])
+def test_gguf_lm_steps_like_eager(gguf_lm, runtime):
+    art, manifest, compiled = gguf_lm
+    run_parity(art, manifest, compiled, runtime, steps=3)
+
+
+def test_onnx_keeps_integer_weights(gguf_lm):
+    art, _, compiled = gguf_lm
+    m = onnx.load(str(art / "step.onnx"))
+    kinds = {}
+    for t in m.graph.initializer:
+        kinds.setdefault(t.data_type, []).append(tuple(t.dims))
+    # every linear's codes: UINT4 for the Q4 blocks, INT8 for Q8_0 linears and the embedding table
+    n_q4 = sum(1 for mod in compiled.prepared.model.modules() if getattr(mod, "bits", None) == 4)
+    assert len(kinds.get(onnx.TensorProto.UINT4, [])) == n_q4 > 0
+    assert (256, 64) in kinds[onnx.TensorProto.INT8]
+    # and no float initializer as large as a weight matrix
+    assert max(dims[0] * (dims[1] if len(dims) > 1 else 1) for dims in kinds[onnx.TensorProto.FLOAT]) < 64 * 64
+
+
+def test_artifacts_shrink_with_the_weights(tmp_path):
+    """Program files of a model whose weights dominate: int8 and int4 vs fp32, both runtimes."""
+    cfg = LlamaConfig(vocab_size=64, hidden_size=256, num_layers=2, num_heads=4, num_kv_heads=4,
+                      intermediate_size=512, max_positions=8)
+    sizes = {}
+    for name, q in [("fp32", None), ("int8", Int8Config()), ("int4", Int4Config(32))]:
+        torch.manual_seed(0)
+        model = LlamaForCausalLM(cfg)
+        if q:
+            quantize(model, q)
+        compiled = compile_step(prepare(model, [LoRA(targets=("q_proj",), r=2)]), AdamW(), 1, 8)
+        man = export_artifact(compiled, tmp_path / name, formats=("onnx", "executorch"))
+        sizes[name] = {fmt: (tmp_path / name / man.programs["infer"].files[fmt]).stat().st_size
+                       for fmt in ("onnx", "executorch")}
+    for fmt in ("onnx", "executorch"):
+        # weights: 4 B -> 1 B (+ a scale per row) -> 0.5 B (+ fp32 scale and offset per 32)
+        assert sizes["int8"][fmt] < 0.4 * sizes["fp32"][fmt], sizes
+        assert sizes["int4"][fmt] < 0.3 * sizes["fp32"][fmt], sizes
