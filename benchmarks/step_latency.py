@@ -265,7 +265,7 @@ def main():
             continue
         print(f"{r['name']:<24}{r['ms_per_step']:>10.1f}{r['ratio_to_eager']:>9.2f}{r['gflops']:>9.1f}"
               f"{r['pct_of_peak']:>8.1f}{r['peak_rss_mb']:>13.0f}{r['rss_ratio_to_eager']:>9.2f}"
-              (f"{r['artifact_mb']:>13.1f}" if r["artifact_mb"] is not None else f"{'-':>13}"))
+              + (f"{r['artifact_mb']:>13.1f}" if r["artifact_mb"] is not None else f"{'-':>13}"))
     print(f"\nstep = {flops / 1e9:.2f} GFLOP, matmul peak = {peak:.1f} GFLOP/s on {a.threads} threads; wrote {a.out}")
 
 

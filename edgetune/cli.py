@@ -13,6 +13,7 @@ import click
 from edgetune.errors import EdgetuneError
 
 FORMATS = ("onnx", "executorch")
+QUANTS = ("none", "int8", "int4", "int4_g64", "gguf")
 
 
 def _fail(e: EdgetuneError):
@@ -72,46 +73,110 @@ def main():
 @click.option("--workdir", type=click.Path(file_okay=False), default="edgetune-demo", show_default=True,
               help="where the data, the artifact and the trained state go")
 @click.option("--steps", type=int, default=30, show_default=True, help="training steps per runtime")
-@click.option("--runtime", "runtimes", type=click.Choice(FORMATS), multiple=True, default=FORMATS,
-              show_default=True, help="runtimes to train through (repeatable)")
+@click.option("--runtime", "runtimes", type=click.Choice(FORMATS), multiple=True, default=None,
+              help="runtimes to train through (repeatable; default: both, or onnx with --llm)")
 @click.option("--threads", type=int, default=None, help="threads for each runtime (default: all cores)")
-def demo(workdir, steps, runtimes, threads):
+@click.option("--llm", is_flag=True, help="SmolLM2-135M (frozen 4-bit GGUF base) learns the person's writing instead")
+@click.option("--model", default="smollm2", show_default=True, help="with --llm: smollm2 or a Llama .gguf file")
+@click.option("--text", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="with --llm: your own .txt to learn (90%% trains, the last 10%% is held out)")
+def demo(workdir, steps, runtimes, threads, llm, model, text):
     """MiniLM-L6 learns one person's note folders, on each runtime.
 
     Writes a small personalization data set, prepares MiniLM-L6 (LoRA r=8 on query/value,
     the user's token rows, a new head), exports the training step to each runtime,
     trains through the runtime alone, and prints held-out accuracy before and after.
+
+    With --llm: SmolLM2-135M-Instruct, kept as the GGUF file's 4-bit blocks, learns the
+    same person's notes as running text (LoRA-SB on q/k/v/o + their token rows); prints
+    held-out perplexity and a generated continuation before and after.
     """
     _quiet_toolchain()
+    wd = Path(workdir)
+    runtimes = runtimes or (("onnx",) if llm else FORMATS)
+    try:
+        if llm:
+            _demo_llm(wd, steps, runtimes, threads, model, text)
+        else:
+            _demo_classifier(wd, steps, runtimes, threads)
+    except EdgetuneError as e:
+        _fail(e)
+
+
+def _demo_classifier(wd: Path, steps, runtimes, threads):
     from device_harness.runner import evaluate
     from edgetune.data.demo import write_demo_data
     from edgetune.recipes import ClassifierPlan
 
-    wd = Path(workdir)
     train_csv, test_csv = write_demo_data(wd / "data")
     art = wd / "artifact"
     click.echo(f"data: {train_csv} ({sum(1 for _ in open(train_csv)) - 1} examples), held out: {test_csv}")
-    try:
-        manifest, compiled = _export_with_bar(ClassifierPlan(), train_csv, art, runtimes, overwrite=True)
-        click.echo(str(compiled.prepared.report))
-        rows = []
-        for rt in runtimes:
-            state = wd / f"trained.{rt}.safetensors"
-            state.unlink(missing_ok=True)
-            before = evaluate(art, test_csv, rt, state, threads)["accuracy"]
-            recs = _train_subprocess(art, train_csv, rt, steps, state, threads)
-            after = evaluate(art, test_csv, rt, state, threads)["accuracy"]
-            files = [manifest.programs[p].files[rt] for p in ("step", "infer")] + ["state.safetensors"]
-            rows.append((rt, before, after, recs[-1]["loss"], statistics.median(r["ms"] for r in recs[1:] or recs),
-                         max(r["peak_rss_mb"] for r in recs), sum((art / f).stat().st_size for f in files) / 2**20))
-    except EdgetuneError as e:
-        _fail(e)
-    click.echo(f"\n{'runtime':<12}{'acc before':>11}{'acc after':>11}{'last loss':>11}{'ms/step':>10}"
-               f"{'peak RSS MB':>13}{'artifact MB':>13}")
-    for rt, b, a, loss, ms, rss, mb in rows:
-        click.echo(f"{rt:<12}{b:>11.1%}{a:>11.1%}{loss:>11.4f}{ms:>10.1f}{rss:>13.0f}{mb:>13.1f}")
+    manifest, compiled = _export_with_bar(ClassifierPlan(), train_csv, art, runtimes, overwrite=True)
+    click.echo(str(compiled.prepared.report))
+    rows = []
+    for rt in runtimes:
+        state = wd / f"trained.{rt}.safetensors"
+        state.unlink(missing_ok=True)
+        before = evaluate(art, test_csv, rt, state, threads)["accuracy"]
+        recs = _train_subprocess(art, train_csv, rt, steps, state, threads)
+        after = evaluate(art, test_csv, rt, state, threads)["accuracy"]
+        rows.append((rt, f"{before:.1%}", f"{after:.1%}", *_run_stats(art, manifest, rt, recs)))
+    _print_demo_table(("acc before", "acc after"), rows)
     click.echo(f"\n({steps} steps of batch {manifest.batch_size} x {manifest.seq_len} tokens per runtime; "
                f"trained state in {wd}/trained.<runtime>.safetensors)")
+
+
+def _demo_llm(wd: Path, steps, runtimes, threads, model, text):
+    from device_harness.runner import evaluate
+    from edgetune.data.demo import write_demo_text
+    from edgetune.data.text import read_text, split_text
+    from edgetune.lm import LMPlan, export_lm, generate
+
+    data = wd / "data"
+    if text:
+        data.mkdir(parents=True, exist_ok=True)
+        train, held = split_text(read_text(text), 0.1)
+        (data / "train.txt").write_text(train, encoding="utf-8")
+        (data / "held_out.txt").write_text(held, encoding="utf-8")
+        train_txt, held_txt = data / "train.txt", data / "held_out.txt"
+    else:
+        train_txt, held_txt = write_demo_text(data)
+    click.echo(f"text: {train_txt} ({train_txt.stat().st_size:,} bytes), held out: {held_txt}")
+    art = wd / "llm-artifact"
+    plan = LMPlan(model=model)
+    manifest, compiled = _with_export_bar(
+        lambda progress: export_lm(plan, train_txt, art, runtimes, overwrite=True, progress=progress),
+        stages=2 + 3 * len(runtimes))
+    click.echo(str(compiled.prepared.report))
+    prompt = " ".join(held_txt.read_text(encoding="utf-8").split("\n")[0].split()[:3])
+    rows, samples = [], []
+    for rt in runtimes:
+        state = wd / f"llm-trained.{rt}.safetensors"
+        state.unlink(missing_ok=True)
+        before = evaluate(art, held_txt, rt, state, threads)["perplexity"]
+        gen_before = generate(art, prompt, 16, rt, state)
+        recs = _train_subprocess(art, train_txt, rt, steps, state, threads)
+        after = evaluate(art, held_txt, rt, state, threads)["perplexity"]
+        samples.append((rt, gen_before, generate(art, prompt, 16, rt, state)))
+        rows.append((rt, f"{before:.5g}", f"{after:.5g}", *_run_stats(art, manifest, rt, recs)))
+    _print_demo_table(("ppl before", "ppl after"), rows)
+    for rt, b, a in samples:
+        click.echo(f"\n{rt}: {prompt!r} continues\n  before: {b!r}\n  after:  {a!r}")
+    click.echo(f"\n(frozen base: {plan.quant} ({compiled.prepared.model.model.layers[0].mlp.down_proj.kind}); "
+               f"{steps} steps of batch {manifest.batch_size} x {manifest.seq_len} tokens per runtime)")
+
+
+def _run_stats(art: Path, manifest, rt: str, recs: list[dict]) -> tuple:
+    files = [manifest.programs[p].files[rt] for p in ("step", "infer")] + ["state.safetensors"]
+    return (recs[-1]["loss"], statistics.median(r["ms"] for r in recs[1:] or recs),
+            max(r["peak_rss_mb"] for r in recs), sum((art / f).stat().st_size for f in files) / 2**20)
+
+
+def _print_demo_table(metric_names: tuple[str, str], rows: list[tuple]):
+    click.echo(f"\n{'runtime':<12}{metric_names[0]:>11} {metric_names[1]:>11}{'last loss':>11}{'ms/step':>10}"
+               f"{'peak RSS MB':>13}{'artifact MB':>13}")
+    for rt, b, a, loss, ms, rss, mb in rows:
+        click.echo(f"{rt:<12}{b:>11} {a:>11}{loss:>11.4f}{ms:>10.1f}{rss:>13.0f}{mb:>13.1f}")
 
 
 def _train_subprocess(art, data, runtime, steps, state, threads) -> list[dict]:
@@ -155,17 +220,25 @@ def _adapter_option(method: str, rank: int | None, targets: str, sets: tuple[str
 @main.command()
 @click.argument("train_data", type=click.Path(exists=True, dir_okay=False))
 @click.argument("out", type=click.Path(file_okay=False))
-@click.option("--model", type=click.Choice(["minilm", "tiny"]), default="minilm", show_default=True)
-@click.option("--format", "formats", type=click.Choice(FORMATS), multiple=True, default=FORMATS, show_default=True)
-@click.option("--method", default="lora", show_default=True,
-              help="trainable factors: lora, lora_xs, lora_sb, pica, lora_sp, kronecker, fastfood (none: head/rows only)")
+@click.option("--model", default="minilm", show_default=True,
+              help="minilm or tiny (text classifiers: TRAIN_DATA is text,label CSV/JSONL), or smollm2 or a "
+                   "Llama .gguf file (next-token: TRAIN_DATA is running .txt)")
+@click.option("--quant", type=click.Choice(QUANTS), default=None,
+              help="frozen base: none (fp32), int8, int4 (group 32), int4_g64; gguf keeps a GGUF file's own "
+                   "blocks [default: none for classifiers, gguf for language models]")
+@click.option("--format", "formats", type=click.Choice(FORMATS), multiple=True, default=None,
+              help="runtimes (repeatable) [default: both for classifiers, onnx for language models]")
+@click.option("--method", default=None,
+              help="trainable factors: lora, lora_xs, lora_sb, pica, lora_sp, kronecker, fastfood (none: head/rows "
+                   "only) [default: lora; lora_sb for language models]")
 @click.option("--rank", "-r", type=int, default=None, help="rank r of the method (default: the method's)")
-@click.option("--targets", default="query,value", show_default=True,
-              help="comma-separated module name suffixes, or re:REGEX")
+@click.option("--targets", default=None,
+              help="comma-separated module name suffixes, or re:REGEX [default: query,value; "
+                   "q_proj,k_proj,v_proj,o_proj for language models]")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="another field of the method's config, e.g. --set alpha=32 --set share=false (repeatable)")
-@click.option("--embedding-rows", type=int, default=512, show_default=True,
-              help="train the rows of the N most frequent tokens of TRAIN_DATA (0: none)")
+@click.option("--embedding-rows", type=int, default=None,
+              help="train the rows of the N most frequent tokens of TRAIN_DATA (0: none) [default: 512; 256]")
 @click.option("--head/--no-head", default=True, show_default=True, help="train the classification head")
 @click.option("--head-init", type=click.Choice(["random", "centroids"]), default="random", show_default=True,
               help="centroids: start the head as a nearest-class-mean classifier of TRAIN_DATA (few-shot, --zo)")
@@ -177,23 +250,42 @@ def _adapter_option(method: str, rank: int | None, targets: str, sets: tuple[str
 @click.option("--zo-nu", type=int, default=50, show_default=True, help="LOZO resamples V every NU steps")
 @click.option("--lr", type=float, default=2e-3, show_default=True, help="default learning rate stored in the artifact")
 @click.option("--weight-decay", type=float, default=0.0, show_default=True)
-@click.option("--batch-size", type=int, default=8, show_default=True)
-@click.option("--seq-len", type=int, default=32, show_default=True)
+@click.option("--batch-size", type=int, default=None, help="[default: 8; 4 for language models]")
+@click.option("--seq-len", type=int, default=None, help="[default: 32; 128 for language models]")
 @click.option("--overwrite", is_flag=True, help="replace OUT if it exists")
-def export(train_data, out, model, formats, method, rank, targets, sets, embedding_rows, head, head_init, optimizer, zo,
-           zo_eps, zo_rank, zo_nu, lr, weight_decay, batch_size, seq_len, overwrite):
-    """Prepare a text classifier for TRAIN_DATA's labels and export its training step to OUT."""
+def export(train_data, out, model, quant, formats, method, rank, targets, sets, embedding_rows, head, head_init,
+           optimizer, zo, zo_eps, zo_rank, zo_nu, lr, weight_decay, batch_size, seq_len, overwrite):
+    """Prepare a model for TRAIN_DATA and export its training step to OUT."""
     _quiet_toolchain()
-    from edgetune.recipes import ClassifierPlan
+    from edgetune.lm import LMPlan, export_lm
+    from edgetune.recipes import MODELS, ClassifierPlan
 
-    plan = ClassifierPlan(model=model, adapter=_adapter_option(method, rank, targets, sets),
-                          embedding_rows=embedding_rows, train_head=head, head_init=head_init,
-                          optimizer={"name": optimizer, "lr": lr, "weight_decay": weight_decay} if zo is None else
-                          {"name": "zo", "method": zo, "lr": lr, "weight_decay": weight_decay, "eps": zo_eps,
-                           "rank": zo_rank, "nu": zo_nu},
-                          batch_size=batch_size, seq_len=seq_len)
+    lm = model == "smollm2" or model.lower().endswith(".gguf")
+    if not lm and model not in MODELS:
+        raise click.BadParameter(f"{model!r}: choose minilm, tiny, smollm2 or a .gguf file", param_hint="--model")
+    if quant == "gguf" and not lm:
+        raise click.BadParameter("gguf keeps a GGUF file's blocks: use it with --model smollm2 or a .gguf",
+                                 param_hint="--quant")
+    opt = ({"name": optimizer, "lr": lr, "weight_decay": weight_decay} if zo is None else
+           {"name": "zo", "method": zo, "lr": lr, "weight_decay": weight_decay, "eps": zo_eps, "rank": zo_rank,
+            "nu": zo_nu})
+    adapter = _adapter_option(method or ("lora_sb" if lm else "lora"), rank,
+                              targets or ("q_proj,k_proj,v_proj,o_proj" if lm else "query,value"), sets)
     try:
-        manifest, compiled = _export_with_bar(plan, train_data, out, formats, overwrite)
+        if lm:
+            plan = LMPlan(model=model, quant=quant or "gguf", adapter=adapter,
+                          embedding_rows=256 if embedding_rows is None else embedding_rows, optimizer=opt,
+                          batch_size=batch_size or 4, seq_len=seq_len or 128)
+            formats = formats or ("onnx",)
+            manifest, compiled = _with_export_bar(
+                lambda progress: export_lm(plan, train_data, out, formats, overwrite, progress),
+                stages=2 + 3 * len(formats))
+        else:
+            plan = ClassifierPlan(model=model, adapter=adapter,
+                                  embedding_rows=512 if embedding_rows is None else embedding_rows,
+                                  train_head=head, head_init=head_init, optimizer=opt, batch_size=batch_size or 8,
+                                  seq_len=seq_len or 32, quant=None if quant in (None, "none") else quant)
+            manifest, compiled = _export_with_bar(plan, train_data, out, formats or FORMATS, overwrite)
     except EdgetuneError as e:
         _fail(e)
     click.echo(str(compiled.prepared.report))
@@ -212,10 +304,10 @@ def save_adapter_cmd(artifact, out, state, as_peft):
     _quiet_toolchain()
     from edgetune.adapters.io import save_adapter
     from edgetune.adapters.peft_export import save_peft
-    from edgetune.recipes import restore_classifier
+    from edgetune.recipes import restore_prepared
 
     try:
-        prepared, manifest = restore_classifier(artifact, state)
+        prepared, manifest = restore_prepared(artifact, state)
         if as_peft:
             save_peft(prepared, out, base_model_name=manifest.model.get("name"))
         else:

@@ -42,23 +42,31 @@ class ClassifierPlan:
     batch_size: int = 8
     seq_len: int = 32
     seed: int = 0
+    quant: str | None = None  # frozen base: None (fp32), "int8", "int4" (group 32), "int4_g64"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
-def load_classifier(model: str, num_labels: int, seed: int = 0):
-    """-> (model, tokenizer.json path). 'tiny' is the built-in test transformer with MiniLM's tokenizer."""
+def load_classifier(model: str, num_labels: int, seed: int = 0, quant: str | None = None):
+    """-> (model, tokenizer.json path). 'tiny' is the built-in test transformer with MiniLM's tokenizer.
+    ``quant`` quantizes every frozen linear but the head (`edgetune.quant.config_from`)."""
     from edgetune.models.minilm import load_minilm_classifier, minilm_path
+    from edgetune.quant import config_from, quantize
 
     if model == "minilm":
-        return load_minilm_classifier(num_labels, seed)
-    if model == "tiny":
+        net, tok = load_minilm_classifier(num_labels, seed)
+    elif model == "tiny":
         from edgetune.models.tiny import TinyClassifier
 
-        return TinyClassifier(vocab=30522, d=32, layers=2, heads=4, max_len=512, num_labels=num_labels,
-                              seed=seed), minilm_path() / "tokenizer.json"
-    raise ConfigError(f"model {model!r} is unknown; choose one of {MODELS}")
+        net, tok = TinyClassifier(vocab=30522, d=32, layers=2, heads=4, max_len=512, num_labels=num_labels,
+                                  seed=seed), minilm_path() / "tokenizer.json"
+    else:
+        raise ConfigError(f"model {model!r} is unknown; choose one of {MODELS}")
+    cfg = config_from(quant)
+    if cfg is not None:
+        quantize(net, cfg)
+    return net, tok
 
 
 def _fields(adapter: dict) -> set[str]:
@@ -83,7 +91,7 @@ def prepare_classifier(plan: ClassifierPlan, train_csv: str | Path) -> tuple[Com
     if len(labels) < 2:
         raise ConfigError(f"{train_csv} has {len(labels)} distinct label(s); a classifier needs at least 2")
     torch.manual_seed(plan.seed)  # adapter initialisations that draw from the global generator (LoRA's A)
-    model, tok = load_classifier(plan.model, len(labels), plan.seed)
+    model, tok = load_classifier(plan.model, len(labels), plan.seed, plan.quant)
     enc = TextEncoder(tok, plan.seq_len)
     ids, mask = enc.encode([e.text for e in examples])
     arrays = {"input_ids": ids, "attention_mask": mask, "labels": label_indices(examples, labels)}
@@ -122,10 +130,11 @@ def export_classifier(plan: ClassifierPlan, train_csv: str | Path, out_dir: str 
     return manifest, compiled
 
 
-def restore_classifier(artifact_dir: str | Path, state_path: str | Path | None = None) -> tuple[PreparedModel, dict]:
-    """Rebuild the prepared model of a classifier artifact (fresh base + the artifact's saved
-    adapters), with the trainable tensors of ``state_path`` (a state file written by the
-    runner; default: the artifact's initial state) -> (prepared model, manifest model info)."""
+def restore_prepared(artifact_dir: str | Path, state_path: str | Path | None = None) -> tuple[PreparedModel, dict]:
+    """Rebuild the prepared model of an artifact exported by `export_classifier` or
+    `edgetune.lm.export_lm` (fresh base + the artifact's saved adapters), with the trainable
+    tensors of ``state_path`` (a state file written by the runner; default: the artifact's
+    initial state) -> (prepared model, manifest)."""
     from device_harness.state import load_state
     from edgetune.adapters.io import load_adapter
     from edgetune.contract import load_manifest
@@ -134,12 +143,17 @@ def restore_classifier(artifact_dir: str | Path, state_path: str | Path | None =
     d = Path(artifact_dir)
     manifest = load_manifest(d, verify=False)
     plan = manifest.model.get("plan")
-    if manifest.task != "sequence_classification" or not plan or not manifest.labels:
-        raise ConfigError(f"{d} was not exported by export_classifier (no classifier plan in its manifest)")
-    if plan.get("head_init", "random") != "random" and not plan["train_head"]:
-        raise ConfigError(f"{d}: its frozen head was initialised from the training data and is not stored; "
-                          "export with a trained head (the default) to restore or merge it")
-    model, _ = load_classifier(plan["model"], len(manifest.labels), plan["seed"])
+    if manifest.task == "causal_lm" and plan:
+        from edgetune.lm import LMPlan, load_lm
+
+        model = load_lm(LMPlan(**plan))
+    elif manifest.task == "sequence_classification" and plan and manifest.labels:
+        if plan.get("head_init", "random") != "random" and not plan["train_head"]:
+            raise ConfigError(f"{d}: its frozen head was initialised from the training data and is not stored; "
+                              "export with a trained head (the default) to restore or merge it")
+        model, _ = load_classifier(plan["model"], len(manifest.labels), plan["seed"], plan.get("quant"))
+    else:
+        raise ConfigError(f"{d} was not exported by edgetune's recipes (no plan in its manifest)")
     prepared = load_adapter(model, d)
     state, _ = load_state(Path(state_path) if state_path else d / "state.safetensors", manifest)
     with torch.no_grad():
@@ -157,7 +171,7 @@ def export_merged(artifact_dir: str | Path, out_dir: str | Path, state_path: str
     from edgetune.step.compile import compile_inference
     from exporters.artifact import export_artifact
 
-    prepared, manifest = restore_classifier(artifact_dir, state_path)
+    prepared, manifest = restore_prepared(artifact_dir, state_path)
     compiled = compile_inference(merge(prepared), manifest.batch_size, manifest.seq_len)
     tok = Path(artifact_dir) / manifest.tokenizer if manifest.tokenizer else None
     out = export_artifact(compiled, out_dir, formats, tokenizer_json=tok, labels=manifest.labels,

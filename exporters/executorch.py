@@ -20,13 +20,12 @@ from torch._decomp import core_aten_decompositions
 def _portable_dequantize(ep: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
     """Spell edgetune::dequantize out in core aten ops (cast, floor, mul, add), which the
     portable kernels run on the int8/uint8 constants kept in the .pte."""
-    from edgetune.quant.weight import dequantize_reference
+    from edgetune.quant.weight import DEQUANTIZE_OP, dequantize_reference
 
-    op = torch.ops.edgetune.dequantize.default
-    if not any(n.op == "call_function" and n.target == op for n in ep.graph.nodes):
+    if not any(n.op == "call_function" and n.target == DEQUANTIZE_OP for n in ep.graph.nodes):
         return ep
     table = core_aten_decompositions()
-    table[op] = dequantize_reference
+    table[DEQUANTIZE_OP] = dequantize_reference
     return ep.run_decompositions(table)
 
 

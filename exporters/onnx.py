@@ -24,7 +24,7 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from edgetune.contract import ProgramSpec
-from edgetune.quant.weight import dequantize as _registers_edgetune_dequantize  # noqa: F401
+from edgetune.quant.weight import DEQUANTIZE_OP
 
 QUANT_OPSET = 21  # blocked DequantizeLinear and UINT4
 
@@ -44,7 +44,7 @@ def _dequantize_onnx(q, scale, offset, bits: int, group: int):
 
 
 def _has_dequantize(ep: torch.export.ExportedProgram) -> bool:
-    return any(n.op == "call_function" and n.target == torch.ops.edgetune.dequantize.default for n in ep.graph.nodes)
+    return any(n.op == "call_function" and n.target == DEQUANTIZE_OP for n in ep.graph.nodes)
 
 
 def _int4_initializers(model: onnx.ModelProto) -> int:
@@ -98,7 +98,7 @@ def export_onnx(ep: torch.export.ExportedProgram, spec: ProgramSpec, path: str |
     path = Path(path)
     quant = _has_dequantize(ep)
     extra = {"opset_version": QUANT_OPSET,
-             "custom_translation_table": {torch.ops.edgetune.dequantize.default: _dequantize_onnx}} if quant else {}
+             "custom_translation_table": {DEQUANTIZE_OP: _dequantize_onnx}} if quant else {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         onx = torch.onnx.export(ep, (), dynamo=True, optimize=optimize, verbose=False,

@@ -63,7 +63,8 @@ class TrainableRowsEmbedding(TokenSlots):
         return self.lookup(ids, self.rows, replace=True)
 
     def row_delta(self) -> torch.Tensor:
-        return self.rows - self.base.weight[self.token_ids]
+        # a lookup, not base.weight[...]: an integer table would dequantize whole
+        return self.rows - self.base(self.token_ids)
 
 
 def select_embedding(model: nn.Module, target: str, method: str) -> tuple[str, nn.Embedding]:

@@ -85,3 +85,21 @@ def write_demo_data(directory: str | Path, n_train: int = 32, n_test: int = 24) 
             w.writerows(part)
         paths.append(d / name)
     return paths[0], paths[1]
+
+
+def write_demo_text(directory: str | Path, n_train: int = 48, n_test: int = 16) -> tuple[Path, Path]:
+    """The same person's notes as running text, one per line, for the language-model demo:
+    ``notes_train.txt`` and ``notes_held_out.txt`` (disjoint notes) -> their paths."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    rows = generate(n_train + n_test, seed=11)
+    per = {l: [t for t, lab in rows if lab == l] for l in LABELS}
+    train = [t for l in LABELS for t in per[l][:n_train]]
+    test = [t for l in LABELS for t in per[l][n_train:]]
+    random.Random(2).shuffle(train)
+    random.Random(3).shuffle(test)
+    paths = []
+    for name, part in (("notes_train.txt", train), ("notes_held_out.txt", test)):
+        (d / name).write_text("\n".join(part) + "\n", encoding="utf-8")
+        paths.append(d / name)
+    return paths[0], paths[1]

@@ -119,7 +119,7 @@ class LlamaModel(nn.Module):
 
 class LlamaForCausalLM(nn.Module):
     """ids [B, S], mask [B, S] -> logits [B, S, vocab]. A tied head reuses the input
-    embedding table (the base table: input-embedding adapters do not change the head)."""
+    embedding table."""
 
     task = "causal_lm"
 
@@ -135,13 +135,18 @@ class LlamaForCausalLM(nn.Module):
         self.register_buffer("rope_sin", ang.sin().to(torch.float32), persistent=False)
 
     def output_embedding(self, h: torch.Tensor) -> torch.Tensor:
+        """h [B, S, d] -> logits [B, S, vocab]. With tied embeddings an embedding adapter's
+        rows serve the output too (as in PEFT's trainable tokens on tied models): the
+        frozen table's logits, plus h . delta for the adapted tokens' columns."""
         if self.lm_head is not None:
             return self.lm_head(h)
         emb = self.model.embed_tokens
-        emb = getattr(emb, "base", emb)  # an embedding adapter wraps the frozen table
-        if hasattr(emb, "as_linear"):
-            return emb.as_linear(h)
-        return F.linear(h, emb.weight)
+        adapter = emb if hasattr(emb, "row_delta") else None
+        table = emb.base if adapter is not None else emb
+        logits = table.as_linear(h) if hasattr(table, "as_linear") else F.linear(h, table.weight)
+        if adapter is not None:
+            logits = logits.index_add(-1, adapter.token_ids, h @ adapter.row_delta().t())
+        return logits
 
     def forward(self, input_ids, attention_mask):
         s = input_ids.shape[1]

@@ -59,6 +59,9 @@ def _(q, scale, offset, bits, group):
     return q.new_empty((q.shape[0], q.shape[1] * (2 if bits == 4 else 1)), dtype=torch.float32)
 
 
+DEQUANTIZE_OP = torch.ops.edgetune.dequantize.default  # what exporters find in a captured graph
+
+
 @dataclass
 class QuantizedWeight:
     """A frozen [out_features, in_features] matrix as integer codes + per-group affine."""

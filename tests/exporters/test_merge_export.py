@@ -6,7 +6,7 @@ import torch
 
 from device_harness.runner import Trainer, predict
 from edgetune.errors import ArtifactError
-from edgetune.recipes import export_merged, restore_classifier
+from edgetune.recipes import export_merged, restore_prepared
 from exporters.artifact import ATOL, RTOL
 
 
@@ -21,7 +21,7 @@ def test_merged_artifact_matches_the_trained_adapters(tiny_artifact, demo_data, 
     batch = compiled.example_batch(seed=3)
     arrays = {k: v.numpy() for k, v in batch.items() if k != "labels"}
     trained_logits = predict(art, arrays, "onnx", state)  # adapters + trained state through the runtime
-    restored, _ = restore_classifier(art, state)
+    restored, _ = restore_prepared(art, state)
     with torch.no_grad():
         eager = restored.model(batch["input_ids"], batch["attention_mask"]).numpy()
     np.testing.assert_allclose(trained_logits, eager, rtol=RTOL, atol=ATOL)

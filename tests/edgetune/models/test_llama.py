@@ -1,6 +1,5 @@
 """edgetune's Llama against Hugging Face's LlamaForCausalLM (the reference implementation)."""
 import numpy as np
-import pytest
 import torch
 from transformers import LlamaConfig as HFConfig
 from transformers import LlamaForCausalLM as HFLlama

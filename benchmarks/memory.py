@@ -1,0 +1,219 @@
+"""Memory of one training step of SmolLM2-135M: quantized edgetune artifacts vs eager fp32 + PEFT.
+
+Batch 4 x seq 128 of real text (../shared/data/tiny_shakespeare), LoRA-family adapters on
+the attention projections (edgetune: LoRA-SB r=16 + 256 embedding rows; baseline: PEFT
+LoRA r=16 on the same projections, the method PEFT has), AdamW. Rows:
+
+- eager_peft_fp32: Hugging Face LlamaForCausalLM on the fp32 dequantized GGUF weights
+  (memory-mapped safetensors, so loading does not double the peak) + PEFT.
+- edgetune_fp32_onnx: the fp32 base, for the artifact-size ratio.
+- edgetune_int8_onnx: edgetune's int8 per-channel base (embedding int8 per row).
+- edgetune_int4_onnx / edgetune_int4_executorch: the file's own Q4_1 blocks (Q8_0 embedding).
+
+Each row's loop runs in its own process (the device runner for edgetune rows), so its
+peak RSS (VmHWM) is the whole process: runtime, weights, activations.
+
+    python benchmarks/memory.py [--steps 3] [--rows ...] [--threads 2]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+DATA = ROOT.parent.parent / "shared" / "data" / "tiny_shakespeare" / "input.txt"
+BATCH, SEQ, R = 4, 128, 16
+LR = 1e-4
+ROWS = {  # name -> (quant, runtime)
+    "eager_peft_fp32": ("none", "eager"),
+    "edgetune_fp32_onnx": ("none", "onnx"),
+    "edgetune_int8_onnx": ("int8", "onnx"),
+    "edgetune_int4_onnx": ("gguf", "onnx"),
+    "edgetune_int4_executorch": ("gguf", "executorch"),
+}
+TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
+
+
+def train_text(work: Path) -> Path:
+    from edgetune.data.text import read_text, split_text
+
+    p = work / "train.txt"
+    if not p.exists():
+        p.write_text(split_text(read_text(DATA))[0][:200_000], encoding="utf-8")
+    return p
+
+
+def plan_for(quant: str):
+    from edgetune.lm import LMPlan
+
+    return LMPlan(quant=quant, adapter={"method": "lora_sb", "targets": TARGETS, "r": R, "n_samples": 16},
+                  batch_size=BATCH, seq_len=SEQ, optimizer={"name": "adamw", "lr": LR, "weight_decay": 0.0})
+
+
+def export_row(work: Path, quant: str, runtime: str) -> Path:
+    """The artifact of a row, reused when a previous run exported the same plan."""
+    from edgetune.contract import load_manifest
+    from edgetune.lm import export_lm
+
+    art = work / f"{quant}_{runtime}"
+    plan = plan_for(quant)
+    try:
+        if load_manifest(art, runtime, verify=False).model.get("plan") == plan.to_dict():
+            return art
+    except Exception:  # absent or stale: export
+        pass
+    t0 = time.time()
+    export_lm(plan, train_text(work), art, (runtime,), overwrite=True,
+              progress=lambda m: print(f"  {quant}/{runtime}: {m} ({time.time() - t0:.0f} s)", flush=True))
+    return art
+
+
+def program_mb(art: Path, runtime: str) -> float:
+    from edgetune.contract import load_manifest
+
+    m = load_manifest(art, runtime, verify=False)
+    return (art / m.programs["step"].files[runtime]).stat().st_size / 2**20
+
+
+# ---------------------------------------------------------------- children
+def eager_child(work: Path, threads: int, steps: int) -> dict:
+    import numpy as np
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from safetensors.torch import load_file
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from device_harness.runner import rss_mb
+
+    torch.set_num_threads(threads)
+    cfg = LlamaConfig.from_json_file(str(work / "hf_config.json"))
+    with torch.device("meta"):
+        model = LlamaForCausalLM(cfg)
+    model.load_state_dict(load_file(str(work / "fp32.safetensors")), strict=False, assign=True)
+    model.tie_weights()
+    model.model.rotary_emb = type(model.model.rotary_emb)(config=cfg)  # its buffers were built on meta
+    model = get_peft_model(model, LoraConfig(r=R, lora_alpha=2 * R, lora_dropout=0.0, target_modules=TARGETS))
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=LR)
+    ids = torch.from_numpy(np.load(work / "batches.npy"))
+    times = []
+    for i in range(steps):
+        b = ids[(i * BATCH) % len(ids):][:BATCH]
+        t0 = time.perf_counter()
+        loss = model(input_ids=b, labels=b).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        times.append(1000 * (time.perf_counter() - t0))
+    return {"ms": times, "peak_rss_mb": rss_mb()[1], "loss": float(loss)}
+
+
+def runner_child(art: Path, runtime: str, text: Path, threads: int, steps: int, work: Path) -> dict:
+    state = work / f"{art.name}.state.safetensors"
+    state.unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "device_harness.runner", "train", str(art), str(text), "--runtime", runtime,
+           "--steps", str(steps), "--state", str(state), "--threads", str(threads), "--lr", str(LR)]
+    p = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    recs = [json.loads(line) for line in p.stdout.splitlines() if line.startswith("{")]
+    if p.returncode or not recs:
+        raise RuntimeError((p.stderr.strip().splitlines() or ["no output"])[-1][:500])
+    return {"ms": [r["ms"] for r in recs], "peak_rss_mb": max(r["peak_rss_mb"] for r in recs), "loss": recs[-1]["loss"]}
+
+
+def prepare_eager(work: Path, text: Path) -> None:
+    """fp32 weights (edgetune's GGUF import, equal to transformers' own: tests/edgetune/models)
+    as safetensors, the HF config, and the token batches."""
+    import numpy as np
+    from safetensors.torch import save_file
+    from transformers import AutoConfig
+
+    from edgetune.data.text import TextEncoder
+    from edgetune.models.llama import from_gguf, gguf_tokenizer_json, smollm2_gguf_path
+
+    path = smollm2_gguf_path()
+    if not (work / "fp32.safetensors").exists():
+        AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name).to_json_file(str(work / "hf_config.json"))
+        sd = from_gguf(path, keep_quantized=False).state_dict()
+        save_file({k: v.contiguous() for k, v in sd.items() if not k.startswith("rope_")}, str(work / "fp32.safetensors"))
+    tok = gguf_tokenizer_json(path, work / "tokenizer.json")
+    ids, _ = TextEncoder(tok, SEQ).windows(text.read_text(encoding="utf-8"))
+    np.save(work / "batches.npy", ids[np.random.default_rng(0).permutation(len(ids))])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS))
+    ap.add_argument("--work", default=str(ROOT / ".work" / "memory"), help="artifacts are kept here between runs")
+    ap.add_argument("--child-eager", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--out", default=str(ROOT / "results" / "memory.json"))
+    a = ap.parse_args()
+    work = Path(a.work)
+    if a.child_eager:
+        print("RESULT " + json.dumps(eager_child(work, a.threads, a.steps)))
+        return
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    work.mkdir(parents=True, exist_ok=True)
+    text = train_text(work)
+    rows = []
+    for name in a.rows:
+        quant, runtime = ROWS[name]
+        print(f"{name}", flush=True)
+        res = {"name": name, "quant": quant if quant != "gguf" else "gguf Q4_1 (Q8_0 embedding)", "ms_per_step": None,
+               "ratio_to_eager": None, "peak_rss_mb": None, "rss_ratio_to_eager": None, "artifact_mb": None,
+               "steps": a.steps, "error": None}
+        try:
+            if runtime == "eager":
+                prepare_eager(work, text)
+                p = subprocess.run([sys.executable, __file__, "--child-eager", "--work", str(work), "--threads",
+                                    str(a.threads), "--steps", str(a.steps)], capture_output=True, text=True,
+                                   env={**os.environ, "PYTHONWARNINGS": "ignore"})
+                line = [l for l in p.stdout.splitlines() if l.startswith("RESULT ")]
+                if p.returncode or not line:
+                    raise RuntimeError((p.stderr.strip().splitlines() or ["no output"])[-1][:500])
+                r = json.loads(line[0][7:])
+            else:
+                art = export_row(work, quant, runtime)
+                res["artifact_mb"] = round(program_mb(art, runtime), 1)
+                r = runner_child(art, runtime, text, a.threads, a.steps, work)
+            res.update(ms_per_step=round(statistics.median(r["ms"][1:] or r["ms"]), 1),
+                       peak_rss_mb=round(r["peak_rss_mb"], 1), last_loss=round(r["loss"], 4))
+        except Exception as e:  # a row that cannot run is reported, not hidden
+            res["error"] = f"{type(e).__name__}: {e}"[:500]
+        print(f"  {res}", flush=True)
+        rows.append(res)
+    base = next((r for r in rows if r["name"] == "eager_peft_fp32" and r["peak_rss_mb"]), None)
+    fp32_mb = next((r["artifact_mb"] for r in rows if r["name"] == "edgetune_fp32_onnx"), None)
+    for r in rows:
+        if base and r["peak_rss_mb"]:
+            r["ratio_to_eager"] = round(r["ms_per_step"] / base["ms_per_step"], 3)
+            r["rss_ratio_to_eager"] = round(r["peak_rss_mb"] / base["peak_rss_mb"], 3)
+        if fp32_mb and r["artifact_mb"]:
+            r["artifact_ratio_to_fp32"] = round(r["artifact_mb"] / fp32_mb, 3)
+    out = {"config": {"model": "SmolLM2-135M-Instruct", "batch": BATCH, "seq": SEQ, "adapter_r": R,
+                      "threads": a.threads, "data": "tiny_shakespeare"}, "rows": rows}
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(out, indent=1))
+    print(f"\n{'row':<26}{'quant':<28}{'step MB':>9}{'x fp32':>8}{'peak RSS MB':>13}{'x eager':>9}"
+          f"{'ms/step':>10}{'x eager':>9}")
+    dash = "-"
+    for r in rows:
+        if r["error"]:
+            print(f"{r['name']:<26}  error: {r['error'][:110]}")
+            continue
+        print(f"{r['name']:<26}{r['quant']:<28}{r['artifact_mb'] or dash:>9}{r.get('artifact_ratio_to_fp32') or dash:>8}"
+              f"{r['peak_rss_mb']:>13.0f}{r['rss_ratio_to_eager'] or dash:>9}{r['ms_per_step']:>10.0f}"
+              f"{r['ratio_to_eager'] or dash:>9}")
+    print(f"\n(step MB: the step program file; batch {BATCH} x {SEQ}; wrote {a.out})")
+
+
+if __name__ == "__main__":
+    main()
