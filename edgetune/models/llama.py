@@ -144,20 +144,38 @@ class LlamaForCausalLM(nn.Module):
         adapter = emb if hasattr(emb, "row_delta") else None
         table = emb.base if adapter is not None else emb
         logits = table.as_linear(h) if hasattr(table, "as_linear") else F.linear(h, table.weight)
-        if adapter is not None:
-            logits = logits.index_add(-1, adapter.token_ids, h @ adapter.row_delta().t())
+        if adapter is not None:  # scatter-add along the last axis: no transposes of the logits
+            corr = h @ adapter.row_delta().t()
+            logits = logits.scatter_add(-1, adapter.token_ids.expand(*corr.shape), corr)
         return logits
 
-    def forward(self, input_ids, attention_mask):
+    def embed(self, input_ids, attention_mask):
+        """-> (h [B, S, d], ctx): token embeddings, and what every layer needs (rotary cos/sin
+        [S, hd], additive causal + padding mask [B, 1, S, S])."""
         s = input_ids.shape[1]
         if s > self.config.max_positions:
             raise ConfigError(f"sequence length {s} exceeds max_positions={self.config.max_positions}")
-        x = self.model.embed_tokens(input_ids)
-        cos, sin = self.rope_cos[:s], self.rope_sin[:s]
-        mask_add = additive_mask(attention_mask, causal=True)
+        ctx = (self.rope_cos[:s], self.rope_sin[:s], additive_mask(attention_mask, causal=True))
+        return self.model.embed_tokens(input_ids), ctx
+
+    def head(self, h):
+        """h [B, S', d] -> logits [B, S', vocab], position by position."""
+        return self.output_embedding(self.model.norm(h))
+
+    def forward(self, input_ids, attention_mask):
+        h, ctx = self.embed(input_ids, attention_mask)
         for layer in self.model.layers:
-            x = layer(x, cos, sin, mask_add)
-        return self.output_embedding(self.model.norm(x))
+            h = layer(h, *ctx)
+        return self.head(h)
+
+    def segments(self):
+        """The step's recompute segments (edgetune.step.segments): embedding, each layer, head."""
+        from edgetune.step.segments import Block, Segments
+
+        blocks = [Block((f"model.layers.{i}",), lambda h, ctx, layer=layer: layer(h, *ctx))
+                  for i, layer in enumerate(self.model.layers)]
+        return Segments(("model.embed_tokens",), self.embed, blocks, ("model.norm", "model.embed_tokens", "lm_head"),
+                        self.head)
 
 
 # ---- GGUF ------------------------------------------------------------------------------

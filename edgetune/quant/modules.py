@@ -102,8 +102,16 @@ class QuantEmbedding(_QuantBuffers, nn.Embedding):
         rows = dequantize(pick(self.qweight), pick(self.qscale), pick(self.qoffset), self.bits, self.group)
         return rows.reshape(*ids.shape, self.embedding_dim)
 
-    def as_linear(self, x: torch.Tensor) -> torch.Tensor:
-        return quantized_matmul(x, self.quantized)
+    def as_linear(self, x: torch.Tensor, rows_per_block: int = 8192) -> torch.Tensor:
+        """x [..., d] -> [..., vocab]. The table is dequantized ``rows_per_block`` rows at a time
+        (forward and backward), never whole: SmolLM2's would be 113 MB of fp32."""
+        qw = self.quantized
+        n = qw.shape[0]
+        blocks = [QuantizedWeight(qw.q[lo:lo + rows_per_block], qw.scale[lo:lo + rows_per_block],
+                                  None if qw.offset is None else qw.offset[lo:lo + rows_per_block],
+                                  qw.bits, qw.group, qw.kind) for lo in range(0, n, rows_per_block)]
+        return torch.cat([quantized_matmul(x, b) for b in blocks], dim=-1) if len(blocks) > 1 else \
+            quantized_matmul(x, qw)
 
     def extra_repr(self) -> str:
         return f"{self.num_embeddings}, {self.embedding_dim}, {self.kind}"

@@ -20,6 +20,7 @@ from edgetune.contract import ProgramSpec, TensorSpec
 from edgetune.errors import BatchError, ConfigError
 from edgetune.prepared import PreparedModel
 from edgetune.step.losses import task_loss
+from edgetune.step.segments import segmented_loss_and_grads
 
 _DTYPE_NAMES = {torch.float32: "float32", torch.int64: "int64", torch.int32: "int32", torch.bool: "bool"}
 
@@ -66,6 +67,8 @@ class CompiledStep:
             raise ConfigError(f"batch_size={self.batch_size} must be >= 1 and seq_len={self.seq_len} >= 2")
         self.task = self.prepared.model.task
         self.masks = self.prepared.update_masks()
+        # Deep causal LMs recompute activations segment by segment (edgetune.step.segments).
+        self.recompute = self.task == "causal_lm" and hasattr(self.prepared.model, "segments")
 
     # ---- specs --------------------------------------------------------------------------
     def state_specs(self) -> list[TensorSpec]:
@@ -155,7 +158,10 @@ class CompiledStep:
         hyper = dict(zip([t.name for t in self.hyper_specs()], rest[len(batch):]))
         lr = hyper["lr"]
         step = hyper.get("step", torch.ones(()))
-        grads, loss = grad_and_value(self._loss)(params, batch)
+        if self.recompute:
+            grads, loss = segmented_loss_and_grads(self.prepared.model, params, batch)
+        else:
+            grads, loss = grad_and_value(self._loss)(params, batch)
         new_p, new_slots = [], [[] for _ in range(k)]
         for j, name in enumerate(self.names):
             old = [slots[i][j] for i in range(k)]
