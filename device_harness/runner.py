@@ -178,11 +178,11 @@ def linear_schedule(step: int, total: int, peak: float, warmup_frac: float = 0.0
     return peak * max(0.0, (total - step + 1) / max(1, total - warmup + 1))
 
 
-def predict(artifact_dir: str | Path, arrays: dict[str, np.ndarray], runtime: str = "onnx",
-            state_path: str | Path | None = None, threads: int | None = None,
-            manifest: Manifest | None = None) -> np.ndarray:
-    """Logits for every row of ``arrays`` through the inference program (the last
-    partial batch is padded by repetition and trimmed)."""
+def _logit_batches(artifact_dir: str | Path, arrays: dict[str, np.ndarray], runtime: str,
+                   state_path: str | Path | None, threads: int | None,
+                   manifest: Manifest | None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(row indices, logits) per program batch over every row of ``arrays`` (the last partial
+    batch is padded by repetition and trimmed)."""
     d = Path(artifact_dir)
     manifest = manifest or load_manifest(d, runtime)  # loading hashes every program file: do it once
     prog = open_program(d, manifest, "infer", runtime, threads)
@@ -190,30 +190,41 @@ def predict(artifact_dir: str | Path, arrays: dict[str, np.ndarray], runtime: st
     state, _ = load_state(path if path.exists() else d / "state.safetensors", manifest)
     params = {t.name: state[t.name] for t in prog.spec.inputs if t.role == "state"}
     n, b = len(arrays["input_ids"]), manifest.batch_size
-    outs = []
     for i in range(0, n, b):
         idx = np.arange(i, i + b) % n
         out = prog.run({**params, "input_ids": arrays["input_ids"][idx], "attention_mask": arrays["attention_mask"][idx]})
-        outs.append(out["logits"][: min(b, n - i)])
-    return np.concatenate(outs)
+        keep = min(b, n - i)
+        yield idx[:keep], out["logits"][:keep]
+
+
+def predict(artifact_dir: str | Path, arrays: dict[str, np.ndarray], runtime: str = "onnx",
+            state_path: str | Path | None = None, threads: int | None = None,
+            manifest: Manifest | None = None) -> np.ndarray:
+    """Logits for every row of ``arrays`` through the inference program."""
+    return np.concatenate([lg for _, lg in _logit_batches(artifact_dir, arrays, runtime, state_path, threads, manifest)])
 
 
 def evaluate(artifact_dir: str | Path, data_path: str | Path, runtime: str = "onnx",
              state_path: str | Path | None = None, threads: int | None = None) -> dict:
-    """Accuracy (classification) or perplexity (causal LM) of the current state on a data file."""
+    """Accuracy (classification) or perplexity (causal LM) of the current state on a data file.
+    Batches are scored as they come: a language model's logits for a whole file would not fit."""
     d = Path(artifact_dir)
     manifest = load_manifest(d, runtime)
     arrays = encode_file(d, manifest, data_path)
-    logits = predict(d, arrays, runtime, state_path, threads, manifest)
+    batches = _logit_batches(d, arrays, runtime, state_path, threads, manifest)
     if manifest.task == "sequence_classification":
-        acc = float((logits.argmax(-1) == arrays["labels"]).mean())
-        return {"accuracy": acc, "examples": int(len(logits))}
-    lp = logits[:, :-1] - logits[:, :-1].max(-1, keepdims=True)
-    lp = lp - np.log(np.exp(lp).sum(-1, keepdims=True))
-    tgt = arrays["input_ids"][:, 1:]
-    valid = arrays["attention_mask"][:, 1:] * arrays["attention_mask"][:, :-1]
-    nll = -(np.take_along_axis(lp, tgt[..., None], -1)[..., 0] * valid).sum() / max(1, valid.sum())
-    return {"perplexity": float(np.exp(nll)), "tokens": int(valid.sum())}
+        hits = sum(int((lg.argmax(-1) == arrays["labels"][idx]).sum()) for idx, lg in batches)
+        return {"accuracy": hits / len(arrays["labels"]), "examples": int(len(arrays["labels"]))}
+    nll, count = 0.0, 0
+    for idx, lg in batches:
+        lp = lg[:, :-1]
+        lp = lp - lp.max(-1, keepdims=True)
+        lp = lp - np.log(np.exp(lp).sum(-1, keepdims=True))
+        tgt = arrays["input_ids"][idx, 1:]
+        valid = arrays["attention_mask"][idx, 1:] * arrays["attention_mask"][idx, :-1]
+        nll -= float((np.take_along_axis(lp, tgt[..., None], -1)[..., 0] * valid).sum())
+        count += int(valid.sum())
+    return {"perplexity": float(np.exp(nll / max(1, count))), "tokens": count}
 
 
 def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> int:
