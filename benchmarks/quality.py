@@ -9,7 +9,11 @@ is in ROWS. Trainable parameters exclude the 77-way head, reported separately.
 
     python benchmarks/quality.py [--data DIR] [--settings fewshot full] [--seeds 0 1 2] [--rows ...]
 
-Writes benchmarks/results/quality.json and quality.md.
+Writes benchmarks/results/quality.json and quality.md. The quantized-base rows (frozen int8 /
+int4 MiniLM, fp32 adapters) were run with their fp32 row in one run:
+
+    python benchmarks/quality.py --settings full --seeds 0 1 --rows "LoRA r=8" "LoRA r=8, int8 base" \
+        "LoRA r=8, int4 g32 base" --out benchmarks/results/quality_quant.json
 """
 from __future__ import annotations
 
@@ -37,6 +41,7 @@ class Row:
     adapter: dict | None
     lr: float
     embedding_rows: int = 0
+    quant: str | None = None  # frozen base: None (fp32), "int8", "int4" (edgetune.quant.config_from)
 
 
 ROWS = [
@@ -49,6 +54,8 @@ ROWS = [
     Row("Kronecker", {"method": "kronecker"}, 2e-3),
     Row("Fastfood d=384/tensor", {"method": "fastfood", "d_int": 384}, 5e-3),
     Row("embedding rows + LoRA-SB", {"method": "lora_sb", "r": 16, "init_lr": 1e-3, "n_samples": 64}, 5e-3, 512),
+    Row("LoRA r=8, int8 base", {"method": "lora", "r": 8, "alpha": 16.0}, 2e-3, quant="int8"),
+    Row("LoRA r=8, int4 g32 base", {"method": "lora", "r": 8, "alpha": 16.0}, 2e-3, quant="int4"),
 ]
 TARGETS = ["query", "value"]
 
@@ -98,7 +105,7 @@ def run_one(row: Row, train_csv: Path, test_csv: Path, seed: int, steps: int, wo
     plan = ClassifierPlan(model="minilm", adapter=dict(row.adapter, targets=TARGETS) if row.adapter else None,
                           embedding_rows=row.embedding_rows, train_head=True,
                           optimizer={"name": "adamw", "lr": row.lr, "weight_decay": 0.0},
-                          batch_size=BATCH, seq_len=SEQ, seed=seed)
+                          batch_size=BATCH, seq_len=SEQ, seed=seed, quant=row.quant)
     art = work / "artifact"
     _, compiled = export_classifier(plan, train_csv, art, formats=("onnx",), overwrite=True)
     report = compiled.prepared.report
@@ -134,7 +141,7 @@ def main(argv=None):
         sys.exit(f"{a.data}/train.csv not found; pass --data DIR (BANKING77: train.csv and test.csv, text,category)")
     rows = [r for r in ROWS if a.rows is None or r.name in a.rows]
     if a.lr is not None:
-        rows = [Row(r.name, r.adapter, a.lr, r.embedding_rows) for r in rows]
+        rows = [Row(r.name, r.adapter, a.lr, r.embedding_rows, r.quant) for r in rows]
     train, test = read_split(a.data / "train.csv"), read_split(a.data / "test.csv")
     if a.test_limit:
         test = [test[i] for i in range(0, len(test), max(1, len(test) // a.test_limit))][: a.test_limit]
@@ -163,7 +170,7 @@ def write_results(a, rows: list[Row], runs: dict, test_examples: int) -> str:
     for (setting, name), rs in runs.items():
         accs = [r.accuracy for r in rs]
         row = next(r for r in rows if r.name == name)
-        out_rows.append({"setting": setting, "method": name, "adapter": row.adapter, "lr": row.lr,
+        out_rows.append({"setting": setting, "method": name, "adapter": row.adapter, "lr": row.lr, "quant": row.quant,
                          "embedding_rows": row.embedding_rows, "trainable_params": rs[0].trainable_params,
                          "head_params": rs[0].head_params, "acc_mean": statistics.mean(accs),
                          "acc_std": statistics.stdev(accs) if len(accs) > 1 else 0.0, "accs": accs,

@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> i
     for name in ("train", "eval"):
         p = sub.add_parser(name)
         p.add_argument("artifact")
-        p.add_argument("data", help="CSV (text,label header) or JSONL")
+        p.add_argument("data", help="CSV (text,label header) or JSONL; running .txt for a language model")
         p.add_argument("--runtime", default="onnx", choices=["onnx", "executorch"])
         p.add_argument("--state", default=None, help="state file to resume from and write to")
         p.add_argument("--threads", type=int, default=None)

@@ -162,7 +162,8 @@ def _demo_llm(wd: Path, steps, runtimes, threads, model, text):
     _print_demo_table(("ppl before", "ppl after"), rows)
     for rt, b, a in samples:
         click.echo(f"\n{rt}: {prompt!r} continues\n  before: {b!r}\n  after:  {a!r}")
-    click.echo(f"\n(frozen base: {plan.quant} ({compiled.prepared.model.model.layers[0].mlp.down_proj.kind}); "
+    kind = getattr(compiled.prepared.model.model.layers[0].mlp.down_proj, "kind", "fp32")
+    click.echo(f"\n(frozen base: {plan.quant} ({kind}); "
                f"{steps} steps of batch {manifest.batch_size} x {manifest.seq_len} tokens per runtime)")
 
 

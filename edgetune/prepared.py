@@ -58,6 +58,15 @@ def update_masks(model: nn.Module) -> dict[str, torch.Tensor]:
             for pname, mask in m.update_masks().items()}
 
 
+def count_values(model: nn.Module) -> int:
+    """Every weight value of ``model``: its parameters and its frozen integer codes (edgetune.quant)."""
+    from edgetune.quant import QuantEmbedding, QuantLinear
+
+    codes = sum(m.num_embeddings * m.embedding_dim if isinstance(m, QuantEmbedding) else m.out_features * m.in_features
+                for m in model.modules() if isinstance(m, (QuantLinear, QuantEmbedding)))
+    return sum(p.numel() for p in model.parameters()) + codes
+
+
 def count_trainable(model: nn.Module) -> int:
     """Trainable values: entries of trainable parameters, less the entries their masks freeze."""
     masks = update_masks(model)
@@ -89,5 +98,5 @@ def prepare(model: nn.Module, adapters: list[AdapterConfig], calibration=None, r
         report.adapters.append(AdapterMatch(cfg.method, cfg.to_dict(), names, count_trainable(model) - before))
     model.eval()
     report.trainable_params = count_trainable(model)
-    report.frozen_params = sum(p.numel() for p in model.parameters()) - report.trainable_params
+    report.frozen_params = count_values(model) - report.trainable_params
     return PreparedModel(model, report)

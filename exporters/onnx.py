@@ -9,8 +9,8 @@ onnxruntime still runs its own exact fusions when it loads the model, and every
 export is checked against the eager step (exporters.artifact.self_check).
 
 Quantized frozen weights (`edgetune::dequantize` nodes) become DequantizeLinear
-(opset 21, blocked scales) followed by the group offset, over INT8 or UINT4
-initializers: the integers stay integers in the file and in onnxruntime's memory
+(opset 21, blocked scales, stored float16 and widened) followed by the group offset,
+over INT8 or UINT4 initializers: the integers stay integers in the file and in onnxruntime's memory
 (its constant folding leaves DequantizeLinear alone).
 """
 from __future__ import annotations
@@ -34,12 +34,12 @@ def _dequantize_onnx(q, scale, offset, bits: int, group: int):
     retyped to UINT4 (or unpacked in-graph) by `_int4_initializers` after export."""
     from onnxscript import opset21 as op
 
-    w = op.DequantizeLinear(q, scale, axis=1, block_size=group)
+    w = op.DequantizeLinear(q, op.Cast(scale, to=1), axis=1, block_size=group)  # fp16 scales widen to FLOAT
     if offset is None:
         return w
     rows = op.Shape(scale, start=0, end=1)
     grouped = op.Reshape(w, op.Concat(rows, op.Constant(value_ints=[-1, group]), axis=0))
-    shifted = op.Add(grouped, op.Unsqueeze(offset, op.Constant(value_ints=[-1])))
+    shifted = op.Add(grouped, op.Unsqueeze(op.Cast(offset, to=1), op.Constant(value_ints=[-1])))
     return op.Reshape(shifted, op.Concat(rows, op.Constant(value_ints=[-1]), axis=0))
 
 

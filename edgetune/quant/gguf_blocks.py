@@ -8,8 +8,9 @@ Each GGUF block covers 32 consecutive values of a row, so a block is one group:
 
 GGUF puts a block's first 16 values in the low nibbles and the last 16 in the
 high nibbles; they are re-paired into edgetune's (even, odd) packing, a change of
-layout only. fp16 d and m widen to fp32 exactly, and the products are computed in
-fp32 as the `gguf` package's reference dequantizer does, so the result is bit-exact.
+layout only. d and m stay float16 as stored; they widen to fp32 exactly before the
+products, which are computed in fp32 as the `gguf` package's reference dequantizer
+does, so the result is bit-exact.
 Reading uses the `gguf` package's memory-mapped reader (no pickle, no code).
 """
 from __future__ import annotations
@@ -42,13 +43,14 @@ def blocks_to_weight(raw: np.ndarray, qtype: str) -> QuantizedWeight:
                           f"supported: {SUPPORTED} (re-quantize the file to Q4_0, Q4_1 or Q8_0)")
     n = raw.shape[0]
     blocks = np.ascontiguousarray(raw).reshape(n, -1, _BLOCK_BYTES[qtype])
-    d = blocks[..., 0:2].copy().view(np.float16)[..., 0].astype(np.float32)
+    d = blocks[..., 0:2].copy().view(np.float16)[..., 0]
     if qtype == "Q8_0":
         q = blocks[..., 2:].copy().view(np.int8).reshape(n, -1)
         return QuantizedWeight(torch.from_numpy(q), torch.from_numpy(d), None, bits=8, group=BLOCK, kind="gguf:Q8_0")
     qs = blocks[..., 4:] if qtype == "Q4_1" else blocks[..., 2:]
     u = np.concatenate([qs & 15, qs >> 4], axis=-1).reshape(n, -1)  # natural order within each block
-    offset = blocks[..., 2:4].copy().view(np.float16)[..., 0].astype(np.float32) if qtype == "Q4_1" else -8.0 * d
+    # -8 d is exact in float16 (a power-of-two multiple; |d| <= 65504 / 8 in any real file)
+    offset = blocks[..., 2:4].copy().view(np.float16)[..., 0] if qtype == "Q4_1" else (-8.0 * d).astype(np.float16)
     return QuantizedWeight(pack_nibbles(torch.from_numpy(u)), torch.from_numpy(d), torch.from_numpy(offset),
                            bits=4, group=BLOCK, kind=f"gguf:{qtype}")
 

@@ -5,6 +5,9 @@ is the same affine form over groups of ``group`` consecutive input columns:
 
     W[n, g*G + j] = q[n, g*G + j] * scale[n, g] + offset[n, g]
 
+Scales and offsets are stored as float16 (as GGUF stores them; edgetune's quantizers
+round theirs to fp16 before choosing the codes) and widened to fp32 before use.
+
 - 8 bits: ``q`` int8 [N, K]; ``offset`` is None (symmetric).
 - 4 bits: ``q`` holds unsigned nibbles u in [0, 15] packed two per byte, uint8
   [N, K/2], column 2i in the low nibble of byte i (the order of ONNX's UINT4);
@@ -42,9 +45,9 @@ def dequantize_reference(q: torch.Tensor, scale: torch.Tensor, offset: Optional[
     else:
         u = q.to(torch.float32)
     n, k = u.shape
-    w = u.reshape(n, k // group, group) * scale.unsqueeze(-1)
+    w = u.reshape(n, k // group, group) * scale.to(torch.float32).unsqueeze(-1)
     if offset is not None:
-        w = w + offset.unsqueeze(-1)
+        w = w + offset.to(torch.float32).unsqueeze(-1)
     return w.reshape(n, k)
 
 
@@ -85,8 +88,9 @@ class QuantizedWeight:
             raise ConfigError(f"{self.kind}: scale has shape {tuple(self.scale.shape)}, expected {(n, k // self.group)}")
         if self.bits == 4 and self.offset is None:
             raise ConfigError(f"{self.kind}: 4-bit codes are unsigned and need an offset")
-        self.scale = self.scale.to(torch.float32).contiguous()
-        self.offset = None if self.offset is None else self.offset.to(torch.float32).contiguous()
+        for t in (self.scale, self.offset):
+            if t is not None and t.dtype not in (torch.float16, torch.float32):
+                raise ConfigError(f"{self.kind}: scales and offsets are float16 or float32, got {t.dtype}")
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -102,6 +106,14 @@ class QuantizedWeight:
 
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in (self.q, self.scale, self.offset) if t is not None)
+
+
+FP16_TINY = 2.0 ** -24  # smallest positive float16: a scale must not round to 0
+
+
+def to_fp16(t: torch.Tensor) -> torch.Tensor:
+    """Round scales/offsets to the float16 they are stored as (magnitudes clamped to its range)."""
+    return t.clamp(-65504.0, 65504.0).to(torch.float16)
 
 
 def pack_nibbles(u: torch.Tensor) -> torch.Tensor:

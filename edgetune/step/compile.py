@@ -232,9 +232,9 @@ def compile_step(prepared: PreparedModel, optimizer, batch_size: int, seq_len: i
 def compile_inference(model: torch.nn.Module, batch_size: int, seq_len: int) -> CompiledStep:
     """An inference program only, for a model with nothing to train (e.g. adapters merged
     into the base weights by `edgetune.adapters.merge`)."""
-    from edgetune.prepared import PrepareReport
+    from edgetune.prepared import PrepareReport, count_values
 
     if getattr(model, "task", None) not in ("sequence_classification", "causal_lm"):
         raise ConfigError("compile_inference: the model needs a `task` attribute")
-    report = PrepareReport(frozen_params=sum(p.numel() for p in model.parameters()))
+    report = PrepareReport(frozen_params=count_values(model))
     return CompiledStep(PreparedModel(model.eval(), report), None, batch_size, seq_len, inference_only=True)

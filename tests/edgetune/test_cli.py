@@ -80,3 +80,24 @@ def test_forward_only_export_trains_through_the_runner(demo_data, tmp_path):
     r = CliRunner().invoke(main, ["train", str(art), str(demo_data[0]), "--steps", "3", "--seed", "1"])
     assert r.exit_code == 0, r.output
     assert [json.loads(l)["step"] for l in r.stdout.splitlines() if l.startswith("{")] == [1, 2, 3]
+
+
+def test_quantized_classifier_export_train_and_save(demo_data, tmp_path):
+    """--quant int4: integer weights in the artifact; the trained adapter restores on a base
+    re-quantized the same way (save-adapter rebuilds it from the plan)."""
+    import onnx
+
+    art = tmp_path / "art"
+    r = CliRunner().invoke(main, ["export", str(demo_data[0]), str(art), "--model", "tiny", "--format", "onnx",
+                                  "--quant", "int4", "--batch-size", "4", "--seq-len", "16", "--lr", "1e-2"])
+    assert r.exit_code == 0, r.output
+    types = {t.data_type for t in onnx.load(str(art / "step.onnx")).graph.initializer}
+    assert onnx.TensorProto.UINT4 in types
+    state = tmp_path / "trained.safetensors"
+    r = CliRunner().invoke(main, ["train", str(art), str(demo_data[0]), "--steps", "2", "--state", str(state)])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["save-adapter", str(art), str(tmp_path / "ad"), "--state", str(state)])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["export", str(demo_data[0]), str(tmp_path / "x"), "--model", "tiny",
+                                  "--quant", "gguf"])
+    assert r.exit_code == 2 and "GGUF" in r.output

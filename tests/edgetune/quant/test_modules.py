@@ -76,3 +76,18 @@ def test_calibration_gradient_through_quantized_layers():
     auto = torch.autograd.grad(task_loss("sequence_classification", ref(ids, batch["attention_mask"]), batch), ws)
     for g, a in zip(want, auto):
         torch.testing.assert_close(g, a * 4, rtol=1e-4, atol=1e-6)
+
+
+def test_report_counts_integer_weights_and_merge_refuses_them():
+    from edgetune import LoRA, prepare
+    from edgetune.adapters.merge import merge
+    from edgetune.prepared import count_values
+
+    m = TinyClassifier()
+    total = count_values(m)
+    quantize(m, Int4Config(group=32))
+    assert count_values(m) == total  # the same weights, held as codes
+    p = prepare(m, [LoRA(r=2)])
+    assert p.report.trainable_params + p.report.frozen_params == total + p.report.trainable_params
+    with pytest.raises(ConfigError, match="integer base"):
+        merge(p)
