@@ -18,6 +18,7 @@ peak RSS (VmHWM) is the whole process: runtime, weights, activations.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -100,17 +101,22 @@ def eager_child(work: Path, threads: int, steps: int) -> dict:
     model.model.rotary_emb = type(model.model.rotary_emb)(config=cfg)  # its buffers were built on meta
     model = get_peft_model(model, LoraConfig(r=R, lora_alpha=2 * R, lora_dropout=0.0, target_modules=TARGETS))
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=LR)
+    from torch.utils.flop_counter import FlopCounterMode
+
     ids = torch.from_numpy(np.load(work / "batches.npy"))
-    times = []
+    times, flops = [], 0.0
     for i in range(steps):
         b = ids[(i * BATCH) % len(ids):][:BATCH]
+        counter = FlopCounterMode(display=False) if i == 0 else None  # the first (untimed) step is counted
         t0 = time.perf_counter()
-        loss = model(input_ids=b, labels=b).loss
-        loss.backward()
+        with counter or contextlib.nullcontext():
+            loss = model(input_ids=b, labels=b).loss
+            loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
         times.append(1000 * (time.perf_counter() - t0))
-    return {"ms": times, "peak_rss_mb": rss_mb()[1], "loss": float(loss)}
+        flops = flops or float(counter.get_total_flops())
+    return {"ms": times, "peak_rss_mb": rss_mb()[1], "loss": float(loss), "flops": flops}
 
 
 def runner_child(art: Path, runtime: str, text: Path, threads: int, steps: int, work: Path) -> dict:
@@ -163,13 +169,18 @@ def main():
     warnings.filterwarnings("ignore")
     work.mkdir(parents=True, exist_ok=True)
     text = train_text(work)
+    sys.path.insert(0, str(ROOT))
+    from step_latency import matmul_peak_gflops
+
+    peak = matmul_peak_gflops(a.threads)
+    flops = None
     rows = []
     for name in a.rows:
         quant, runtime = ROWS[name]
         print(f"{name}", flush=True)
         res = {"name": name, "quant": quant if quant != "gguf" else "gguf Q4_1 (Q8_0 embedding)", "ms_per_step": None,
                "ratio_to_eager": None, "peak_rss_mb": None, "rss_ratio_to_eager": None, "artifact_mb": None,
-               "steps": a.steps, "error": None}
+               "gflops": None, "pct_of_peak": None, "steps": a.steps, "error": None}
         try:
             if runtime == "eager":
                 prepare_eager(work, text)
@@ -180,6 +191,7 @@ def main():
                 if p.returncode or not line:
                     raise RuntimeError((p.stderr.strip().splitlines() or ["no output"])[-1][:500])
                 r = json.loads(line[0][7:])
+                flops = r["flops"]
             else:
                 art = export_row(work, quant, runtime)
                 res["artifact_mb"] = round(program_mb(art, runtime), 1)
@@ -191,6 +203,10 @@ def main():
         print(f"  {res}", flush=True)
         rows.append(res)
     base = next((r for r in rows if r["name"] == "eager_peft_fp32" and r["peak_rss_mb"]), None)
+    for r in rows:  # useful work: the eager step's FLOPs (edgetune's recomputation is not counted)
+        if flops and r["ms_per_step"]:
+            r["gflops"] = round(flops / r["ms_per_step"] / 1e6, 1)
+            r["pct_of_peak"] = round(100 * r["gflops"] / peak, 1)
     fp32_mb = next((r["artifact_mb"] for r in rows if r["name"] == "edgetune_fp32_onnx"), None)
     for r in rows:
         if base and r["peak_rss_mb"]:
@@ -199,7 +215,9 @@ def main():
         if fp32_mb and r["artifact_mb"]:
             r["artifact_ratio_to_fp32"] = round(r["artifact_mb"] / fp32_mb, 3)
     out = {"config": {"model": "SmolLM2-135M-Instruct", "batch": BATCH, "seq": SEQ, "adapter_r": R,
-                      "threads": a.threads, "data": "tiny_shakespeare"}, "rows": rows}
+                      "threads": a.threads, "data": "tiny_shakespeare",
+                      "step_gflop": round(flops / 1e9, 3) if flops else None, "matmul_peak_gflops": round(peak, 1)},
+           "rows": rows}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(out, indent=1))
     print(f"\n{'row':<26}{'quant':<28}{'step MB':>9}{'x fp32':>8}{'peak RSS MB':>13}{'x eager':>9}"

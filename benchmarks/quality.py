@@ -12,7 +12,7 @@ is in ROWS. Trainable parameters exclude the 77-way head, reported separately.
 Writes benchmarks/results/quality.json and quality.md. The quantized-base rows (frozen int8 /
 int4 MiniLM, fp32 adapters) were run with their fp32 row in one run:
 
-    python benchmarks/quality.py --settings full --seeds 0 1 --rows "LoRA r=8" "LoRA r=8, int8 base" \
+    python benchmarks/quality.py --settings full --seeds 0 --rows "LoRA r=8" "LoRA r=8, int8 base" \
         "LoRA r=8, int4 g32 base" --out benchmarks/results/quality_quant.json
 """
 from __future__ import annotations
