@@ -52,6 +52,13 @@ def _export_with_bar(plan, train_csv, out, formats, overwrite):
 
 def _with_export_bar(export, stages: int):
     """Run ``export(progress)`` under a bar that advances on each lowering and check."""
+    import importlib
+    import logging
+
+    importlib.import_module("torch.onnx")  # its loggers exist, with their own levels, once imported
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith(("torch.onnx", "torch._export", "torch.export", "executorch")):
+            logging.getLogger(name).setLevel(logging.ERROR)
     with _bar(total=stages, desc="export", unit="stage") as bar:
         def progress(msg):
             bar.set_postfix_str(msg)
