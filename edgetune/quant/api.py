@@ -89,10 +89,3 @@ def quantize(model: nn.Module, config, filter_fn: Callable[[nn.Module, str], boo
         raise ConfigError(f"quantize: no layer matched ({type(model).__name__} has no nn.Linear the filter accepts)")
     return done
 
-
-def quantized_bytes(model: nn.Module) -> dict[str, int]:
-    """{'quantized': bytes of integer codes + scales, 'float': bytes of the remaining fp tensors}."""
-    q = sum(m.quantized.nbytes() for m in model.modules() if isinstance(m, (QuantLinear, QuantEmbedding)))
-    f = sum(t.numel() * t.element_size() for n, t in list(model.named_parameters()) + list(model.named_buffers())
-            if t.is_floating_point() and not n.rsplit(".", 1)[-1].startswith("q"))
-    return {"quantized": q, "float": f}
