@@ -178,17 +178,24 @@ def linear_schedule(step: int, total: int, peak: float, warmup_frac: float = 0.0
     return peak * max(0.0, (total - step + 1) / max(1, total - warmup + 1))
 
 
+def open_inference(artifact_dir: str | Path, manifest: Manifest, runtime: str, state_path: str | Path | None = None,
+                   threads: int | None = None):
+    """-> (inference program, its trainable inputs from ``state_path``, else the runner's trained
+    state, else the artifact's initial state)."""
+    d = Path(artifact_dir)
+    prog = open_program(d, manifest, "infer", runtime, threads)
+    path = Path(state_path) if state_path else d / TRAINED_STATE.format(runtime=runtime)
+    state, _ = load_state(path if path.exists() else d / "state.safetensors", manifest)
+    return prog, {t.name: state[t.name] for t in prog.spec.inputs if t.role == "state"}
+
+
 def _logit_batches(artifact_dir: str | Path, arrays: dict[str, np.ndarray], runtime: str,
                    state_path: str | Path | None, threads: int | None,
                    manifest: Manifest | None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(row indices, logits) per program batch over every row of ``arrays`` (the last partial
     batch is padded by repetition and trimmed)."""
-    d = Path(artifact_dir)
-    manifest = manifest or load_manifest(d, runtime)  # loading hashes every program file: do it once
-    prog = open_program(d, manifest, "infer", runtime, threads)
-    path = Path(state_path) if state_path else d / TRAINED_STATE.format(runtime=runtime)
-    state, _ = load_state(path if path.exists() else d / "state.safetensors", manifest)
-    params = {t.name: state[t.name] for t in prog.spec.inputs if t.role == "state"}
+    manifest = manifest or load_manifest(Path(artifact_dir), runtime)  # hashes every program file: do it once
+    prog, params = open_inference(artifact_dir, manifest, runtime, state_path, threads)
     n, b = len(arrays["input_ids"]), manifest.batch_size
     for i in range(0, n, b):
         idx = np.arange(i, i + b) % n

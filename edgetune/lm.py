@@ -122,9 +122,7 @@ def generate(artifact_dir: str | Path, prompt: str, max_new_tokens: int = 40, ru
              state_path: str | Path | None = None) -> str:
     """Greedy continuation of ``prompt`` through the artifact's inference program (fixed
     shape: the sequence is re-run each token, the prompt keeping to the last seq_len tokens)."""
-    from device_harness.runner import TRAINED_STATE
-    from device_harness.runtimes import open_program
-    from device_harness.state import load_state
+    from device_harness.runner import open_inference
     from edgetune.contract import load_manifest
     from edgetune.data.text import TextEncoder
 
@@ -132,10 +130,7 @@ def generate(artifact_dir: str | Path, prompt: str, max_new_tokens: int = 40, ru
     manifest = load_manifest(d, runtime)
     if manifest.task != "causal_lm" or manifest.tokenizer is None:
         raise ConfigError(f"{d} is not a language-model artifact with a tokenizer")
-    prog = open_program(d, manifest, "infer", runtime)
-    path = Path(state_path) if state_path else d / TRAINED_STATE.format(runtime=runtime)
-    state, _ = load_state(path if path.exists() else d / "state.safetensors", manifest)
-    params = {t.name: state[t.name] for t in prog.spec.inputs if t.role == "state"}
+    prog, params = open_inference(d, manifest, runtime, state_path)
     enc = TextEncoder(d / manifest.tokenizer, manifest.seq_len)
     tokens = enc.tokens(prompt) or [0]
     b, s = manifest.batch_size, manifest.seq_len
