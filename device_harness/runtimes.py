@@ -86,8 +86,10 @@ class ExecuTorchProgram(Program):
         except ImportError as e:
             raise ArtifactError("the ExecuTorch runtime is not installed: pip install executorch") from e
         self._torch = torch
-        if threads:
-            torch.set_num_threads(threads)
+        if threads:  # XNNPACK's delegates use ExecuTorch's own thread pool, portable ops run on one
+            from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+
+            _unsafe_reset_threadpool(threads)
         try:
             self.method = Runtime.get().load_program(str(path)).load_method("forward")
         except Exception as e:

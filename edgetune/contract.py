@@ -62,6 +62,9 @@ class ProgramSpec:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     files: dict[str, str] = field(default_factory=dict)  # runtime -> file name
+    # runtime -> how the program was lowered, e.g. ExecuTorch's delegation coverage
+    # {"backend", "delegated_ops", "total_ops", "delegated_matmuls", "matmuls", ...}
+    lowering: dict[str, dict] = field(default_factory=dict)
 
     def of_role(self, role: str, outputs: bool = False) -> list[TensorSpec]:
         return [t for t in (self.outputs if outputs else self.inputs) if t.role == role]
@@ -104,7 +107,7 @@ class Manifest:
                 name: ProgramSpec(
                     tuple(TensorSpec.from_dict(t) for t in p["inputs"]),
                     tuple(TensorSpec.from_dict(t) for t in p["outputs"]),
-                    dict(p.get("files", {})))
+                    dict(p.get("files", {})), dict(p.get("lowering", {})))
                 for name, p in d["programs"].items()}
             return Manifest(
                 artifact_id=str(d["artifact_id"]), task=str(d["task"]), batch_size=int(d["batch_size"]),

@@ -28,15 +28,16 @@ RTOL, ATOL, ATOL_SCALE = 1e-4, 1e-5, 1e-3
 PARITY_LR = 1e-4
 
 
-def _write_program(fmt: str, ep, spec, path: Path) -> None:
+def _write_program(fmt: str, ep, spec, path: Path) -> dict:
+    """Lower one program; returns what the manifest records of the lowering."""
     if fmt == "onnx":
         from exporters.onnx import export_onnx
 
         export_onnx(ep, spec, path)
-    else:
-        from exporters.executorch import export_executorch
+        return {}
+    from exporters.executorch import export_executorch
 
-        export_executorch(ep, path)
+    return export_executorch(ep, path)
 
 
 def compare_outputs(want: dict[str, torch.Tensor], got: dict[str, np.ndarray], rtol=RTOL, atol=ATOL) -> list[str]:
@@ -98,15 +99,18 @@ def export_artifact(compiled: CompiledStep, out_dir: str | Path, formats: Sequen
         eps = {p: compiled.capture(p) for p in names}
         specs = {p: compiled.step_spec() if p == "step" else compiled.infer_spec() for p in names}
         files: dict[str, dict[str, str]] = {p: {} for p in names}
+        lowering: dict[str, dict[str, dict]] = {p: {} for p in names}
         for fmt in formats:
             for program in names:
                 progress(f"lowering {program} to {fmt}")
                 fname = f"{program}{RUNTIMES[fmt]}"
-                _write_program(fmt, eps[program], specs[program], tmp / fname)
+                info = _write_program(fmt, eps[program], specs[program], tmp / fname)
                 files[program][fmt] = fname
+                if info:
+                    lowering[program][fmt] = info
         hashes = {f: sha256_file(tmp / f) for p in files.values() for f in p.values()}
         artifact_id = hashlib.sha256("".join(sorted(hashes.values())).encode()).hexdigest()[:16]
-        programs = {p: ProgramSpec(specs[p].inputs, specs[p].outputs, files[p]) for p in specs}
+        programs = {p: ProgramSpec(specs[p].inputs, specs[p].outputs, files[p], lowering[p]) for p in specs}
         if tokenizer_json is not None:
             shutil.copyfile(tokenizer_json, tmp / "tokenizer.json")
         manifest = Manifest(
