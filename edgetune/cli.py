@@ -13,7 +13,7 @@ import click
 from edgetune.errors import EdgetuneError
 
 FORMATS = ("onnx", "executorch")
-QUANTS = ("none", "int8", "int4", "int4_g64", "gguf")
+QUANTS = ("none", "int8", "w8a8", "w8a8g8", "int4", "int4_g64", "gguf")
 
 
 def _fail(e: EdgetuneError):
@@ -232,7 +232,8 @@ def _adapter_option(method: str, rank: int | None, targets: str, sets: tuple[str
               help="minilm or tiny (text classifiers: TRAIN_DATA is text,label CSV/JSONL), or smollm2 or a "
                    "Llama .gguf file (next-token: TRAIN_DATA is running .txt)")
 @click.option("--quant", type=click.Choice(QUANTS), default=None,
-              help="frozen base: none (fp32), int8, int4 (group 32), int4_g64; gguf keeps a GGUF file's own "
+              help="frozen base: none (fp32), int8, w8a8 (int8 with integer forward matmuls), w8a8g8 (and integer "
+                   "input-gradient matmuls), int4 (group 32), int4_g64; gguf keeps a GGUF file's own "
                    "blocks [default: none for classifiers, gguf for language models]")
 @click.option("--format", "formats", type=click.Choice(FORMATS), multiple=True, default=None,
               help="runtimes (repeatable) [default: both for classifiers, onnx for language models]")

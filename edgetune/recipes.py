@@ -42,7 +42,7 @@ class ClassifierPlan:
     batch_size: int = 8
     seq_len: int = 32
     seed: int = 0
-    quant: str | None = None  # frozen base: None (fp32), "int8", "int4" (group 32), "int4_g64"
+    quant: str | None = None  # frozen base: None (fp32), "int8", "w8a8", "w8a8g8", "int4" (group 32), "int4_g64"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

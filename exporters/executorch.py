@@ -11,6 +11,8 @@ per MiniLM layer, so it is spelled out in ops XNNPACK runs (`erf_from_exp`).
 
 Quantized frozen weights stay int8 / packed uint8 constants in the .pte and are
 dequantized inside the graph, layer by layer, in core aten ops (cast, floor, mul, add).
+Integer matmuls (`edgetune::int8_matmul`) run as their fp32 reference here: the same
+rounding of the activations, fp32 products; XNNPACK's quantized linear is not used.
 """
 from __future__ import annotations
 
@@ -42,14 +44,16 @@ def erf_from_exp(x: torch.Tensor) -> torch.Tensor:
 
 
 def _decompose(ep: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
-    """Spell out edgetune::dequantize (portable ops on the integer constants) and erf."""
+    """Spell out edgetune's quantized ops (aten ops on the integer constants) and erf."""
+    from edgetune.quant.int8_matmul import INT8_MATMUL_OP, int8_matmul_reference
     from edgetune.quant.weight import DEQUANTIZE_OP, dequantize_reference
 
     targets = {n.target for n in ep.graph.nodes if n.op == "call_function"}
     table = {}
-    if DEQUANTIZE_OP in targets:
+    if targets & {DEQUANTIZE_OP, INT8_MATMUL_OP}:
         table.update(core_aten_decompositions())
         table[DEQUANTIZE_OP] = dequantize_reference
+        table[INT8_MATMUL_OP] = int8_matmul_reference
     if torch.ops.aten.erf.default in targets:
         table[torch.ops.aten.erf.default] = erf_from_exp
     return ep.run_decompositions(table) if table else ep

@@ -12,6 +12,9 @@ Quantized frozen weights (`edgetune::dequantize` nodes) become DequantizeLinear
 (opset 21, blocked scales, stored float16 and widened) followed by the group offset,
 over INT8 or UINT4 initializers: the integers stay integers in the file and in onnxruntime's memory
 (its constant folding leaves DequantizeLinear alone).
+
+Integer matmuls (`edgetune::int8_matmul`) become DynamicQuantizeLinear +
+MatMulInteger over the INT8 codes, with int32 accumulation.
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from edgetune.contract import ProgramSpec
+from edgetune.quant.int8_matmul import INT8_MATMUL_OP
 from edgetune.quant.weight import DEQUANTIZE_OP
 
 QUANT_OPSET = 21  # blocked DequantizeLinear and UINT4
@@ -43,8 +47,23 @@ def _dequantize_onnx(q, scale, offset, bits: int, group: int):
     return op.Reshape(shifted, op.Concat(rows, op.Constant(value_ints=[-1]), axis=0))
 
 
-def _has_dequantize(ep: torch.export.ExportedProgram) -> bool:
-    return any(n.op == "call_function" and n.target == DEQUANTIZE_OP for n in ep.graph.nodes)
+def _int8_matmul_onnx(a, q, scale, transpose: bool):
+    """Translation of edgetune::int8_matmul (see edgetune.quant.int8_matmul for the math)."""
+    from onnxscript import opset21 as op
+
+    s_w = op.Reshape(op.Cast(scale, to=1), op.Constant(value_ints=[1, -1]))  # [1, N] float
+    if not transpose:
+        a = op.Mul(a, s_w)
+    a_q, s_a, z_a = op.DynamicQuantizeLinear(a)
+    acc = op.Cast(op.MatMulInteger(a_q, op.Transpose(q, perm=[1, 0]) if transpose else q, z_a), to=1)
+    return op.Mul(acc, op.Mul(s_a, s_w)) if transpose else op.Mul(acc, s_a)
+
+
+_QUANT_OPS = {DEQUANTIZE_OP: _dequantize_onnx, INT8_MATMUL_OP: _int8_matmul_onnx}
+
+
+def _has_quant_ops(ep: torch.export.ExportedProgram) -> bool:
+    return any(n.op == "call_function" and n.target in _QUANT_OPS for n in ep.graph.nodes)
 
 
 def _int4_initializers(model: onnx.ModelProto) -> int:
@@ -96,9 +115,9 @@ def export_onnx(ep: torch.export.ExportedProgram, spec: ProgramSpec, path: str |
     """Write ``ep`` to ``path`` with inputs/outputs named as in ``spec``. ``optimize`` exists to
     reproduce the onnxscript rewrite hazard in tests; artifacts never use it."""
     path = Path(path)
-    quant = _has_dequantize(ep)
+    quant = _has_quant_ops(ep)
     extra = {"opset_version": QUANT_OPSET,
-             "custom_translation_table": {DEQUANTIZE_OP: _dequantize_onnx}} if quant else {}
+             "custom_translation_table": dict(_QUANT_OPS)} if quant else {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         onx = torch.onnx.export(ep, (), dynamo=True, optimize=optimize, verbose=False,

@@ -20,7 +20,11 @@ from edgetune.quant.weight import QuantizedWeight
 
 @dataclass
 class Int8Config:
+    """``compute``: "float" (dequantize, fp32 matmuls), "int8_forward" (integer forward
+    matmuls) or "int8" (integer forward and input-gradient matmuls); see `QuantLinear`."""
+
     embeddings: bool = False
+    compute: str = "float"
     name = "int8"
 
     def quantize_weight(self, w) -> QuantizedWeight:
@@ -45,16 +49,22 @@ class Int4Config:
 
 
 CONFIGS = {"int8": Int8Config, "int4": Int4Config}
+# int8 weights with integer matmuls: activations (w8a8), and the backward's gradients too (w8a8g8)
+INTEGER_COMPUTE = {"w8a8": "int8_forward", "w8a8g8": "int8"}
 
 
 def config_from(spec: str | dict | None):
-    """'int8' | 'int4' | 'int4_g64' | {'format': 'int4', 'group': 64, ...} | None -> config (or None)."""
+    """'int8' | 'w8a8' | 'w8a8g8' | 'int4' | 'int4_g64' | {'format': 'int4', 'group': 64, ...} | None
+    -> config (or None)."""
     if spec is None or spec == "none":
         return None
+    if spec in INTEGER_COMPUTE:
+        return Int8Config(compute=INTEGER_COMPUTE[spec])
     if isinstance(spec, str):
         fmt, _, group = spec.partition("_g")
         if fmt not in CONFIGS or (group and fmt != "int4"):
-            raise ConfigError(f"quantization {spec!r}; choose int8, int4 (group 32), int4_g64 or none")
+            raise ConfigError(f"quantization {spec!r}; choose int8, w8a8 (integer forward), w8a8g8 (integer "
+                              "forward and backward), int4 (group 32), int4_g64 or none")
         return Int4Config(group=int(group)) if group else CONFIGS[fmt]()
     d = dict(spec)
     fmt = d.pop("format", None)
@@ -77,7 +87,7 @@ def quantize(model: nn.Module, config, filter_fn: Callable[[nn.Module, str], boo
         if isinstance(mod, (QuantLinear, QuantEmbedding)):
             continue
         if isinstance(mod, nn.Linear) and keep(mod, name):
-            new = QuantLinear(config.quantize_weight(mod.weight), mod.bias)
+            new = QuantLinear(config.quantize_weight(mod.weight), mod.bias, getattr(config, "compute", "float"))
         elif isinstance(mod, nn.Embedding) and config.embeddings and name:
             new = QuantEmbedding(quantize_int8(mod.weight))
         else:

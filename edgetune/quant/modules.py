@@ -8,6 +8,10 @@ forward dequantizes inside the graph.
 The matmul recomputes the dequantized weight in its backward instead of saving
 it: saved, every layer's fp32 weight would stay alive from the forward to the
 backward, which is the whole fp32 model at the step's peak.
+
+With ``compute="int8_forward"`` / ``"int8"`` an int8 layer multiplies on integers
+(`edgetune.quant.int8_matmul`): the forward, and with "int8" the backward's input
+gradient too. The activation's rounding is passed straight through in the backward.
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from edgetune.errors import ConfigError
+from edgetune.quant.int8_matmul import INT8_MATMUL_MODES, int8_matmul
 from edgetune.quant.weight import QuantizedWeight, dequantize
 
 
@@ -38,8 +43,34 @@ class _QuantMatmul(torch.autograd.Function):
         return grad @ dequantize(q, scale, offset, ctx.bits, ctx.group), None, None, None, None, None
 
 
-def quantized_matmul(x: torch.Tensor, qw: QuantizedWeight) -> torch.Tensor:
-    """x [..., K] -> [..., N] for a QuantizedWeight [N, K]."""
+class _Int8Matmul(torch.autograd.Function):
+    """x [..., K] @ W^T on integers for int8 W; the input gradient on integers if ``int8_backward``."""
+
+    @staticmethod
+    def forward(x, q, scale, int8_backward):
+        y = int8_matmul(x.reshape(-1, x.shape[-1]), q, scale, True)
+        return y.reshape(*x.shape[:-1], q.shape[0])
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _, q, scale, int8_backward = inputs
+        ctx.save_for_backward(q, scale)
+        ctx.int8_backward = int8_backward
+
+    @staticmethod
+    def backward(ctx, grad):
+        q, scale = ctx.saved_tensors
+        g = grad.reshape(-1, grad.shape[-1])
+        # detached: edgetune's steps take first-order gradients only, and the custom op
+        # cannot be differentiated inside functorch's transforms
+        dx = int8_matmul(g.detach(), q, scale, False) if ctx.int8_backward else g @ dequantize(q, scale, None, 8, q.shape[1])
+        return dx.reshape(*grad.shape[:-1], q.shape[1]), None, None, None
+
+
+def quantized_matmul(x: torch.Tensor, qw: QuantizedWeight, compute: str = "float") -> torch.Tensor:
+    """x [..., K] -> [..., N] for a QuantizedWeight [N, K]; ``compute`` as in `QuantLinear`."""
+    if compute != "float":
+        return _Int8Matmul.apply(x, qw.q, qw.scale, compute == "int8")
     return _QuantMatmul.apply(x, qw.q, qw.scale, qw.offset, qw.bits, qw.group)
 
 
@@ -63,20 +94,31 @@ class _QuantBuffers(nn.Module):
 
 
 class QuantLinear(_QuantBuffers, nn.Linear):
-    """A frozen linear layer with integer weights; x [..., in] -> [..., out]."""
+    """A frozen linear layer with integer weights; x [..., in] -> [..., out].
 
-    def __init__(self, qw: QuantizedWeight, bias: torch.Tensor | None = None):
+    ``compute``: "float" (dequantize, fp32 matmul), "int8_forward" (integer forward,
+    fp32 input gradient) or "int8" (both on integers); the last two need 8-bit codes.
+    """
+
+    def __init__(self, qw: QuantizedWeight, bias: torch.Tensor | None = None, compute: str = "float"):
         nn.Module.__init__(self)
+        if compute not in INT8_MATMUL_MODES:
+            raise ConfigError(f"compute={compute!r}; choose one of {INT8_MATMUL_MODES}")
+        if compute != "float" and (qw.bits != 8 or qw.offset is not None or qw.group != qw.shape[1]):
+            raise ConfigError(f"compute={compute!r} multiplies per-channel int8 codes; {qw.kind} weights "
+                              "dequantize instead: use compute='float' or Int8Config")
         self.out_features, self.in_features = qw.shape
+        self.compute = compute
         self._set_quantized(qw)
         self.bias = None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = quantized_matmul(x, self.quantized)
+        y = quantized_matmul(x, self.quantized, self.compute)
         return y if self.bias is None else y + self.bias
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, {self.kind}"
+        extra = "" if self.compute == "float" else f", compute={self.compute}"
+        return f"in_features={self.in_features}, out_features={self.out_features}, {self.kind}{extra}"
 
 
 class QuantEmbedding(_QuantBuffers, nn.Embedding):
