@@ -26,6 +26,14 @@ RTOL, ATOL, ATOL_SCALE = 1e-4, 1e-5, 1e-3
 # sizeable fraction of lr, on any two implementations. At 1e-4 that stays below ATOL,
 # while a lost epsilon (0/0 where g == 0) still shows as NaN at any lr.
 PARITY_LR = 1e-4
+# Integer matmuls round activations to codes, and a code flips when an input moves by
+# rounding noise: eager PyTorch itself moves by ~10% of an untrained head's logits when
+# one LayerNorm weight moves by 1e-7. A runtime can therefore match eager only in
+# distribution. Those programs are checked from a smooth point (optimizer slots at
+# SMOOTH_SLOT, where AdamW's update is linear in the gradient, instead of step 1's
+# lr * sign(g)), by each output's change in relative L2: measured <= 2.3% on MiniLM
+# (w8a8g8); a wrong scale, axis or transpose gives ~100%.
+SMOOTH_SLOT, NOISY_REL_L2 = 1e-2, 0.1
 
 
 def _write_program(fmt: str, ep, spec, path: Path) -> dict:
@@ -53,13 +61,34 @@ def compare_outputs(want: dict[str, torch.Tensor], got: dict[str, np.ndarray], r
     return bad
 
 
+def compare_changes(want: dict[str, torch.Tensor], got: dict[str, np.ndarray], start: dict[str, np.ndarray],
+                    feeds_of: dict[str, str], limit: float = NOISY_REL_L2) -> list[str]:
+    """Names of outputs whose change (from the state input they replace; values for the
+    rest) differs from eager's by more than ``limit`` in relative L2, or is not finite."""
+    bad = []
+    for name, w in want.items():
+        g = got[name].astype(np.float64)
+        base = start[feeds_of[name]].astype(np.float64) if name in feeds_of else 0.0
+        dw, dg = w.detach().numpy().astype(np.float64) - base, g - base
+        rel = float(np.linalg.norm(dg - dw) / max(float(np.linalg.norm(dw)), 1e-30))
+        if not np.isfinite(g).all() or rel > limit:
+            bad.append(f"{name} (relative L2 of the change {rel:.3g}, finite={bool(np.isfinite(g).all())})")
+    return bad
+
+
 def self_check(artifact_dir: Path, manifest: Manifest, compiled: CompiledStep, runtime: str) -> None:
     """Run the exported step once at step 1 from the initial state (where LoRA's A has an
     exactly-zero gradient) and the inference program, and compare with eager PyTorch.
-    A graph rewrite or lowering that changed the numbers is an `InternalError`."""
+    A graph rewrite or lowering that changed the numbers is an `InternalError`.
+    Programs with integer activations are compared in distribution (`compare_changes`)."""
     from device_harness.runtimes import open_program
+    from edgetune.quant import uses_integer_activations
 
+    noisy = uses_integer_activations(compiled.prepared.model)
     feeds = compiled.example_feeds(lr=PARITY_LR)
+    if noisy:
+        for t in compiled.state_specs()[len(compiled.names):]:  # optimizer slots
+            feeds[t.name] = torch.full(t.shape, SMOOTH_SLOT)
     np_feeds = {k: v.numpy() for k, v in feeds.items()}
     checks = [("infer", {"logits": compiled.eager_infer(feeds)})]
     if not compiled.inference_only:
@@ -67,7 +96,8 @@ def self_check(artifact_dir: Path, manifest: Manifest, compiled: CompiledStep, r
     for program, want in checks:
         prog = open_program(artifact_dir, manifest, program, runtime)
         got = prog.run({t.name: np_feeds[t.name] for t in prog.spec.inputs})
-        bad = compare_outputs(want, got)
+        feeds_of = {t.name: t.feeds for t in prog.spec.outputs if t.feeds}
+        bad = compare_changes(want, got, np_feeds, feeds_of) if noisy else compare_outputs(want, got)
         if bad:
             raise InternalError(f"the {runtime} {program} program differs from eager PyTorch in {len(bad)} "
                                 f"outputs: {bad[:4]}. The lowering changed the step's numbers.")

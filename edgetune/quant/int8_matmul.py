@@ -1,23 +1,25 @@
 """Integer matmul over frozen int8 weights: ``edgetune::int8_matmul``.
 
-The activation is quantized per tensor on the fly, exactly as ONNX's
-DynamicQuantizeLinear does (uint8, asymmetric, range widened to include 0):
+The activation is quantized on the fly, per row (one token's features), symmetric:
 
-    s_a = (max(a, 0) - min(a, 0)) / 255,  z_a = round(-min(a, 0) / s_a),
-    a_q = clip(round(a / s_a) + z_a, 0, 255)          (round half to even)
+    s_a[m] = max(max_k |a[m, k]|, tiny) / 127,   a_q = clip(round(a / s_a), -128, 127)
 
-and multiplied with the int8 codes q [N, K] (per-row scale s_w [N]) with integer
-accumulation:
+(round half to even), and multiplied with the int8 codes q [N, K] (per-row weight
+scale s_w [N]) with integer accumulation:
 
-    transpose=True   y = a [M, K] @ W^T:  (a_q - z_a) @ q^T * s_a * s_w[None, :]
-    transpose=False  y = a [M, N] @ W:    with a' = a * s_w[None, :],  (a'_q - z_a') @ q * s_a'
+    transpose=True   y = a [M, K] @ W^T:  (a_q @ q^T) * s_a[:, None] * s_w[None, :]
+    transpose=False  y = a [M, N] @ W:    with a' = a * s_w[None, :],  (a'_q @ q) * s_a'[:, None]
 
 The second form is the backward's input gradient (dy @ W): W's scale runs along the
 reduction there, so it is folded into the activation before quantizing.
 
-ONNX lowers the op to DynamicQuantizeLinear + MatMulInteger (int32 accumulation on
-VNNI/AMX); eager PyTorch and ExecuTorch run the reference below in fp32, whose
-integer-valued products are exact and whose sums round like any fp32 matmul.
+Per row rather than per tensor (ONNX's DynamicQuantizeLinear): a token's codes then do
+not depend on the other texts in the batch or on padding, and one outlier feature only
+coarsens its own row.
+
+ONNX lowers the op to QuantizeLinear (per-axis scales; codes + 128 as uint8) +
+MatMulInteger (u8 x s8, int32 accumulation on VNNI/AMX); eager PyTorch and ExecuTorch run the reference below in
+fp32, whose products are exact integers and whose sums round like any fp32 matmul.
 """
 from __future__ import annotations
 
@@ -26,14 +28,13 @@ import torch
 INT8_MATMUL_MODES = ("float", "int8_forward", "int8")  # what runs on integers: nothing, forward, forward + backward
 
 
-def dynamic_quantize(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """a fp32 -> (codes in [0, 255] as fp32, scale [], zero point [] as fp32): DynamicQuantizeLinear."""
-    lo = torch.clamp(torch.amin(a), max=0.0)
-    hi = torch.clamp(torch.amax(a), min=0.0)
-    scale = (hi - lo) / 255.0
-    zp = torch.clamp(torch.round(-lo / scale), 0.0, 255.0)
-    codes = torch.clamp(torch.round(a / scale) + zp, 0.0, 255.0)
-    return codes, scale, zp
+ROW_SCALE_FLOOR = 1e-30  # an all-zero row (a padded position's gradient) gets codes 0, not 0/0
+
+
+def quantize_rows(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """a [M, K] fp32 -> (codes in [-128, 127] as fp32 [M, K], scales [M, 1])."""
+    scale = torch.clamp(torch.amax(torch.abs(a), dim=-1, keepdim=True), min=ROW_SCALE_FLOOR) / 127.0
+    return torch.clamp(torch.round(a / scale), -128.0, 127.0), scale
 
 
 def int8_matmul_reference(a: torch.Tensor, q: torch.Tensor, scale: torch.Tensor, transpose: bool) -> torch.Tensor:
@@ -42,9 +43,9 @@ def int8_matmul_reference(a: torch.Tensor, q: torch.Tensor, scale: torch.Tensor,
     w = q.to(torch.float32)
     if not transpose:
         a = a * s_w
-    codes, s_a, zp = dynamic_quantize(a)
-    acc = (codes - zp) @ (w.t() if transpose else w)
-    return acc * (s_a * s_w) if transpose else acc * s_a
+    codes, s_a = quantize_rows(a)
+    acc = codes @ (w.t() if transpose else w)
+    return acc * s_a * s_w if transpose else acc * s_a
 
 
 @torch.library.custom_op("edgetune::int8_matmul", mutates_args=())

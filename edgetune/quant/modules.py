@@ -157,3 +157,8 @@ class QuantEmbedding(_QuantBuffers, nn.Embedding):
 
     def extra_repr(self) -> str:
         return f"{self.num_embeddings}, {self.embedding_dim}, {self.kind}"
+
+
+def uses_integer_activations(model: nn.Module) -> bool:
+    """Whether any layer rounds its activations (compute "int8_forward" or "int8")."""
+    return any(isinstance(m, QuantLinear) and m.compute != "float" for m in model.modules())
