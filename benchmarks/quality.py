@@ -14,11 +14,18 @@ int4 MiniLM, fp32 adapters) were run with their fp32 row in one run:
 
     python benchmarks/quality.py --settings full --seeds 0 --rows "LoRA r=8" "LoRA r=8, int8 base" \
         "LoRA r=8, int4 g32 base" --out benchmarks/results/quality_quant.json
+
+and the faster variants (integer matmuls, padding-free batches) likewise:
+
+    python benchmarks/quality.py --settings full --seeds 0 1 --rows "LoRA r=8" "LoRA r=8, w8a8 base" \
+        "LoRA r=8, w8a8g8 base" "LoRA r=8, length buckets" "LoRA r=8, w8a8g8 + buckets" \
+        --out benchmarks/results/quality_speed.json
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import statistics
 import sys
@@ -41,7 +48,8 @@ class Row:
     adapter: dict | None
     lr: float
     embedding_rows: int = 0
-    quant: str | None = None  # frozen base: None (fp32), "int8", "int4" (edgetune.quant.config_from)
+    quant: str | None = None  # frozen base: None (fp32), "int8", "w8a8g8", "int4" (edgetune.quant.config_from)
+    buckets: tuple[int, ...] = ()  # padding-free batches: texts grouped by length, shorter step programs
 
 
 ROWS = [
@@ -56,6 +64,11 @@ ROWS = [
     Row("embedding rows + LoRA-SB", {"method": "lora_sb", "r": 16, "init_lr": 1e-3, "n_samples": 64}, 5e-3, 512),
     Row("LoRA r=8, int8 base", {"method": "lora", "r": 8, "alpha": 16.0}, 2e-3, quant="int8"),
     Row("LoRA r=8, int4 g32 base", {"method": "lora", "r": 8, "alpha": 16.0}, 2e-3, quant="int4"),
+    Row("LoRA r=8, w8a8 base", {"method": "lora", "r": 8, "alpha": 16.0}, 2e-3, quant="w8a8"),
+    Row("LoRA r=8, w8a8g8 base", {"method": "lora", "r": 8, "alpha": 16.0}, 2e-3, quant="w8a8g8"),
+    Row("LoRA r=8, length buckets", {"method": "lora", "r": 8, "alpha": 16.0}, 2e-3, buckets=(16, 24, 32)),
+    Row("LoRA r=8, w8a8g8 + buckets", {"method": "lora", "r": 8, "alpha": 16.0}, 2e-3, quant="w8a8g8",
+        buckets=(16, 24, 32)),
 ]
 TARGETS = ["query", "value"]
 
@@ -105,7 +118,7 @@ def run_one(row: Row, train_csv: Path, test_csv: Path, seed: int, steps: int, wo
     plan = ClassifierPlan(model="minilm", adapter=dict(row.adapter, targets=TARGETS) if row.adapter else None,
                           embedding_rows=row.embedding_rows, train_head=True,
                           optimizer={"name": "adamw", "lr": row.lr, "weight_decay": 0.0},
-                          batch_size=BATCH, seq_len=SEQ, seed=seed, quant=row.quant)
+                          batch_size=BATCH, seq_len=SEQ, seed=seed, quant=row.quant, seq_buckets=list(row.buckets))
     art = work / "artifact"
     _, compiled = export_classifier(plan, train_csv, art, formats=("onnx",), overwrite=True)
     report = compiled.prepared.report
@@ -141,7 +154,7 @@ def main(argv=None):
         sys.exit(f"{a.data}/train.csv not found; pass --data DIR (BANKING77: train.csv and test.csv, text,category)")
     rows = [r for r in ROWS if a.rows is None or r.name in a.rows]
     if a.lr is not None:
-        rows = [Row(r.name, r.adapter, a.lr, r.embedding_rows, r.quant) for r in rows]
+        rows = [dataclasses.replace(r, lr=a.lr) for r in rows]
     train, test = read_split(a.data / "train.csv"), read_split(a.data / "test.csv")
     if a.test_limit:
         test = [test[i] for i in range(0, len(test), max(1, len(test) // a.test_limit))][: a.test_limit]
@@ -171,6 +184,7 @@ def write_results(a, rows: list[Row], runs: dict, test_examples: int) -> str:
         accs = [r.accuracy for r in rs]
         row = next(r for r in rows if r.name == name)
         out_rows.append({"setting": setting, "method": name, "adapter": row.adapter, "lr": row.lr, "quant": row.quant,
+                         "buckets": list(row.buckets),
                          "embedding_rows": row.embedding_rows, "trainable_params": rs[0].trainable_params,
                          "head_params": rs[0].head_params, "acc_mean": statistics.mean(accs),
                          "acc_std": statistics.stdev(accs) if len(accs) > 1 else 0.0, "accs": accs,

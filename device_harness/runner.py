@@ -91,7 +91,9 @@ class Trainer:
         self.dir = Path(artifact_dir)
         self.runtime = runtime
         self.manifest = load_manifest(self.dir, runtime)
+        self.threads = threads
         self.program = open_program(self.dir, self.manifest, "step", runtime, threads)
+        self._programs = {"step": self.program}  # shorter step programs load when first needed
         self.state_path = Path(state_path) if state_path else self.dir / TRAINED_STATE.format(runtime=runtime)
         start = self.state_path if self.state_path.exists() else self.dir / "state.safetensors"
         self.state, self.step = load_state(start, self.manifest)
@@ -120,8 +122,9 @@ class Trainer:
     def train_step(self, batch: dict[str, np.ndarray], lr: float | None = None, seed: int = 0) -> StepRecord:
         """One step; the state advances only if the loss and every new tensor are finite.
         ``seed`` (with the step count) fixes a forward-only step's perturbations."""
+        program, batch = self._fit(batch)
         t0 = time.perf_counter()
-        out = self.program.run({**self.state, **batch, **self.hyper(lr, seed)})
+        out = program.run({**self.state, **batch, **self.hyper(lr, seed)})
         ms = 1000 * (time.perf_counter() - t0)
         loss = float(out["loss"])
         new_state = {inp: out[o] for inp, o in self.feeds_of.items()}
@@ -132,6 +135,19 @@ class Trainer:
                                      "or check the batch for bad labels.")
         self.state, self.step = new_state, self.step + 1
         return StepRecord(self.step, loss, ms, *rss_mb())
+
+    def _fit(self, batch: dict[str, np.ndarray]):
+        """The shortest step program that holds the batch's longest text, and the batch trimmed
+        to its length (only padding is cut: masks are ones then zeros)."""
+        if not self.manifest.seq_buckets or "attention_mask" not in batch:
+            return self.program, batch
+        mask = batch["attention_mask"]
+        name, n = self.manifest.step_program_for(int(mask.sum(axis=1).max()))
+        if name not in self._programs:
+            self._programs[name] = open_program(self.dir, self.manifest, name, self.runtime, self.threads)
+        if n == mask.shape[1]:
+            return self._programs[name], batch
+        return self._programs[name], {k: np.ascontiguousarray(v[:, :n]) if v.ndim == 2 else v for k, v in batch.items()}
 
     def save(self) -> None:
         save_state(self.state_path, self.state, self.manifest.artifact_id, self.step)
@@ -152,7 +168,8 @@ class Trainer:
         peak = lr if lr is not None else float(self.manifest.optimizer["lr"])
         total = total_steps or self.step + steps
         arrays = encode_file(self.dir, self.manifest, data_path)
-        batches = fixed_batches(arrays, self.manifest.batch_size, seed=seed, start=self.step)
+        batches = fixed_batches(arrays, self.manifest.batch_size, seed=seed, start=self.step,
+                                by_length=bool(self.manifest.seq_buckets))
         saved = self.step
         try:
             for _ in range(steps):

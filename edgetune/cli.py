@@ -46,8 +46,9 @@ def _quiet_toolchain():
 def _export_with_bar(plan, train_csv, out, formats, overwrite):
     from edgetune.recipes import export_classifier
 
+    programs = 2 + len(plan.seq_buckets)  # step (and its shorter buckets), infer; + one check per runtime
     return _with_export_bar(lambda progress: export_classifier(plan, train_csv, out, formats, overwrite, progress),
-                            stages=3 * len(formats))
+                            stages=(programs + 1) * len(formats))
 
 
 def _with_export_bar(export, stages: int):
@@ -261,9 +262,12 @@ def _adapter_option(method: str, rank: int | None, targets: str, sets: tuple[str
 @click.option("--weight-decay", type=float, default=0.0, show_default=True)
 @click.option("--batch-size", type=int, default=None, help="[default: 8; 4 for language models]")
 @click.option("--seq-len", type=int, default=None, help="[default: 32; 128 for language models]")
+@click.option("--buckets", default="",
+              help="classifiers: shorter sequence lengths, comma-separated (e.g. 16,24), exported as extra step "
+                   "programs; training then groups texts by length and runs each batch at the shortest that holds it")
 @click.option("--overwrite", is_flag=True, help="replace OUT if it exists")
 def export(train_data, out, model, quant, formats, method, rank, targets, sets, embedding_rows, head, head_init,
-           optimizer, zo, zo_eps, zo_rank, zo_nu, lr, weight_decay, batch_size, seq_len, overwrite):
+           optimizer, zo, zo_eps, zo_rank, zo_nu, lr, weight_decay, batch_size, seq_len, buckets, overwrite):
     """Prepare a model for TRAIN_DATA and export its training step to OUT."""
     _quiet_toolchain()
     from edgetune.lm import LMPlan, export_lm
@@ -281,6 +285,14 @@ def export(train_data, out, model, quant, formats, method, rank, targets, sets, 
     adapter = _adapter_option(method or ("lora_sb" if lm else "lora"), rank,
                               targets or ("q_proj,k_proj,v_proj,o_proj" if lm else "query,value"), sets)
     try:
+        seq_buckets = [int(b) for b in buckets.split(",") if b.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{buckets!r}: give whole numbers separated by commas, e.g. 16,24",
+                                 param_hint="--buckets") from None
+    if lm and seq_buckets:
+        raise click.BadParameter("language-model windows are always full: buckets are for classifiers",
+                                 param_hint="--buckets")
+    try:
         if lm:
             plan = LMPlan(model=model, quant=quant or "gguf", adapter=adapter,
                           embedding_rows=256 if embedding_rows is None else embedding_rows, optimizer=opt,
@@ -293,7 +305,8 @@ def export(train_data, out, model, quant, formats, method, rank, targets, sets, 
             plan = ClassifierPlan(model=model, adapter=adapter,
                                   embedding_rows=512 if embedding_rows is None else embedding_rows,
                                   train_head=head, head_init=head_init, optimizer=opt, batch_size=batch_size or 8,
-                                  seq_len=seq_len or 32, quant=None if quant in (None, "none") else quant)
+                                  seq_len=seq_len or 32, quant=None if quant in (None, "none") else quant,
+                                  seq_buckets=seq_buckets)
             manifest, compiled = _export_with_bar(plan, train_data, out, formats or FORMATS, overwrite)
     except EdgetuneError as e:
         _fail(e)

@@ -5,6 +5,7 @@ An artifact is a directory:
     manifest.json        this contract, versioned
     state.safetensors    initial trainable tensors and optimizer state
     step.onnx / step.pte           the training step, one per runtime
+    step_s16.onnx ...              the step at shorter sequence lengths (optional buckets)
     infer.onnx / infer.pte         logits from the current trainable state
     tokenizer.json       when the model takes text
 
@@ -83,6 +84,7 @@ class Manifest:
     tokenizer: str | None = None
     model: dict = field(default_factory=dict)
     adapters: dict = field(default_factory=dict)
+    seq_buckets: list[int] = field(default_factory=list)  # shorter step programs: bucket_program(n)
     format: str = MANIFEST_FORMAT
     version: int = MANIFEST_VERSION
 
@@ -113,7 +115,8 @@ class Manifest:
                 artifact_id=str(d["artifact_id"]), task=str(d["task"]), batch_size=int(d["batch_size"]),
                 seq_len=int(d["seq_len"]), programs=programs, optimizer=dict(d.get("optimizer") or {}),
                 hashes=dict(d["hashes"]), labels=d.get("labels"), tokenizer=d.get("tokenizer"),
-                model=dict(d.get("model", {})), adapters=dict(d.get("adapters", {})))
+                model=dict(d.get("model", {})), adapters=dict(d.get("adapters", {})),
+                seq_buckets=[int(n) for n in d.get("seq_buckets", [])])
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise ArtifactError(f"{where} is missing or has a malformed field ({e!r}); re-export the artifact") from e
 
@@ -121,10 +124,20 @@ class Manifest:
     def step(self) -> ProgramSpec:
         return self.programs["step"]
 
+    def step_program_for(self, length: int) -> tuple[str, int]:
+        """(program name, its sequence length) of the shortest step that holds ``length`` tokens."""
+        n = min((b for b in self.seq_buckets if b >= length), default=self.seq_len)
+        return (bucket_program(n) if n != self.seq_len else "step"), n
+
     def state_specs(self) -> list[TensorSpec]:
         """The tensors kept in state.safetensors: the step's state inputs (none for an
         inference-only artifact, whose weights are constants of its program)."""
         return list(self.step.of_role("state")) if "step" in self.programs else []
+
+
+def bucket_program(seq_len: int) -> str:
+    """Name of the step program at a shorter sequence length."""
+    return f"step_s{seq_len}"
 
 
 def sha256_file(path: str | os.PathLike) -> str:

@@ -43,6 +43,8 @@ class ClassifierPlan:
     seq_len: int = 32
     seed: int = 0
     quant: str | None = None  # frozen base: None (fp32), "int8", "w8a8", "w8a8g8", "int4" (group 32), "int4_g64"
+    # shorter step programs for padding-free batches (texts grouped by length), e.g. [16, 24]
+    seq_buckets: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -126,7 +128,7 @@ def export_classifier(plan: ClassifierPlan, train_csv: str | Path, out_dir: str 
     compiled, labels, tok = prepare_classifier(plan, train_csv)
     manifest = export_artifact(compiled, out_dir, formats, tokenizer_json=tok, labels=labels,
                                model_info={"name": plan.model, "plan": plan.to_dict()},
-                               overwrite=overwrite, progress=progress)
+                               overwrite=overwrite, seq_buckets=plan.seq_buckets, progress=progress)
     return manifest, compiled
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 import hashlib
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
-from edgetune.contract import RUNTIMES, Manifest, ProgramSpec, sha256_file
+from edgetune.contract import RUNTIMES, Manifest, ProgramSpec, bucket_program, sha256_file
 from edgetune.errors import ConfigError, InternalError
 from edgetune.step.compile import CompiledStep
 
@@ -76,24 +77,23 @@ def compare_changes(want: dict[str, torch.Tensor], got: dict[str, np.ndarray], s
     return bad
 
 
-def self_check(artifact_dir: Path, manifest: Manifest, compiled: CompiledStep, runtime: str) -> None:
-    """Run the exported step once at step 1 from the initial state (where LoRA's A has an
-    exactly-zero gradient) and the inference program, and compare with eager PyTorch.
-    A graph rewrite or lowering that changed the numbers is an `InternalError`.
+def self_check(artifact_dir: Path, manifest: Manifest, variants: dict[str, tuple[CompiledStep, str]],
+               runtime: str) -> None:
+    """Run each exported program (name -> (its compiled step, "step" | "infer")) once at step 1
+    from the initial state (where LoRA's A has an exactly-zero gradient) and compare with
+    eager PyTorch. A graph rewrite or lowering that changed the numbers is an `InternalError`.
     Programs with integer activations are compared in distribution (`compare_changes`)."""
     from device_harness.runtimes import open_program
     from edgetune.quant import uses_integer_activations
 
-    noisy = uses_integer_activations(compiled.prepared.model)
-    feeds = compiled.example_feeds(lr=PARITY_LR)
-    if noisy:
-        for t in compiled.state_specs()[len(compiled.names):]:  # optimizer slots
-            feeds[t.name] = torch.full(t.shape, SMOOTH_SLOT)
-    np_feeds = {k: v.numpy() for k, v in feeds.items()}
-    checks = [("infer", {"logits": compiled.eager_infer(feeds)})]
-    if not compiled.inference_only:
-        checks.insert(0, ("step", compiled.eager_step(feeds)))
-    for program, want in checks:
+    for program, (compiled, kind) in variants.items():
+        noisy = uses_integer_activations(compiled.prepared.model)
+        feeds = compiled.example_feeds(lr=PARITY_LR)
+        if noisy:
+            for t in compiled.state_specs()[len(compiled.names):]:  # optimizer slots
+                feeds[t.name] = torch.full(t.shape, SMOOTH_SLOT)
+        np_feeds = {k: v.numpy() for k, v in feeds.items()}
+        want = compiled.eager_step(feeds) if kind == "step" else {"logits": compiled.eager_infer(feeds)}
         prog = open_program(artifact_dir, manifest, program, runtime)
         got = prog.run({t.name: np_feeds[t.name] for t in prog.spec.inputs})
         feeds_of = {t.name: t.feeds for t in prog.spec.outputs if t.feeds}
@@ -103,12 +103,31 @@ def self_check(artifact_dir: Path, manifest: Manifest, compiled: CompiledStep, r
                                 f"outputs: {bad[:4]}. The lowering changed the step's numbers.")
 
 
+def _variants(compiled: CompiledStep, seq_buckets: Sequence[int]) -> dict[str, tuple[CompiledStep, str]]:
+    """Program name -> (compiled step at its shape, "step" | "infer")."""
+    if compiled.inference_only:
+        return {"infer": (compiled, "infer")}
+    bad = [n for n in seq_buckets if not 2 <= n < compiled.seq_len]
+    if bad or compiled.task != "sequence_classification" and seq_buckets:
+        raise ConfigError(f"seq_buckets {list(seq_buckets)}: shorter step programs are for text classifiers, "
+                          f"with lengths from 2 to below seq_len={compiled.seq_len}")
+    out = {"step": (compiled, "step")}
+    for n in sorted(set(seq_buckets)):
+        out[bucket_program(n)] = (replace(compiled, seq_len=n), "step")
+    out["infer"] = (compiled, "infer")
+    return out
+
+
 def export_artifact(compiled: CompiledStep, out_dir: str | Path, formats: Sequence[str] = ("onnx", "executorch"),
                     tokenizer_json: str | Path | None = None, labels: list[str] | None = None,
-                    model_info: dict | None = None, overwrite: bool = False,
+                    model_info: dict | None = None, overwrite: bool = False, seq_buckets: Sequence[int] = (),
                     progress: Callable[[str], None] = lambda msg: None) -> Manifest:
     """Capture, lower to each of ``formats``, self-check, and move the directory into place
-    (built in a temporary sibling, so a failed export leaves no half artifact)."""
+    (built in a temporary sibling, so a failed export leaves no half artifact).
+
+    ``seq_buckets`` adds step programs at those shorter sequence lengths (a text
+    classifier's padding-free batches: the runner groups texts by length and runs each
+    batch at the shortest length that holds it)."""
     from device_harness.state import save_state
 
     out = Path(out_dir)
@@ -125,9 +144,10 @@ def export_artifact(compiled: CompiledStep, out_dir: str | Path, formats: Sequen
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         progress("capturing the training step")
-        names = ("infer",) if compiled.inference_only else ("step", "infer")
-        eps = {p: compiled.capture(p) for p in names}
-        specs = {p: compiled.step_spec() if p == "step" else compiled.infer_spec() for p in names}
+        variants = _variants(compiled, seq_buckets)
+        names = tuple(variants)
+        eps = {p: c.capture(kind) for p, (c, kind) in variants.items()}
+        specs = {p: c.step_spec() if kind == "step" else c.infer_spec() for p, (c, kind) in variants.items()}
         files: dict[str, dict[str, str]] = {p: {} for p in names}
         lowering: dict[str, dict[str, dict]] = {p: {} for p in names}
         for fmt in formats:
@@ -147,7 +167,7 @@ def export_artifact(compiled: CompiledStep, out_dir: str | Path, formats: Sequen
             artifact_id=artifact_id, task=compiled.task, batch_size=compiled.batch_size, seq_len=compiled.seq_len,
             programs=programs, optimizer=compiled.optimizer.to_dict() if compiled.optimizer else {}, hashes=hashes, labels=labels,
             tokenizer="tokenizer.json" if tokenizer_json is not None else None, model=model_info or {},
-            adapters=compiled.prepared.report.to_dict())
+            adapters=compiled.prepared.report.to_dict(), seq_buckets=sorted(set(seq_buckets)))
         save_state(tmp / "state.safetensors", {k: v.numpy() for k, v in compiled.initial_state().items()},
                    artifact_id, step=0)
         if not compiled.inference_only:  # the adapters' frozen factors, to restore or merge trained state
@@ -157,7 +177,7 @@ def export_artifact(compiled: CompiledStep, out_dir: str | Path, formats: Sequen
         (tmp / "manifest.json").write_text(manifest.to_json(), encoding="utf-8")
         for fmt in formats:
             progress(f"checking the {fmt} programs against eager PyTorch")
-            self_check(tmp, manifest, compiled, fmt)
+            self_check(tmp, manifest, variants, fmt)
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)

@@ -150,23 +150,53 @@ def label_indices(examples: Sequence[Example], labels: Sequence[str]) -> np.ndar
     return out
 
 
+LENGTH_POOL = 50  # batches whose texts are sorted by length together (length bucketing)
+
+
 def fixed_batches(arrays: dict[str, np.ndarray], batch_size: int, *, seed: int = 0,
-                  shuffle: bool = True, start: int = 0) -> Iterator[dict[str, np.ndarray]]:
+                  shuffle: bool = True, start: int = 0, by_length: bool = False) -> Iterator[dict[str, np.ndarray]]:
     """Endless fixed-size batches over equally long arrays.
 
     Epochs are reshuffled with ``seed + epoch``; a short last batch is filled by
     wrapping around, so every batch has exactly ``batch_size`` rows (the step
     program has a fixed shape). ``start`` skips that many batches, so a resumed
     run continues with the batch it would have seen next.
+
+    ``by_length`` (needs an ``attention_mask``): each run of `LENGTH_POOL` batches of
+    the shuffled epoch is sorted by text length, cut into batches, and those batches are
+    shuffled, so a batch holds texts of similar length and can run padding-free
+    (`Manifest.step_program_for`) while the epoch still visits every text once.
     """
     n = len(next(iter(arrays.values())))
     if n == 0:
         raise DataError("no examples to batch")
+    if by_length and "attention_mask" not in arrays:
+        raise DataError("batching by length needs an attention_mask")
     per_epoch = -(-n // batch_size)
     k = start
+    epoch_order = None
     while True:
         epoch, pos = divmod(k, per_epoch)
-        order = np.random.default_rng(seed + epoch).permutation(n) if shuffle else np.arange(n)
-        idx = np.take(order, np.arange(pos * batch_size, (pos + 1) * batch_size), mode="wrap")
+        if epoch_order is None or epoch_order[0] != epoch:
+            epoch_order = (epoch, _epoch_order(arrays, n, batch_size, seed + epoch, shuffle, by_length))
+        idx = epoch_order[1][pos]
         yield {name: a[idx] for name, a in arrays.items()}
         k += 1
+
+
+def _epoch_order(arrays, n: int, batch_size: int, seed: int, shuffle: bool, by_length: bool) -> list[np.ndarray]:
+    """One epoch's batches as index arrays [batch_size] (the last one wraps around)."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(n) if shuffle else np.arange(n)
+    per_epoch = -(-n // batch_size)
+    order = np.take(order, np.arange(per_epoch * batch_size), mode="wrap")
+    batches = order.reshape(per_epoch, batch_size)
+    if not by_length:
+        return list(batches)
+    lengths = arrays["attention_mask"].sum(axis=1)
+    out = []
+    for lo in range(0, per_epoch, LENGTH_POOL):
+        pool = batches[lo:lo + LENGTH_POOL].reshape(-1)
+        pool = pool[np.argsort(lengths[pool], kind="stable")].reshape(-1, batch_size)
+        out += [pool[i] for i in rng.permutation(len(pool))]
+    return out
