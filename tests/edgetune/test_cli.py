@@ -101,3 +101,22 @@ def test_quantized_classifier_export_train_and_save(demo_data, tmp_path):
     r = CliRunner().invoke(main, ["export", str(demo_data[0]), str(tmp_path / "x"), "--model", "tiny",
                                   "--quant", "gguf"])
     assert r.exit_code == 2 and "GGUF" in r.output
+
+
+def test_integer_and_padding_free_export_trains(demo_data, tmp_path):
+    """--quant w8a8g8 --buckets 8: integer matmuls in every step program, and training runs
+    the 8-token program for the short demo texts."""
+    import onnx
+
+    art = tmp_path / "art"
+    r = CliRunner().invoke(main, ["export", str(demo_data[0]), str(art), "--model", "tiny", "--format", "onnx",
+                                  "--quant", "w8a8g8", "--buckets", "8", "--batch-size", "4", "--seq-len", "16"])
+    assert r.exit_code == 0, r.output
+    manifest = json.loads((art / "manifest.json").read_text())
+    assert manifest["seq_buckets"] == [8] and set(manifest["programs"]) == {"step", "step_s8", "infer"}
+    assert "MatMulInteger" in {n.op_type for n in onnx.load(str(art / "step_s8.onnx")).graph.node}
+    r = CliRunner().invoke(main, ["train", str(art), str(demo_data[0]), "--steps", "3"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["export", str(demo_data[0]), str(tmp_path / "x"), "--model", "tiny",
+                                  "--buckets", "8,a"])
+    assert r.exit_code == 2 and "--buckets" in r.output

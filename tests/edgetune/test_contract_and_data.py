@@ -62,3 +62,13 @@ def test_batches_by_length_cover_the_epoch_and_group_lengths():
     np.testing.assert_array_equal(next(resumed)["x"], next(again)["x"])
     with pytest.raises(DataError, match="attention_mask"):
         next(fixed_batches({"x": np.arange(4)}, 2, by_length=True))
+
+
+def test_manifest_keeps_buckets_and_lowering():
+    spec = ProgramSpec((TensorSpec("x", (2, 8), "int64", "batch"),), (TensorSpec("loss", (), "float32", "metric"),),
+                       {"executorch": "step.pte"}, {"executorch": {"delegated_ops": 3, "total_ops": 4}})
+    m = Manifest("id", "sequence_classification", 2, 32, {"step": spec}, {}, {}, seq_buckets=[8, 16])
+    back = Manifest.from_json(m.to_json())
+    assert back.seq_buckets == [8, 16] and back.step.lowering == spec.lowering
+    assert [back.step_program_for(n) for n in (1, 8, 12, 30)] == [("step_s8", 8), ("step_s8", 8),
+                                                                   ("step_s16", 16), ("step", 32)]
