@@ -59,9 +59,15 @@ def _decompose(ep: torch.export.ExportedProgram) -> torch.export.ExportedProgram
     return ep.run_decompositions(table) if table else ep
 
 
+def _op_name(target) -> str:
+    """'aten.mm.default' for an aten or edge-dialect op ('<EdgeOpOverload: aten.mm.default>: schema = ...')."""
+    s = str(target)
+    return s[len("<EdgeOpOverload: "):].split(">")[0] if s.startswith("<EdgeOpOverload: ") else s
+
+
 def _ops(graph: torch.fx.Graph) -> Counter:
-    return Counter(str(n.target).split(":")[0].replace("<EdgeOpOverload: ", "").rstrip(">")
-                   for n in graph.nodes if n.op == "call_function" and "getitem" not in str(n.target))
+    return Counter(_op_name(n.target) for n in graph.nodes
+                   if n.op == "call_function" and "getitem" not in str(n.target))
 
 
 def delegation_coverage(edge_ep: torch.export.ExportedProgram) -> dict:
