@@ -260,7 +260,8 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> i
         p.add_argument("data", help="CSV (text,label header) or JSONL; running .txt for a language model")
         p.add_argument("--runtime", default="onnx", choices=["onnx", "executorch"])
         p.add_argument("--state", default=None, help="state file to resume from and write to")
-        p.add_argument("--threads", type=int, default=None)
+        p.add_argument("--threads", type=int, default=None,
+                       help="threads of the runtime (ONNX Runtime intra-op, ExecuTorch XNNPACK pool)")
         if name == "train":
             p.add_argument("--steps", type=int, default=50)
             p.add_argument("--lr", type=float, default=None, help="default: the artifact's optimizer lr")

@@ -13,6 +13,7 @@ import click
 from edgetune.errors import EdgetuneError
 
 FORMATS = ("onnx", "executorch")
+THREADS_HELP = "threads of the runtime: ONNX Runtime's intra-op pool, ExecuTorch's XNNPACK pool [default: all cores]"
 QUANTS = ("none", "int8", "w8a8", "w8a8g8", "int4", "int4_g64", "gguf")
 
 
@@ -83,7 +84,7 @@ def main():
 @click.option("--steps", type=int, default=30, show_default=True, help="training steps per runtime")
 @click.option("--runtime", "runtimes", type=click.Choice(FORMATS), multiple=True, default=None,
               help="runtimes to train through (repeatable; default: both, or onnx with --llm)")
-@click.option("--threads", type=int, default=None, help="threads for each runtime (default: all cores)")
+@click.option("--threads", type=int, default=None, help=THREADS_HELP)
 @click.option("--llm", is_flag=True, help="SmolLM2-135M (frozen 4-bit GGUF base) learns the person's writing instead")
 @click.option("--model", default="smollm2", show_default=True, help="with --llm: smollm2 or a Llama .gguf file")
 @click.option("--text", type=click.Path(exists=True, dir_okay=False), default=None,
@@ -373,7 +374,7 @@ def merge(artifact, out, state, formats, overwrite):
 @click.option("--schedule", type=click.Choice(["constant", "linear"]), default="constant", show_default=True,
               help="linear: 6% warm-up, then linear decay to 0 at --total-steps")
 @click.option("--total-steps", type=int, default=None, help="length of the schedule (default: this run's last step)")
-@click.option("--threads", type=int, default=None)
+@click.option("--threads", type=int, default=None, help=THREADS_HELP)
 def train(artifact, data, runtime, steps, lr, state, save_every, seed, schedule, total_steps, threads):
     """Train ARTIFACT on DATA through the runtime alone; one JSON line per step on stdout."""
     from device_harness.runner import Trainer
@@ -394,7 +395,7 @@ def train(artifact, data, runtime, steps, lr, state, save_every, seed, schedule,
 @click.argument("data", type=click.Path(exists=True, dir_okay=False))
 @click.option("--runtime", type=click.Choice(FORMATS), default="onnx", show_default=True)
 @click.option("--state", type=click.Path(dir_okay=False), default=None)
-@click.option("--threads", type=int, default=None)
+@click.option("--threads", type=int, default=None, help=THREADS_HELP)
 def eval_cmd(artifact, data, runtime, state, threads):
     """Accuracy (or perplexity) of ARTIFACT's current state on DATA, through the inference program."""
     from device_harness.runner import evaluate
