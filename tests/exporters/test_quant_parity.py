@@ -43,10 +43,10 @@ def test_integer_matmuls_reach_onnx(quant_classifier):
     ops = [n.op_type for n in onnx.load(str(art / manifest.step.files["onnx"])).graph.node]
     n_linear = sum(1 for m in compiled.prepared.model.modules() if type(m).__name__ == "QuantLinear")
     if "w8a8" in str(art):  # every quantized linear's forward, and the input-gradient products the loss needs
-        assert ops.count("MatMulInteger") == ops.count("QuantizeLinear") > n_linear, ops
+        assert ops.count("MatMulIntegerToFloat") == ops.count("QuantizeLinear") > n_linear, ops
         assert "DequantizeLinear" not in ops
     else:
-        assert "MatMulInteger" not in ops
+        assert "MatMulIntegerToFloat" not in ops
 
 
 @pytest.fixture(scope="module")
