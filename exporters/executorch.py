@@ -89,15 +89,14 @@ def delegation_coverage(edge_ep: torch.export.ExportedProgram) -> dict:
 def export_executorch(ep: torch.export.ExportedProgram, path: str | Path) -> dict:
     """Lower ``ep`` and write the .pte; returns the delegation coverage for the manifest."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
+    from executorch.exir import to_edge_transform_and_lower
 
     path = Path(path)
     ep = _decompose(ep)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         edge = to_edge_transform_and_lower(
-            ep, partitioner=[XnnpackPartitioner(force_non_static_weights_for_f32_linear=True)],
-            compile_config=EdgeCompileConfig(_check_ir_validity=False))
+            ep, partitioner=[XnnpackPartitioner(force_non_static_weights_for_f32_linear=True)])
         coverage = delegation_coverage(edge.exported_program())
         prog = edge.to_executorch()
     path.write_bytes(prog.buffer)
