@@ -149,7 +149,7 @@ def natural_child(row: str, work: Path, threads: int, data: Path, n_texts: int) 
         run(b)
     if tr is not None:  # load every bucket program before timing
         for n in manifest.seq_buckets + [manifest.seq_len]:
-            tr._fit({"attention_mask": np.ones((NAT_BATCH, n), np.int64)})
+            tr.program_for({"attention_mask": np.ones((NAT_BATCH, n), np.int64)})
     t0 = time.perf_counter()
     for b in batches:
         run(b)

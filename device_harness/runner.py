@@ -122,7 +122,7 @@ class Trainer:
     def train_step(self, batch: dict[str, np.ndarray], lr: float | None = None, seed: int = 0) -> StepRecord:
         """One step; the state advances only if the loss and every new tensor are finite.
         ``seed`` (with the step count) fixes a forward-only step's perturbations."""
-        program, batch = self._fit(batch)
+        program, batch = self.program_for(batch)
         t0 = time.perf_counter()
         out = program.run({**self.state, **batch, **self.hyper(lr, seed)})
         ms = 1000 * (time.perf_counter() - t0)
@@ -136,7 +136,7 @@ class Trainer:
         self.state, self.step = new_state, self.step + 1
         return StepRecord(self.step, loss, ms, *rss_mb())
 
-    def _fit(self, batch: dict[str, np.ndarray]):
+    def program_for(self, batch: dict[str, np.ndarray]):
         """The shortest step program that holds the batch's longest text, and the batch trimmed
         to its length (only padding is cut: masks are ones then zeros)."""
         if not self.manifest.seq_buckets or "attention_mask" not in batch:

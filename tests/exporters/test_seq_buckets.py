@@ -35,7 +35,7 @@ def test_trimmed_batch_steps_like_the_padded_one(bucketed):
     want = compiled.eager_step(feeds)
     tr = Trainer(art, "onnx", art / "t.state")
     batch = {k: feeds[k].numpy() for k in ("input_ids", "attention_mask", "labels")}
-    program, trimmed = tr._fit(batch)
+    program, trimmed = tr.program_for(batch)
     assert program.spec == manifest.programs["step_s8"] and trimmed["input_ids"].shape == (4, 8)
     got = program.run({**tr.state, **trimmed, "lr": np.array(1e-4, np.float32), "step": np.array(1.0, np.float32)})
     assert not compare_outputs(want, got)
