@@ -2,18 +2,26 @@
 
     python -m device_harness.runner train ARTIFACT DATA --runtime onnx --steps 50
     python -m device_harness.runner eval  ARTIFACT DATA --runtime onnx
+    python -m device_harness.runner check ARTIFACT --runtime onnx   (facts, missing packages)
 
-Each step prints one JSON line: {"step", "loss", "ms", "rss_mb", "peak_rss_mb"}.
+Each step prints one JSON line: {"step", "loss", "ms", "cpu_ms", "t", "rss_mb",
+"peak_rss_mb"}, between a {"event": "start"} and an {"event": "end"} line.
 State is written atomically every ``save_every`` steps and when the run ends; a
 NaN/Inf step is rejected and the last good state is kept (and saved) before the
-error is raised. A resumed run continues with the batch it would have seen next.
+error is raised. A resumed run continues with the batch it would have seen next;
+``--until N`` makes a rerun of the same command finish the same run. A hang-up,
+SIGTERM or a closed stdout (the connection to the host dropped) stops the run after
+the step in progress, with that step saved.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
+import os
 import resource
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -24,8 +32,9 @@ import numpy as np
 
 from edgetune.contract import Manifest, load_manifest
 from edgetune.data.text import TextEncoder, fixed_batches, label_indices, read_examples, read_text
-from edgetune.errors import ArtifactError, ConfigError, EdgetuneError, NonFiniteLossError
+from edgetune.errors import ArtifactError, ConfigError, EdgetuneError, NonFiniteLossError, UserInputError
 from edgetune.zo_noise import resample_due, zo_noise
+from device_harness.facts import energy_used, facts, missing_packages, read_energy
 from device_harness.runtimes import open_program
 from device_harness.state import load_state, save_state
 
@@ -67,15 +76,25 @@ def encode_file(artifact_dir: Path, manifest: Manifest, data_path: str | Path) -
 
 @dataclass
 class StepRecord:
+    """One step: wall ``ms`` of the program run, the process's ``cpu_ms`` over it (all
+    threads), ``t`` seconds since the trainer opened, and resident memory after it."""
+
     step: int
     loss: float
     ms: float
+    cpu_ms: float
+    t: float
     rss_mb: float
     peak_rss_mb: float
 
     def json(self) -> str:
         return json.dumps({"step": self.step, "loss": round(self.loss, 6), "ms": round(self.ms, 3),
+                           "cpu_ms": round(self.cpu_ms, 3), "t": round(self.t, 3),
                            "rss_mb": round(self.rss_mb, 1), "peak_rss_mb": round(self.peak_rss_mb, 1)})
+
+
+class BudgetExceeded(UserInputError):
+    """The process grew past the memory cap of an emulated device budget."""
 
 
 class Trainer:
@@ -98,6 +117,7 @@ class Trainer:
         start = self.state_path if self.state_path.exists() else self.dir / "state.safetensors"
         self.state, self.step = load_state(start, self.manifest)
         self.feeds_of = {t.feeds: t.name for t in self.program.spec.of_role("state", outputs=True)}
+        self.opened = time.perf_counter()
 
     def hyper(self, lr: float | None, seed: int = 0) -> dict[str, np.ndarray]:
         """The step's non-data inputs for the next step: lr, step count, and for forward-only
@@ -123,9 +143,10 @@ class Trainer:
         """One step; the state advances only if the loss and every new tensor are finite.
         ``seed`` (with the step count) fixes a forward-only step's perturbations."""
         program, batch = self.program_for(batch)
-        t0 = time.perf_counter()
-        out = program.run({**self.state, **batch, **self.hyper(lr, seed)})
-        ms = 1000 * (time.perf_counter() - t0)
+        feeds = {**self.state, **batch, **self.hyper(lr, seed)}
+        t0, c0 = time.perf_counter(), time.process_time()
+        out = program.run(feeds)
+        ms, cpu_ms = 1000 * (time.perf_counter() - t0), 1000 * (time.process_time() - c0)
         loss = float(out["loss"])
         new_state = {inp: out[o] for inp, o in self.feeds_of.items()}
         if not math.isfinite(loss) or not all(np.isfinite(v).all() for v in new_state.values()):
@@ -134,7 +155,7 @@ class Trainer:
                                      f"rejected and the state kept at step {self.step}. Lower the learning rate "
                                      "or check the batch for bad labels.")
         self.state, self.step = new_state, self.step + 1
-        return StepRecord(self.step, loss, ms, *rss_mb())
+        return StepRecord(self.step, loss, ms, cpu_ms, time.perf_counter() - self.opened, *rss_mb())
 
     def program_for(self, batch: dict[str, np.ndarray]):
         """The shortest step program that holds the batch's longest text, and the batch trimmed
@@ -251,9 +272,108 @@ def evaluate(artifact_dir: str | Path, data_path: str | Path, runtime: str = "on
     return {"perplexity": float(np.exp(nll / max(1, count))), "tokens": count}
 
 
-def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> int:
+class _StopRequest:
+    """Set by SIGHUP/SIGTERM: the loop finishes the step in progress, saves and ends."""
+
+    def __init__(self):
+        self.signal: str | None = None
+
+    def __call__(self, signum, _frame):
+        self.signal = signal.Signals(signum).name
+
+
+@contextlib.contextmanager
+def exclusive(path: Path, timeout: float):
+    """Hold an exclusive lock on ``path`` (a rerun after a dropped connection waits here
+    for the interrupted run to save and exit, instead of both writing the state)."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise ConfigError(f"another run holds {path} after {timeout:.0f} s; stop it or pass another --state")
+                time.sleep(0.2)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def apply_budget(cpus: int | None, max_rss_mb: float | None) -> dict:
+    """Pin this process to its first ``cpus`` usable cores (Linux); the memory cap is
+    checked after each step. Returns what was applied, with any shortfall stated."""
+    applied: dict = {}
+    if cpus:
+        usable = sorted(os.sched_getaffinity(0))
+        if len(usable) < cpus:
+            applied["cpus_note"] = f"the budget asks for {cpus} cores, this machine lets the run use {len(usable)}"
+        os.sched_setaffinity(0, usable[:cpus])
+        applied["cpus"] = sorted(os.sched_getaffinity(0))
+    if max_rss_mb:
+        applied["max_rss_mb"] = max_rss_mb
+    return applied
+
+
+def _emit(out: Callable[[str], None], line: str) -> bool:
+    """Print one line; False when stdout is gone (the host's connection dropped)."""
+    try:
+        out(line)
+        return True
+    except OSError:  # BrokenPipeError: nobody reads any more; keep exit quiet
+        sys.stdout = open(os.devnull, "w")
+        return False
+
+
+def run_training(a, out: Callable[[str], None]) -> int:
+    """The ``train`` command: budget, lock, start event, steps (logged and printed), end event."""
+    budget = apply_budget(a.cpus, a.max_rss_mb)
+    state = Path(a.state) if a.state else Path(a.artifact) / TRAINED_STATE.format(runtime=a.runtime)
+    stop = _StopRequest()
+    for sig in (signal.SIGHUP, signal.SIGTERM):
+        signal.signal(sig, stop)
+    log = open(a.log, "a") if a.log else None
+    with exclusive(state.with_name(state.name + ".lock"), a.lock_timeout):
+        tr = Trainer(a.artifact, a.runtime, state, a.threads)
+        steps = a.steps if a.until is None else max(0, a.until - tr.step)
+        energy0 = read_energy()
+        connected = _emit(out, json.dumps({"event": "start", "step": tr.step, "target": tr.step + steps,
+                                           "budget": budget, "energy": energy0}))
+        reason = "done"
+        records = tr.train(a.data, steps, a.lr, a.seed, a.save_every, a.schedule, a.total_steps)
+        try:
+            for rec in records:
+                if log:
+                    log.write(rec.json() + "\n")
+                    log.flush()
+                connected = connected and _emit(out, rec.json())
+                if a.max_rss_mb and rec.peak_rss_mb > a.max_rss_mb:
+                    raise BudgetExceeded(f"peak RSS {rec.peak_rss_mb:.0f} MB at step {rec.step} exceeds the budget's "
+                                         f"{a.max_rss_mb:.0f} MB: the run would not fit that device (state saved)")
+                if not connected or stop.signal:
+                    reason = f"interrupted ({stop.signal or 'stdout closed'})"
+                    break
+        finally:
+            records.close()  # saves the last good step
+            if log:
+                log.close()
+        end = {"event": "end", "step": tr.step, "reason": reason, "energy": energy_used(energy0, read_energy())}
+        _emit(out, json.dumps(end))
+    return 0 if reason == "done" else 3
+
+
+def main(argv: list[str] | None = None, out: Callable[[str], None] | None = None) -> int:
+    out = out or (lambda line: print(line, flush=True))  # flushed: the host streams the lines
     ap = argparse.ArgumentParser(prog="python -m device_harness.runner", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
+    check = sub.add_parser("check", help="device facts, missing packages and the artifact's manifest, as JSON")
+    check.add_argument("artifact", nargs="?")
+    check.add_argument("--runtime", default="onnx", choices=["onnx", "executorch"])
     for name in ("train", "eval"):
         p = sub.add_parser(name)
         p.add_argument("artifact")
@@ -264,21 +384,43 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> i
                        help="threads of the runtime (ONNX Runtime intra-op, ExecuTorch XNNPACK pool)")
         if name == "train":
             p.add_argument("--steps", type=int, default=50)
+            p.add_argument("--until", type=int, default=None, help="train until the state has taken this many steps "
+                           "(instead of --steps more): rerunning the command resumes the same run")
             p.add_argument("--lr", type=float, default=None, help="default: the artifact's optimizer lr")
             p.add_argument("--seed", type=int, default=0)
             p.add_argument("--save-every", type=int, default=10)
             p.add_argument("--schedule", default="constant", choices=SCHEDULES)
             p.add_argument("--total-steps", type=int, default=None, help="schedule length (default: this run's end)")
+            p.add_argument("--log", default=None, help="also append each step's JSON line to this file")
+            p.add_argument("--cpus", type=int, default=None, help="pin the run to this many cores (emulated budget)")
+            p.add_argument("--max-rss-mb", type=float, default=None,
+                           help="stop with an error once peak RSS passes this (emulated memory budget)")
+            p.add_argument("--lock-timeout", type=float, default=120.0,
+                           help="seconds to wait for another run on the same state to end")
     a = ap.parse_args(argv)
     try:
+        if a.cmd == "check":
+            return run_check(a, out)
         if a.cmd == "train":
-            tr = Trainer(a.artifact, a.runtime, a.state, a.threads)
-            for rec in tr.train(a.data, a.steps, a.lr, a.seed, a.save_every, a.schedule, a.total_steps):
-                out(rec.json())
-        else:
-            out(json.dumps(evaluate(a.artifact, a.data, a.runtime, a.state, a.threads)))
+            return run_training(a, out)
+        out(json.dumps(evaluate(a.artifact, a.data, a.runtime, a.state, a.threads)))
     except EdgetuneError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def run_check(a, out: Callable[[str], None]) -> int:
+    """Print {"facts", "missing", "artifact"}; exit 2 if a package is missing or the artifact
+    cannot run here (a wrong or corrupt manifest, a program file missing or altered)."""
+    report: dict = {"facts": facts(), "missing": missing_packages(a.runtime)}
+    if a.artifact and not report["missing"]:
+        manifest = load_manifest(Path(a.artifact), a.runtime)  # checks every file's hash
+        report["artifact"] = {"artifact_id": manifest.artifact_id, "task": manifest.task,
+                              "programs": sorted(manifest.programs), "optimizer": manifest.optimizer.get("name")}
+    out(json.dumps(report))
+    if report["missing"]:
+        print(f"error: the runner needs {', '.join(report['missing'])} on this device", file=sys.stderr)
         return 2
     return 0
 

@@ -58,6 +58,14 @@ class OnnxProgram(Program):
         # intermediate; off, the MiniLM step's peak RSS drops from ~377 to ~319 MB at
         # the same speed (measured with benchmarks/step_latency.py's shape).
         opts.enable_mem_pattern = False
+        # Entries the exporter chose for this program (e.g. no weight prepacking for
+        # forward-only steps: see exporters.artifact.ZO_SESSION_CONFIG).
+        config = spec.lowering.get("onnx", {}).get("session_config", {})
+        if not isinstance(config, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in config.items()):
+            raise ArtifactError(f"{path}: the manifest's onnx session_config {config!r} is not a map of strings; "
+                                "re-export the artifact")
+        for key, value in config.items():
+            opts.add_session_config_entry(key, value)
         if threads:
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1

@@ -54,9 +54,17 @@ def test_json_lines_and_eval_from_the_command_line(art, demo_data, tmp_path):
     lines = []
     assert main(["train", str(art), str(demo_data[0]), "--steps", "2", "--state", str(tmp_path / "s.st")],
                 out=lines.append) == 0
-    recs = [json.loads(l) for l in lines]
-    assert [set(r) for r in recs] == [{"step", "loss", "ms", "rss_mb", "peak_rss_mb"}] * 2
-    assert all(r["ms"] > 0 and r["rss_mb"] > 0 for r in recs)
+    start, *recs, end = [json.loads(l) for l in lines]
+    assert start["event"] == "start" and start["step"] == 0 and start["target"] == 2
+    assert [set(r) for r in recs] == [{"step", "loss", "ms", "cpu_ms", "t", "rss_mb", "peak_rss_mb"}] * 2
+    assert all(r["ms"] > 0 and r["cpu_ms"] > 0 and r["rss_mb"] > 0 for r in recs) and recs[0]["t"] < recs[1]["t"]
+    assert end == {"event": "end", "step": 2, "reason": "done", "energy": end["energy"]}
+    # --until finishes the same run: 2 more steps to reach 4, then nothing more to do
+    for _ in range(2):
+        lines.clear()
+        assert main(["train", str(art), str(demo_data[0]), "--until", "4", "--state", str(tmp_path / "s.st")],
+                    out=lines.append) == 0
+    assert json.loads(lines[0])["step"] == 4 and json.loads(lines[-1])["step"] == 4 and len(lines) == 2
     res = evaluate(art, demo_data[1], "onnx", tmp_path / "s.st")
     assert 0.0 <= res["accuracy"] <= 1.0 and res["examples"] == 20
 

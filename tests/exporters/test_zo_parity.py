@@ -39,3 +39,24 @@ def test_zo_step_parity_through_the_runner(zo_artifact, runtime, tmp_path):
         assert not bad, f"{runtime} step {t}: {bad}"
     moved = [k for k in ref if k.startswith("param.") and not torch.equal(ref[k], compiled.initial_state()[k])]
     assert len(moved) == len(compiled.names)
+
+
+def test_zo_onnx_session_packs_no_weight_copies(zo_artifact, tmp_path):
+    """The forward-only step reads each frozen weight twice; the manifest asks onnxruntime not
+    to prepack (a packed copy per reading node) and the runner applies it. A malformed entry
+    is refused with the fix."""
+    import dataclasses
+
+    from device_harness.runtimes import open_program
+    from edgetune.errors import ArtifactError
+    from exporters.artifact import ZO_SESSION_CONFIG
+
+    art, manifest, _ = zo_artifact
+    assert manifest.step.lowering["onnx"]["session_config"] == ZO_SESSION_CONFIG
+    assert "onnx" not in manifest.programs["infer"].lowering
+    prog = open_program(art, manifest, "step", "onnx")
+    assert prog.session.get_session_options().get_session_config_entry("session.disable_prepacking") == "1"
+    spec = dataclasses.replace(manifest.step, lowering={"onnx": {"session_config": {"session.disable_prepacking": 1}}})
+    bad = dataclasses.replace(manifest, programs={**manifest.programs, "step": spec})
+    with pytest.raises(ArtifactError, match="session_config.*re-export"):
+        open_program(art, bad, "step", "onnx")
