@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from device_harness.budgets import Budget
+from device_harness.runner import EXIT_DONE, EXIT_INTERRUPTED, EXIT_OVER_BUDGET
 from device_harness.transports.base import ConnectionLost, Finished, Transport, TransportError
 from edgetune.contract import load_manifest
 from edgetune.errors import ArtifactError, ConfigError, EdgetuneError
@@ -197,9 +198,9 @@ def run_on_device(transport: Transport, artifact: str | Path, data: str | Path, 
                     streamed[rec["step"]] = rec
                     if on_record:
                         on_record(rec)
-            if finished.status == 0:
+            if finished.status in (EXIT_DONE, EXIT_OVER_BUDGET):  # the end event says which
                 break
-            if finished.status == 3:  # stopped by a signal on the device: resume like a drop
+            if finished.status == EXIT_INTERRUPTED:  # stopped by a signal on the device: resume like a drop
                 raise ConnectionLost(f"the runner was interrupted: {end.get('reason')}")
             raise RunError(f"{transport.name}: the runner failed (exit {finished.status}): "
                            f"{finished.stderr.strip()[-800:]}")

@@ -33,14 +33,15 @@ def _read(path: Path) -> str | None:
 
 
 def cpu_model(cpuinfo: str | None = None) -> str:
-    """The CPU's name from /proc/cpuinfo ('model name' on x86, 'Model'/'Hardware' on ARM boards)."""
+    """The CPU's name from /proc/cpuinfo: a board's 'Model' line first (Raspberry Pi), else
+    'model name' (x86, ARM cores), else 'Hardware'."""
     text = cpuinfo if cpuinfo is not None else (_read(Path("/proc/cpuinfo")) or "")
     fields = {}
     for line in text.splitlines():
         key, sep, value = line.partition(":")
         if sep and value.strip():
             fields.setdefault(key.strip(), value.strip())
-    for key in ("model name", "Model", "Hardware", "Processor", "cpu model"):
+    for key in ("Model", "model name", "Hardware", "Processor", "cpu model"):
         if key in fields:
             return fields[key]
     return platform.processor() or platform.machine() or "unknown"

@@ -32,7 +32,7 @@ import numpy as np
 
 from edgetune.contract import Manifest, load_manifest
 from edgetune.data.text import TextEncoder, fixed_batches, label_indices, read_examples, read_text
-from edgetune.errors import ArtifactError, ConfigError, EdgetuneError, NonFiniteLossError, UserInputError
+from edgetune.errors import ArtifactError, ConfigError, EdgetuneError, NonFiniteLossError
 from edgetune.zo_noise import resample_due, zo_noise
 from device_harness.facts import energy_used, facts, missing_packages, read_energy
 from device_harness.runtimes import open_program
@@ -93,8 +93,8 @@ class StepRecord:
                            "rss_mb": round(self.rss_mb, 1), "peak_rss_mb": round(self.peak_rss_mb, 1)})
 
 
-class BudgetExceeded(UserInputError):
-    """The process grew past the memory cap of an emulated device budget."""
+# exit statuses of `train` besides 2 (an error): the host resumes after EXIT_INTERRUPTED
+EXIT_DONE, EXIT_INTERRUPTED, EXIT_OVER_BUDGET = 0, 3, 4
 
 
 class Trainer:
@@ -353,8 +353,10 @@ def run_training(a, out: Callable[[str], None]) -> int:
                     log.flush()
                 connected = connected and _emit(out, rec.json())
                 if a.max_rss_mb and rec.peak_rss_mb > a.max_rss_mb:
-                    raise BudgetExceeded(f"peak RSS {rec.peak_rss_mb:.0f} MB at step {rec.step} exceeds the budget's "
-                                         f"{a.max_rss_mb:.0f} MB: the run would not fit that device (state saved)")
+                    reason = (f"over budget: peak RSS {rec.peak_rss_mb:.0f} MB at step {rec.step} exceeds the "
+                              f"budget's {a.max_rss_mb:.0f} MB, so the run would not fit that device (state saved)")
+                    print(f"error: {reason}", file=sys.stderr)
+                    break
                 if not connected or stop.signal:
                     reason = f"interrupted ({stop.signal or 'stdout closed'})"
                     break
@@ -364,7 +366,7 @@ def run_training(a, out: Callable[[str], None]) -> int:
                 log.close()
         end = {"event": "end", "step": tr.step, "reason": reason, "energy": energy_used(energy0, read_energy())}
         _emit(out, json.dumps(end))
-    return 0 if reason == "done" else 3
+    return EXIT_DONE if reason == "done" else EXIT_OVER_BUDGET if reason.startswith("over budget") else EXIT_INTERRUPTED
 
 
 def main(argv: list[str] | None = None, out: Callable[[str], None] | None = None) -> int:

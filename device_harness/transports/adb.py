@@ -25,10 +25,11 @@ def wrapped_shell_line(argv: list[str], cwd: str | None, env: dict[str, str] | N
     return f"{{ {shell_command(argv, cwd, env)} ; }} 2>{shlex.quote(stderr_path)}; echo {EXIT_MARKER}$?"
 
 
-def exit_status(line: str) -> int | None:
-    """The status from a marker line, None for any other line."""
-    m = re.fullmatch(re.escape(EXIT_MARKER) + r"(\d+)", line.strip())
-    return int(m.group(1)) if m else None
+def split_exit_marker(line: str) -> tuple[str, int | None]:
+    """(the line's text, the exit status if the marker ends it). The marker follows the
+    command's last output on the same line when that output has no final newline."""
+    m = re.search(re.escape(EXIT_MARKER) + r"(\d+)$", line.rstrip())
+    return (line[:m.start()], int(m.group(1))) if m else (line, None)
 
 
 def parse_battery(dumpsys: str) -> dict:
@@ -119,11 +120,11 @@ class ADBTransport(Transport):
             conn = self.device.shell(line, stream=True)
             with conn.conn.makefile("r", encoding="utf-8", errors="replace") as out:
                 for raw in out:
-                    text = raw.rstrip("\r\n")
-                    status = exit_status(text)
+                    text, status = split_exit_marker(raw.rstrip("\r\n"))
+                    if text or status is None:
+                        yield text
                     if status is not None:
                         break
-                    yield text
             conn.close()
         except Exception as e:
             raise ConnectionLost(f"{self.name}: the link dropped while {argv[-1]!r} ran: {e}") from e

@@ -18,8 +18,13 @@ class LocalTransport(Transport):
 
     def __init__(self, workdir: str | Path | None = None, python: str | None = None):
         self.name = "local"
+        self._owned = workdir is None  # a temporary directory of ours goes away on close()
         self.workdir = str(workdir or tempfile.mkdtemp(prefix="edgetune-device-"))
         self.python = python or sys.executable
+
+    def close(self) -> None:
+        if self._owned:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def _path(self, remote: str) -> Path:
         p = Path(remote)
