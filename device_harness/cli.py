@@ -140,8 +140,8 @@ def devices(devices_file, runtime):
 @click.argument("data", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--steps", default=50, show_default=True, help="steps to train (a resumed run stops at this count)")
 @click.option("--runtime", default="onnx", type=click.Choice(["onnx", "executorch"]), show_default=True)
-@click.option("--threads", type=int, default=None, help="runtime threads on the device [default: all its cores, "
-              "or the budget's]")
+@click.option("--threads", type=int, default=None, help="runtime threads on the device [default: the runtime's "
+              "choice, or one per core of the budget]")
 @click.option("--budget", type=click.Choice(sorted(BUDGETS)), default=None,
               help="emulate a device's cores and memory cap on this one")
 @click.option("--lr", type=float, default=None, help="default: the artifact's")

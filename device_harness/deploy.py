@@ -129,9 +129,8 @@ def _runner_argv(transport: Transport, artifact_remote: str, data_remote: str, r
             "--schedule", cfg.schedule, "--total-steps", str(cfg.steps)]
     if cfg.lr is not None:
         argv += ["--lr", repr(cfg.lr)]
-    threads = cfg.threads or (cfg.budget.cores if cfg.budget else None)
-    if threads:
-        argv += ["--threads", str(threads)]
+    if cfg.threads:
+        argv += ["--threads", str(cfg.threads)]
     if cfg.budget:
         argv += ["--cpus", str(cfg.budget.cores), "--max-rss-mb", str(cfg.budget.max_rss_mb)]
     return argv

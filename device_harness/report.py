@@ -15,12 +15,13 @@ from edgetune.errors import ConfigError
 from edgetune.files import write_atomic
 
 def label(run: RunResult) -> str:
+    """``run_id (runtime, method, optimizer[, budget])``; the device is in the devices table."""
     budget = run.config.get("budget")
-    parts = [run.device, run.config.get("runtime"), run.artifact.get("method") or "?",
-             run.artifact.get("optimizer", {}).get("name") or "?"]
+    parts = [run.config.get("runtime"), run.artifact.get("method") or "?", run.artifact.get("optimizer", {}).get("name")]
     if budget:
         parts.append(f"budget {budget['name']}")
-    return " · ".join(str(p) for p in parts)
+    return f"{run.run_id} ({', '.join(str(p) for p in parts)})"
+
 
 def _energy(e: dict) -> str:
     return f"{e['uwh'] / 1000:.2f} mWh" if "uwh" in e else "unavailable"
@@ -40,7 +41,8 @@ def markdown(summaries: list[dict], labels: list[str], runs: list[RunResult]) ->
         lines.append(f"| {name} | {s['steps']} | {s['ms_p50']:.1f} | {s['ms_p95']:.1f} | {s['ms_max']:.1f} | "
                      f"{s['steps_per_s']:.2f} | {cpu} | {util} | {s['peak_rss_mb']:.0f} | {fits} | "
                      f"{s['loss_first']:.3f} → {s['loss_last']:.3f} | {_energy(s['energy'])} |")
-    lines += ["", "## Devices", "", "| run | CPU | cores | RAM MB | OS | runtime versions | budget |", "|---|---|---|---|---|---|---|"]
+    lines += ["", "## Devices", "", "| run | device | CPU | cores usable/all | RAM MB | OS | runtime versions | budget |",
+              "|---|---|---|---|---|---|---|---|"]
     for run, name in zip(runs, labels):
         f, budget = run.facts, run.config.get("budget")
         pk = ", ".join(f"{k} {v}" for k, v in f.get("packages", {}).items() if v and k in ("onnxruntime", "executorch"))
@@ -48,9 +50,9 @@ def markdown(summaries: list[dict], labels: list[str], runs: list[RunResult]) ->
         btxt = (f"{budget['name']}: {budget['cores']} cores, {budget['max_rss_mb']:.0f} MB"
                 + (f" ({applied['cpus_note']})" if applied.get("cpus_note") else "")) if budget else "—"
         ram = f"{f['ram_mb']:.0f}" if f.get("ram_mb") else "?"
-        lines.append(f"| {name} | {f.get('cpu_model')} | {f.get('usable_cores')}/{f.get('cores')} | {ram} | "
+        lines.append(f"| {run.run_id} | {run.device} | {f.get('cpu_model')} | {f.get('usable_cores')}/{f.get('cores')} | {ram} | "
                      f"{f.get('os')} | {pk} | {btxt} |")
-    notes = [f"- {name}: energy {s['energy'].get('unavailable')}" for s, name in zip(summaries, labels)
+    notes = [f"- {run.run_id}: {s['energy'].get('unavailable')}" for s, run in zip(summaries, runs)
              if "unavailable" in s["energy"]]
     if notes:
         lines += ["", "Energy could not be measured where:", *notes]

@@ -338,12 +338,14 @@ def run_training(a, out: Callable[[str], None]) -> int:
     for sig in (signal.SIGHUP, signal.SIGTERM):
         signal.signal(sig, stop)
     log = open(a.log, "a") if a.log else None
+    # a budget's runtime threads: one per core it was pinned to (more would oversubscribe them)
+    threads = a.threads or (len(budget["cpus"]) if "cpus" in budget else None)
     with exclusive(state.with_name(state.name + ".lock"), a.lock_timeout):
-        tr = Trainer(a.artifact, a.runtime, state, a.threads)
+        tr = Trainer(a.artifact, a.runtime, state, threads)
         steps = a.steps if a.until is None else max(0, a.until - tr.step)
         energy0 = read_energy()
         connected = _emit(out, json.dumps({"event": "start", "step": tr.step, "target": tr.step + steps,
-                                           "budget": budget, "energy": energy0}))
+                                           "budget": budget, "threads": threads, "energy": energy0}))
         reason = "done"
         records = tr.train(a.data, steps, a.lr, a.seed, a.save_every, a.schedule, a.total_steps)
         try:

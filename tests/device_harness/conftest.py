@@ -1,81 +1,14 @@
 """A real OpenSSH server on 127.0.0.1 for the SSH transport tests (installed by .ci/run)."""
-import getpass
-import os
-import shutil
-import socket
-import subprocess
-import time
-from dataclasses import dataclass
-from pathlib import Path
-
 import pytest
 
-SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
-
-
-@dataclass
-class SSHServer:
-    host: str
-    port: int
-    user: str
-    key: Path  # the client's private key (its public half is authorized)
-    known_hosts: Path  # pins the server's host key
-    host_pub: Path
-    workdir: str
-    proc: subprocess.Popen
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _keygen(path: Path) -> None:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+from sshd_server import SSHDUnavailable, start_sshd
 
 
 @pytest.fixture(scope="session")
 def sshd(tmp_path_factory):
-    if not os.path.exists(SSHD):
-        pytest.skip(f"no OpenSSH server at {SSHD}: install it (apt-get install openssh-server), as .ci/run does")
-    d = tmp_path_factory.mktemp("sshd")
-    _keygen(d / "host_key")
-    _keygen(d / "client_key")
-    (d / "authorized_keys").write_text((d / "client_key.pub").read_text())
-    os.chmod(d / "authorized_keys", 0o600)
-    port = _free_port()
-    (d / "sshd_config").write_text(f"""Port {port}
-ListenAddress 127.0.0.1
-HostKey {d / 'host_key'}
-AuthorizedKeysFile {d / 'authorized_keys'}
-PidFile {d / 'sshd.pid'}
-PubkeyAuthentication yes
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-StrictModes no
-PermitRootLogin prohibit-password
-Subsystem sftp internal-sftp
-""")
-    if os.geteuid() == 0:
-        os.makedirs("/run/sshd", exist_ok=True)  # the privilege-separation directory
-    elif not os.path.isdir("/run/sshd"):
-        pytest.skip("sshd needs its privilege-separation directory /run/sshd, which only root can create")
-    proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(d / "sshd_config")], stderr=open(d / "sshd.log", "w"))
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"sshd did not start: {(d / 'sshd.log').read_text()[-2000:]}")
-            time.sleep(0.1)
-    host_pub = d / "host_key.pub"
-    key_type, key_b64 = host_pub.read_text().split()[:2]
-    (d / "known_hosts").write_text(f"[127.0.0.1]:{port} {key_type} {key_b64}\n")
-    yield SSHServer("127.0.0.1", port, getpass.getuser(), d / "client_key", d / "known_hosts", host_pub,
-                    str(d / "device"), proc)
-    proc.terminate()
-    proc.wait(timeout=10)
+    try:
+        server = start_sshd(tmp_path_factory.mktemp("sshd"))
+    except SSHDUnavailable as e:
+        pytest.skip(str(e))
+    yield server
+    server.stop()

@@ -42,8 +42,8 @@ def test_report_puts_runs_side_by_side(runs, tmp_path):
     out, a, b = runs
     md = write_report([load_run(out / "a"), load_run(out / "b")], tmp_path / "report")
     text = md.read_text()
-    rows = [l for l in text.splitlines() if l.startswith("| local · onnx")]
-    assert len(rows) == 4  # two in the profile table, two in the devices table
+    rows = [l for l in text.splitlines() if l.startswith(("| a ", "| b "))]
+    assert len(rows) == 4 and all(" local " in r for r in rows[2:])  # two in the profile table, two devices
     assert f"{summarize(a)['ms_p50']:.1f}" in rows[0] and f"{summarize(b)['ms_p50']:.1f}" in rows[1]
     for png in ("loss.png", "latency.png", "memory.png"):
         assert (tmp_path / "report" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"]({png})" in text

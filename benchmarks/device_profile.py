@@ -1,0 +1,113 @@
+"""The MiniLM-L6 demo artifact profiled through the device harness on this machine.
+
+Rows (same artifact, data, steps and seed; each a fresh device-side process):
+  local          the runner as a local process (the baseline: no transport)
+  ssh            deployed and run through a real OpenSSH server on 127.0.0.1
+  ssh + pi4-2gb  the same under an emulated Raspberry Pi 4 (2 GB) budget
+  ssh + phone-2gb  and under the 2 GB phone budget
+
+The budgets pin cores and cap memory; they do not slow this CPU down to a board's, so
+their step times are this machine's (see device_harness.budgets).
+
+    python benchmarks/device_profile.py [--steps 60] [--runtime onnx] [--ssh URL --key K --known-hosts F]
+
+Without --ssh it starts its own sshd on 127.0.0.1 (as the tests do). Writes the report
+(Markdown + PNGs + JSON) to benchmarks/results/device_profile/ and the ratio table to
+benchmarks/results/device_profile.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+
+
+def _sshd_module():
+    """tests/sshd_server.py, loaded by path (tests/ on sys.path would shadow the packages
+    with its mirror folders)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("sshd_server", ROOT.parent / "tests" / "sshd_server.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["sshd_server"] = mod  # dataclasses look their module up while the class is made
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--runtime", default="onnx", choices=["onnx", "executorch"])
+    ap.add_argument("--ssh", default=None, help="ssh://user@host:port of a board (default: a local sshd)")
+    ap.add_argument("--key", default=None)
+    ap.add_argument("--known-hosts", default=None)
+    ap.add_argument("--out", type=Path, default=ROOT / "results" / "device_profile")
+    a = ap.parse_args(argv)
+    warnings.filterwarnings("ignore")
+
+    from tqdm import tqdm
+
+    from device_harness.budgets import get_budget
+    from device_harness.cli import device_spec, open_transport
+    from device_harness.deploy import RunConfig, run_on_device
+    from device_harness.profile import summarize
+    from device_harness.report import write_report
+    from device_harness.transports.local import LocalTransport
+    from edgetune.data.demo import write_demo_data
+    from edgetune.recipes import ClassifierPlan, export_classifier
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        train_csv, _ = write_demo_data(work / "data")
+        art = work / "artifact"
+        print("exporting the demo artifact (MiniLM-L6, LoRA + embedding rows + head)", flush=True)
+        export_classifier(ClassifierPlan(), train_csv, art, formats=(a.runtime,))
+        server = None
+        if a.ssh:
+            spec = device_spec(a.ssh, {}, key=a.key, known_hosts=a.known_hosts)
+        else:
+            server = _sshd_module().start_sshd(work / "sshd")
+            spec = {**device_spec(server.url, {}), "key": str(server.key), "known_hosts": str(server.known_hosts),
+                    "workdir": server.workdir, "python": sys.executable}
+        rows = [("local", None, None), ("ssh", spec, None), ("ssh + pi4-2gb", spec, "pi4-2gb"),
+                ("ssh + phone-2gb", spec, "phone-2gb")]
+        results = []
+        try:
+            for name, s, budget in rows:
+                cfg = RunConfig(steps=a.steps, runtime=a.runtime, budget=get_budget(budget) if budget else None)
+                transport = LocalTransport() if s is None else open_transport(s)
+                with transport, tqdm(total=a.steps, desc=name, unit="step", leave=False) as bar:
+                    results.append(run_on_device(transport, art, train_csv, work / "runs" / name.replace(" ", ""),
+                                                 cfg, run_id=name.replace(" + ", "-"),
+                                                 on_record=lambda r: bar.update(1)))
+        finally:
+            if server:
+                server.stop()
+    md = write_report(results, a.out, a.warmup)
+    summaries = [summarize(r, a.warmup) for r in results]
+    base = summaries[0]
+    table = []
+    print(f"\n{'row':<18}{'p50 ms':>9}{'x local':>9}{'p95 ms':>9}{'steps/s':>9}{'peak MB':>9}{'x local':>9}{'fits':>6}")
+    for (name, _, _), s in zip(rows, summaries):
+        row = {"row": name, **{k: s[k] for k in ("ms_p50", "ms_p95", "ms_max", "steps_per_s", "peak_rss_mb",
+                                                  "cpu_util", "fits_budget", "budget")},
+               "ms_p50_ratio_to_local": s["ms_p50"] / base["ms_p50"],
+               "peak_rss_ratio_to_local": s["peak_rss_mb"] / base["peak_rss_mb"]}
+        table.append(row)
+        fits = "-" if s["fits_budget"] is None else ("yes" if s["fits_budget"] else "NO")
+        print(f"{name:<18}{s['ms_p50']:>9.1f}{row['ms_p50_ratio_to_local']:>9.2f}{s['ms_p95']:>9.1f}"
+              f"{s['steps_per_s']:>9.2f}{s['peak_rss_mb']:>9.0f}{row['peak_rss_ratio_to_local']:>9.2f}{fits:>6}")
+    out_json = a.out.parent / "device_profile.json"
+    out_json.write_text(json.dumps({"steps": a.steps, "warmup": a.warmup, "runtime": a.runtime,
+                                    "device": results[1].facts, "rows": table}, indent=1))
+    print(f"wrote {md} and {out_json}")
+
+
+if __name__ == "__main__":
+    main()
