@@ -60,3 +60,11 @@ def test_zo_onnx_session_packs_no_weight_copies(zo_artifact, tmp_path):
     bad = dataclasses.replace(manifest, programs={**manifest.programs, "step": spec})
     with pytest.raises(ArtifactError, match="session_config.*re-export"):
         open_program(art, bad, "step", "onnx")
+
+
+def test_zo_executorch_step_runs_its_matmuls_on_xnnpack(zo_artifact):
+    """Every matmul of both forwards is delegated, as in the inference program."""
+    _, manifest, _ = zo_artifact
+    step, infer = manifest.step.lowering["executorch"], manifest.programs["infer"].lowering["executorch"]
+    assert step["backend"] == infer["backend"] == "XnnpackBackend"
+    assert step["delegated_matmuls"] == step["matmuls"] >= 2 * infer["matmuls"]
