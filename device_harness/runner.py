@@ -249,22 +249,32 @@ def predict(artifact_dir: str | Path, arrays: dict[str, np.ndarray], runtime: st
     return np.concatenate([lg for _, lg in _logit_batches(artifact_dir, arrays, runtime, state_path, threads, manifest)])
 
 
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    """log softmax over the last axis (numerically stable: the row's max is taken out first)."""
+    x = logits - logits.max(-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+
 def evaluate(artifact_dir: str | Path, data_path: str | Path, runtime: str = "onnx",
              state_path: str | Path | None = None, threads: int | None = None) -> dict:
-    """Accuracy (classification) or perplexity (causal LM) of the current state on a data file.
-    Batches are scored as they come: a language model's logits for a whole file would not fit."""
+    """Accuracy and mean cross-entropy (classification) or perplexity (causal LM) of the current
+    state on a data file. Batches are scored as they come: a language model's logits for a
+    whole file would not fit."""
     d = Path(artifact_dir)
     manifest = load_manifest(d, runtime)
     arrays = encode_file(d, manifest, data_path)
     batches = _logit_batches(d, arrays, runtime, state_path, threads, manifest)
-    if manifest.task == "sequence_classification":
-        hits = sum(int((lg.argmax(-1) == arrays["labels"][idx]).sum()) for idx, lg in batches)
-        return {"accuracy": hits / len(arrays["labels"]), "examples": int(len(arrays["labels"]))}
     nll, count = 0.0, 0
+    if manifest.task == "sequence_classification":
+        hits = 0
+        for idx, lg in batches:
+            labels = arrays["labels"][idx]
+            hits += int((lg.argmax(-1) == labels).sum())
+            nll -= float(np.take_along_axis(_log_softmax(lg), labels[:, None], -1).sum())
+        n = len(arrays["labels"])
+        return {"accuracy": hits / n, "loss": nll / n, "examples": int(n)}
     for idx, lg in batches:
-        lp = lg[:, :-1]
-        lp = lp - lp.max(-1, keepdims=True)
-        lp = lp - np.log(np.exp(lp).sum(-1, keepdims=True))
+        lp = _log_softmax(lg[:, :-1])
         tgt = arrays["input_ids"][idx, 1:]
         valid = arrays["attention_mask"][idx, 1:] * arrays["attention_mask"][idx, :-1]
         nll -= float((np.take_along_axis(lp, tgt[..., None], -1)[..., 0] * valid).sum())

@@ -199,8 +199,9 @@ def _train_subprocess(art, data, runtime, steps, state, threads) -> list[dict]:
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as p, \
             _bar(total=steps, desc=f"train {runtime}", unit="step") as bar:
         for line in p.stdout:
-            if line.startswith("{"):
-                recs.append(json.loads(line))
+            rec = json.loads(line) if line.startswith("{") else {}
+            if "loss" in rec:  # a step record (the start/end events carry no loss)
+                recs.append(rec)
                 bar.set_postfix(loss=f"{recs[-1]['loss']:.4f}", ms=f"{recs[-1]['ms']:.0f}")
                 bar.update(1)
         err = p.stderr.read()

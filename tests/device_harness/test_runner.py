@@ -7,8 +7,9 @@ import sys
 import numpy as np
 import pytest
 
-from device_harness.runner import Trainer, evaluate, main
+from device_harness.runner import Trainer, encode_file, evaluate, main, predict
 from device_harness.state import load_state
+from edgetune.contract import load_manifest
 from edgetune.errors import ArtifactError, BatchError, EdgetuneError, NonFiniteLossError, StateError
 
 
@@ -67,6 +68,15 @@ def test_json_lines_and_eval_from_the_command_line(art, demo_data, tmp_path):
     assert json.loads(lines[0])["step"] == 4 and json.loads(lines[-1])["step"] == 4 and len(lines) == 2
     res = evaluate(art, demo_data[1], "onnx", tmp_path / "s.st")
     assert 0.0 <= res["accuracy"] <= 1.0 and res["examples"] == 20
+    # the held-out loss is the mean cross-entropy of the program's logits (torch as the reference)
+    import torch
+
+    manifest = load_manifest(art, "onnx")
+    arrays = encode_file(art, manifest, demo_data[1])
+    logits = torch.from_numpy(predict(art, arrays, "onnx", tmp_path / "s.st"))
+    labels = torch.from_numpy(arrays["labels"]).long()
+    assert res["loss"] == pytest.approx(float(torch.nn.functional.cross_entropy(logits, labels)), rel=1e-5)
+    assert res["accuracy"] == float((logits.argmax(-1) == labels).float().mean())
 
 
 def test_onnx_runner_does_not_import_torch(art, demo_data, tmp_path):
