@@ -12,8 +12,8 @@ their step times are this machine's (see device_harness.budgets).
     python benchmarks/device_profile.py [--steps 60] [--runtime onnx] [--ssh URL --key K --known-hosts F]
 
 Without --ssh it starts its own sshd on 127.0.0.1 (as the tests do). Writes the report
-(Markdown + PNGs + JSON) to benchmarks/results/device_profile/ and the ratio table to
-benchmarks/results/device_profile.json.
+(Markdown + PNGs + JSON) and each run's run.json to benchmarks/results/device_profile/,
+and the ratio table to benchmarks/results/device_profile.json.
 """
 from __future__ import annotations
 
@@ -90,6 +90,8 @@ def main(argv=None):
             if server:
                 server.stop()
     md = write_report(results, a.out, a.warmup)
+    for r in results:  # the runs themselves: `device-harness report benchmarks/results/device_profile/runs/*`
+        r.save(a.out / "runs" / r.run_id)
     summaries = [summarize(r, a.warmup) for r in results]
     base = summaries[0]
     table = []

@@ -9,13 +9,14 @@ Quality (BANKING77, 10 examples per class, the quality benchmark's protocol): fi
 LoRA (AdamW) for its usual steps, with a random head (the quality protocol) and with a
 class-centroid head; then MeZO, LOZO and LOZO-M, from the centroid head (forward-only
 steps cannot learn a random 77-way head in any practical number of steps), for up to 20x as many,
-all through the exported ONNX step with the runner; accuracy on test.csv at checkpoints,
-plotted against forward passes (a ZO step is 2 forwards; a first-order step 1 forward + 1 backward).
+all through the exported ONNX step with the runner; accuracy and cross-entropy on test.csv
+at checkpoints, plotted against forward passes (a ZO step is 2 forwards; a first-order step
+1 forward + 1 backward), and each low-rank method against MeZO at the same checkpoints.
 ZO steps use a constant learning rate (as MeZO/LOZO do), first-order the linear schedule.
 
-    python benchmarks/zo.py [--part memory quality] [--zo-steps-factor 20] [--seeds 0]
+    python benchmarks/zo.py [--part memory quality] [--zo-steps-factor 20] [--seeds 0 1 2]
 
-Writes benchmarks/results/zo.json and zo.png.
+Writes benchmarks/results/zo.json (seeds accumulate over invocations) and zo.png.
 """
 from __future__ import annotations
 
@@ -151,7 +152,7 @@ def train_curve(opt: dict, head_init: str, train_csv: Path, test_csv: Path, step
                 tr.save()
                 curve.append(point(rec.step, state))
                 tqdm.write(f"  {desc} step {rec.step}: acc {curve[-1]['accuracy']:.4f}, loss {curve[-1]['loss']:.4f}")
-    return {"curve": curve, "seconds": time.perf_counter() - t0, "final": curve[-1]["accuracy"],
+    return {"optimizer": opt, "curve": curve, "seconds": time.perf_counter() - t0, "final": curve[-1]["accuracy"],
             "loss_every_50": [round(statistics.fmean(losses[i:i + 50]), 4) for i in range(0, len(losses), 50)]}
 
 
@@ -181,30 +182,39 @@ def quality_part(a, work: Path) -> dict:
 
 
 def plot(result: dict, path: Path) -> None:
-    """Held-out accuracy and loss against forward passes; the first seed (all are in the JSON)."""
+    """Held-out accuracy and loss against forward passes, each the mean over the seeds (every
+    seed takes the same steps, so the checkpoints line up); per-seed curves are in the JSON."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    seed, runs = next(iter(result["quality"].items()))
+    seeds = list(result["quality"].values())
+    names = [n for n in seeds[0] if all(n in runs for runs in seeds)]
+
+    def mean_curve(name: str, key: str) -> tuple[list, list]:
+        curves = [runs[name]["curve"] for runs in seeds]
+        return ([p["forward_passes"] for p in curves[0]],
+                [statistics.fmean(c[i][key] for c in curves) for i in range(len(curves[0]))])
+
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
-    fo, fo_c = runs["lora_adamw"], runs["lora_adamw_centroids"]
     for ax, key in zip(axes, ("accuracy", "loss")):
-        ax.axhline(fo["curve"][-1][key], color="black", lw=1,
-                   label=f"first-order LoRA (AdamW), {fo['curve'][-1]['step']} steps")
-        ax.axhline(fo_c["curve"][-1][key], color="black", lw=1, ls=":", label="first-order LoRA from the centroid head")
+        fo, fo_c = mean_curve("lora_adamw", key)[1][-1], mean_curve("lora_adamw_centroids", key)[1][-1]
+        steps = seeds[0]["lora_adamw"]["curve"][-1]["step"]
+        ax.axhline(fo, color="black", lw=1, label=f"first-order LoRA (AdamW), {steps} steps")
+        ax.axhline(fo_c, color="black", lw=1, ls=":", label="first-order LoRA from the centroid head")
         if key == "accuracy":
-            ax.axhline(0.85 * fo["final"], color="gray", lw=1, ls="--", label="85% of first-order")
-        for name, r in runs.items():
-            if not name.startswith("lora_adamw") and all(key in p for p in r["curve"]):
-                ax.plot([p["forward_passes"] for p in r["curve"]], [p[key] for p in r["curve"]], marker="o", ms=3,
-                        label=f"{name}, lr {result['config']['zo'][name]['lr']:g}")
+            ax.axhline(0.85 * fo, color="gray", lw=1, ls="--", label="85% of first-order")
+        for name in names:
+            if not name.startswith("lora_adamw") and all(key in p for runs in seeds for p in runs[name]["curve"]):
+                ax.plot(*mean_curve(name, key), marker="o", ms=3,
+                        label=f"{name}, lr {seeds[0][name]['optimizer']['lr']:g}")
         ax.set_xlabel("forward passes (examples)")
         ax.set_ylabel(f"{'accuracy' if key == 'accuracy' else 'cross-entropy'} on BANKING77 test.csv")
         ax.legend(fontsize=7)
     axes[0].set_ylim(0.7, 0.86)
-    fig.suptitle(f"Forward-only training, MiniLM-L6 + LoRA r=8, 10 examples per class, seed {seed}")
+    fig.suptitle(f"Forward-only training, MiniLM-L6 + LoRA r=8, 10 examples per class, "
+                 f"mean of {len(seeds)} seed{'s' * (len(seeds) > 1)}")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -234,8 +244,10 @@ def main(argv=None):
             data_csv = quality.write_csv(work / "mem.csv", quality.fewshot(quality.read_split(a.data / "train.csv"), 1, 0))
             result["memory"] = memory_part(work, data_csv, {"onnx": 20, "executorch": 2})
         if "quality" in a.part:
-            result["quality"] = {str(k): v for k, v in quality_part(a, work).items()}
+            # seeds accumulate across invocations (each run records its own optimizer settings)
+            result.setdefault("quality", {}).update({str(k): v for k, v in quality_part(a, work).items()})
             result["vs_mezo"] = {seed: compare_to_mezo(runs) for seed, runs in result["quality"].items()}
+            result["over_seeds"] = over_seeds(result["quality"])
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(result, indent=1))
     print_tables(result)
@@ -266,6 +278,34 @@ def print_tables(result: dict) -> None:
             print(f"  {name} - mezo at equal forward passes, mean over {c['checkpoints']} checkpoints: accuracy "
                   f"{c['accuracy_mean']:+.4f}" + (f", loss {c['loss_mean']:+.4f}" if "loss_mean" in c else "")
                   + f"; ahead on accuracy at {c['accuracy_ahead']}" + (f", on loss at {c['loss_ahead']}" if "loss_ahead" in c else ""))
+    if result.get("quality"):
+        print(f"\n{'over seeds':<22}{'seeds':>6}{'accuracy':>18}{'held-out loss':>18}{'acc - mezo':>12}{'loss - mezo':>13}")
+        for name, row in over_seeds(result["quality"]).items():
+            loss = f"{row['loss_mean']:.4f} ± {row['loss_std']:.4f}" if "loss_mean" in row else "-"
+            print(f"{name:<22}{row['seeds']:>6}{row['accuracy_mean']:>10.4f} ± {row['accuracy_std']:.4f}{loss:>18}"
+                  f"{row.get('vs_mezo_accuracy_mean', float('nan')):>+12.4f}{row.get('vs_mezo_loss_mean', float('nan')):>+13.4f}")
+
+
+def over_seeds(quality: dict) -> dict:
+    """Per method, across seeds: final accuracy and held-out loss (mean, sample std) and, for
+    the low-rank methods, their mean differences from MeZO at equal forward passes."""
+    out = {}
+    names = sorted({n for runs in quality.values() for n in runs})
+    for name in names:
+        runs = [runs[name] for runs in quality.values() if name in runs]
+        acc = [r["final"] for r in runs]
+        loss = [r["curve"][-1]["loss"] for r in runs if "loss" in r["curve"][-1]]
+        row = {"seeds": len(runs), "accuracy_mean": statistics.fmean(acc),
+               "accuracy_std": statistics.stdev(acc) if len(acc) > 1 else 0.0}
+        if len(loss) == len(runs):
+            row.update(loss_mean=statistics.fmean(loss), loss_std=statistics.stdev(loss) if len(loss) > 1 else 0.0)
+        diffs = [compare_to_mezo(runs_)[name] for runs_ in quality.values() if name in compare_to_mezo(runs_)]
+        if diffs:
+            row["vs_mezo_accuracy_mean"] = statistics.fmean(d["accuracy_mean"] for d in diffs)
+            if all("loss_mean" in d for d in diffs):
+                row["vs_mezo_loss_mean"] = statistics.fmean(d["loss_mean"] for d in diffs)
+        out[name] = row
+    return out
 
 
 def compare_to_mezo(runs: dict) -> dict:

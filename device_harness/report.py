@@ -7,12 +7,14 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 
 from device_harness.deploy import RunResult
 from device_harness.profile import DEFAULT_WARMUP, summarize, timeline
 from edgetune.errors import ConfigError
 from edgetune.files import write_atomic
+
 
 def label(run: RunResult) -> str:
     """``run_id (runtime, method, optimizer[, budget])``; the device is in the devices table."""
@@ -25,6 +27,7 @@ def label(run: RunResult) -> str:
 
 def _energy(e: dict) -> str:
     return f"{e['uwh'] / 1000:.2f} mWh" if "uwh" in e else "unavailable"
+
 
 def markdown(summaries: list[dict], labels: list[str], runs: list[RunResult]) -> str:
     lines = ["# Device runs", "",
@@ -59,6 +62,7 @@ def markdown(summaries: list[dict], labels: list[str], runs: list[RunResult]) ->
     lines += ["", "![loss](loss.png)", "", "![step latency](latency.png)", "", "![memory](memory.png)", ""]
     return "\n".join(lines)
 
+
 def plots(runs: list[RunResult], labels: list[str], out: Path, warmup: int) -> list[str]:
     import matplotlib
 
@@ -80,10 +84,11 @@ def plots(runs: list[RunResult], labels: list[str], out: Path, warmup: int) -> l
     ax.legend(fontsize=7)
     save(fig, "loss.png")
 
-    fig, ax = plt.subplots(figsize=(7, 4))
+    # wide and one band per run: the run labels sit on the y axis
+    fig, ax = plt.subplots(figsize=(10, max(3.0, 1.5 + 0.5 * len(runs))))
     data = [[r["ms"] for r in run.records[warmup:]] for run in runs]
-    ax.boxplot(data, vert=False, showfliers=True)
-    ax.set_yticks(range(1, len(labels) + 1), [n if len(n) < 60 else n[:57] + "..." for n in labels], fontsize=7)
+    ax.boxplot(data, orientation="horizontal", showfliers=True)
+    ax.set_yticks(range(1, len(labels) + 1), [textwrap.fill(n, 40) for n in labels], fontsize=7)
     ax.set(xlabel="ms per step (after warm-up)", title="Step latency")
     save(fig, "latency.png")
 
@@ -99,6 +104,7 @@ def plots(runs: list[RunResult], labels: list[str], out: Path, warmup: int) -> l
     ax.legend(fontsize=7)
     save(fig, "memory.png")
     return written
+
 
 def write_report(runs: list[RunResult], out_dir: str | Path, warmup: int = DEFAULT_WARMUP) -> Path:
     """Write the report of ``runs`` side by side; returns the Markdown file's path."""
@@ -118,6 +124,7 @@ def write_report(runs: list[RunResult], out_dir: str | Path, warmup: int = DEFAU
     md = out / "report.md"
     write_atomic(md, markdown(summaries, labels, runs).encode())
     return md
+
 
 def profile_table(summaries: list[dict]) -> str:
     """A compact text table for the terminal."""
