@@ -54,8 +54,10 @@ def plan(optimizer: dict, seed: int = 0, head_init: str = "random"):
                           optimizer=optimizer, batch_size=BATCH, seq_len=SEQ, seed=seed)
 
 
-def zo_optimizer(method: str) -> dict:
-    return {"name": "zo", "method": method, **ZO_COMMON, **ZO[method]}
+def zo_optimizer(run: str) -> dict:
+    """``mezo`` | ``lozo`` | ``lozo_m`` (the learning rates above), or ``METHOD@LR``."""
+    method, _, lr = run.partition("@")
+    return {"name": "zo", "method": method, **ZO_COMMON, **ZO[method], **({"lr": float(lr)} if lr else {})}
 
 
 # ------------------------------------------------------------------ memory and speed
@@ -170,9 +172,9 @@ def quality_part(a, work: Path) -> dict:
                 for name, head in (("lora_adamw", "random"), ("lora_adamw_centroids", "centroids"))}
         zo_steps = fo_steps * a.zo_steps_factor
         marks = sorted({max(1, round(zo_steps * f / 8)) for f in range(1, 9)})
-        for method in a.zo_methods:
-            runs[method] = train_curve(zo_optimizer(method), "centroids", train_csv, test_csv, zo_steps, marks, seed,
-                                       work, a.threads, f"s{seed} {method}", "constant")
+        for run in a.zo_methods:
+            runs[run] = train_curve(zo_optimizer(run), "centroids", train_csv, test_csv, zo_steps, marks, seed,
+                                    work, a.threads, f"s{seed} {run}", "constant")
         for name, r in runs.items():
             per_step = 1 if name.startswith("lora_adamw") else 2
             for pt in r["curve"]:
@@ -190,12 +192,12 @@ def plot(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     seeds = list(result["quality"].values())
-    names = [n for n in seeds[0] if all(n in runs for runs in seeds)]
+    names = list(dict.fromkeys(n for runs in seeds for n in runs))
 
-    def mean_curve(name: str, key: str) -> tuple[list, list]:
-        curves = [runs[name]["curve"] for runs in seeds]
+    def mean_curve(name: str, key: str) -> tuple[list, list, int]:
+        curves = [runs[name]["curve"] for runs in seeds if name in runs]
         return ([p["forward_passes"] for p in curves[0]],
-                [statistics.fmean(c[i][key] for c in curves) for i in range(len(curves[0]))])
+                [statistics.fmean(c[i][key] for c in curves) for i in range(len(curves[0]))], len(curves))
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
     for ax, key in zip(axes, ("accuracy", "loss")):
@@ -205,16 +207,19 @@ def plot(result: dict, path: Path) -> None:
         ax.axhline(fo_c, color="black", lw=1, ls=":", label="first-order LoRA from the centroid head")
         if key == "accuracy":
             ax.axhline(0.85 * fo, color="gray", lw=1, ls="--", label="85% of first-order")
+            ax.set_ylim(0.85 * fo - 0.01, max(fo, fo_c) + 0.01)
         for name in names:
-            if not name.startswith("lora_adamw") and all(key in p for runs in seeds for p in runs[name]["curve"]):
-                ax.plot(*mean_curve(name, key), marker="o", ms=3,
-                        label=f"{name}, lr {seeds[0][name]['optimizer']['lr']:g}")
+            if name.startswith("lora_adamw") or not all(key in p for runs in seeds if name in runs
+                                                        for p in runs[name]["curve"]):
+                continue
+            run = next(runs[name] for runs in seeds if name in runs)
+            lr = run.get("optimizer", {}).get("lr") or zo_optimizer(name)["lr"]
+            xs, ys, n = mean_curve(name, key)
+            ax.plot(xs, ys, marker="o", ms=3, label=f"{name.partition('@')[0]}, lr {lr:g} ({n} seed{'s' * (n > 1)})")
         ax.set_xlabel("forward passes (examples)")
         ax.set_ylabel(f"{'accuracy' if key == 'accuracy' else 'cross-entropy'} on BANKING77 test.csv")
         ax.legend(fontsize=7)
-    axes[0].set_ylim(0.7, 0.86)
-    fig.suptitle(f"Forward-only training, MiniLM-L6 + LoRA r=8, 10 examples per class, "
-                 f"mean of {len(seeds)} seed{'s' * (len(seeds) > 1)}")
+    fig.suptitle("Forward-only training, MiniLM-L6 + LoRA r=8, 10 examples per class (means over seeds)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -225,7 +230,8 @@ def main(argv=None):
     ap.add_argument("--part", nargs="+", default=["memory", "quality"], choices=["memory", "quality"])
     ap.add_argument("--data", type=Path, default=quality.DEFAULT_DATA)
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
-    ap.add_argument("--zo-methods", nargs="+", default=["mezo", "lozo", "lozo_m"])
+    ap.add_argument("--zo-methods", nargs="+", default=["mezo", "lozo", "lozo_m"],
+                    help="runs: METHOD (its learning rate above) or METHOD@LR; results are added to the JSON's")
     ap.add_argument("--zo-steps-factor", type=int, default=20, help="ZO steps as a multiple of first-order steps")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "zo.json")
@@ -245,7 +251,8 @@ def main(argv=None):
             result["memory"] = memory_part(work, data_csv, {"onnx": 20, "executorch": 2})
         if "quality" in a.part:
             # seeds accumulate across invocations (each run records its own optimizer settings)
-            result.setdefault("quality", {}).update({str(k): v for k, v in quality_part(a, work).items()})
+            for seed, runs in quality_part(a, work).items():
+                result.setdefault("quality", {}).setdefault(str(seed), {}).update(runs)
             result["vs_mezo"] = {seed: compare_to_mezo(runs) for seed, runs in result["quality"].items()}
             result["over_seeds"] = over_seeds(result["quality"])
     a.out.parent.mkdir(parents=True, exist_ok=True)
@@ -315,8 +322,10 @@ def compare_to_mezo(runs: dict) -> dict:
         return {}
     ref = {p["step"]: p for p in runs["mezo"]["curve"] if p["step"] > 0}
     out = {}
-    for name in ("lozo", "lozo_m"):
-        pts = [(p, ref[p["step"]]) for p in runs.get(name, {}).get("curve", []) if p["step"] in ref]
+    for name, run in runs.items():
+        if name == "mezo" or name.startswith("lora_adamw"):
+            continue
+        pts = [(p, ref[p["step"]]) for p in run["curve"] if p["step"] in ref]
         if not pts:
             continue
         c = {"checkpoints": len(pts), "accuracy_mean": statistics.fmean(p["accuracy"] - m["accuracy"] for p, m in pts),
