@@ -1,6 +1,6 @@
 """The MiniLM-L6 demo artifact profiled through the device harness on this machine.
 
-Rows (same artifact, data, steps and seed; each a fresh device-side process):
+Rows, for each runtime (same artifact, data, steps and seed; each a fresh device-side process):
   local          the runner as a local process (the baseline: no transport)
   ssh            deployed and run through a real OpenSSH server on 127.0.0.1
   ssh + pi4-2gb  the same under an emulated Raspberry Pi 4 (2 GB) budget
@@ -9,7 +9,7 @@ Rows (same artifact, data, steps and seed; each a fresh device-side process):
 The budgets pin cores and cap memory; they do not slow this CPU down to a board's, so
 their step times are this machine's (see device_harness.budgets).
 
-    python benchmarks/device_profile.py [--steps 60] [--runtime onnx] [--ssh URL --key K --known-hosts F]
+    python benchmarks/device_profile.py [--steps 60] [--runtime onnx executorch] [--ssh URL --key K --known-hosts F]
 
 Without --ssh it starts its own sshd on 127.0.0.1 (as the tests do). Writes the report
 (Markdown + PNGs + JSON) and each run's run.json to benchmarks/results/device_profile/,
@@ -43,7 +43,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--warmup", type=int, default=5)
-    ap.add_argument("--runtime", default="onnx", choices=["onnx", "executorch"])
+    ap.add_argument("--runtime", nargs="+", default=["onnx", "executorch"], choices=["onnx", "executorch"])
     ap.add_argument("--ssh", default=None, help="ssh://user@host:port of a board (default: a local sshd)")
     ap.add_argument("--key", default=None)
     ap.add_argument("--known-hosts", default=None)
@@ -67,7 +67,7 @@ def main(argv=None):
         train_csv, _ = write_demo_data(work / "data")
         art = work / "artifact"
         print("exporting the demo artifact (MiniLM-L6, LoRA + embedding rows + head)", flush=True)
-        export_classifier(ClassifierPlan(), train_csv, art, formats=(a.runtime,))
+        export_classifier(ClassifierPlan(), train_csv, art, formats=tuple(a.runtime))
         server = None
         if a.ssh:
             spec = device_spec(a.ssh, {}, key=a.key, known_hosts=a.known_hosts)
@@ -75,16 +75,17 @@ def main(argv=None):
             server = _sshd_module().start_sshd(work / "sshd")
             spec = {**device_spec(server.url, {}), "key": str(server.key), "known_hosts": str(server.known_hosts),
                     "workdir": server.workdir, "python": sys.executable}
-        rows = [("local", None, None), ("ssh", spec, None), ("ssh + pi4-2gb", spec, "pi4-2gb"),
-                ("ssh + phone-2gb", spec, "phone-2gb")]
+        rows = [(f"{rt} {where}", rt, s, budget) for rt in a.runtime
+                for where, s, budget in (("local", None, None), ("ssh", spec, None), ("ssh + pi4-2gb", spec, "pi4-2gb"),
+                                         ("ssh + phone-2gb", spec, "phone-2gb"))]
         results = []
         try:
-            for name, s, budget in rows:
-                cfg = RunConfig(steps=a.steps, runtime=a.runtime, budget=get_budget(budget) if budget else None)
+            for name, runtime, s, budget in rows:
+                cfg = RunConfig(steps=a.steps, runtime=runtime, budget=get_budget(budget) if budget else None)
                 transport = LocalTransport() if s is None else open_transport(s)
                 with transport, tqdm(total=a.steps, desc=name, unit="step", leave=False) as bar:
-                    results.append(run_on_device(transport, art, train_csv, work / "runs" / name.replace(" ", ""),
-                                                 cfg, run_id=name.replace(" + ", "-"),
+                    run_id = name.replace(" + ", "-").replace(" ", "-")
+                    results.append(run_on_device(transport, art, train_csv, work / "runs" / run_id, cfg, run_id=run_id,
                                                  on_record=lambda r: bar.update(1)))
         finally:
             if server:
@@ -93,21 +94,22 @@ def main(argv=None):
     for r in results:  # the runs themselves: `device-harness report benchmarks/results/device_profile/runs/*`
         r.save(a.out / "runs" / r.run_id)
     summaries = [summarize(r, a.warmup) for r in results]
-    base = summaries[0]
+    local = {rt: s for (_, rt, where, _), s in zip(rows, summaries) if where is None}  # each runtime's baseline
     table = []
-    print(f"\n{'row':<18}{'p50 ms':>9}{'x local':>9}{'p95 ms':>9}{'steps/s':>9}{'peak MB':>9}{'x local':>9}{'fits':>6}")
-    for (name, _, _), s in zip(rows, summaries):
-        row = {"row": name, **{k: s[k] for k in ("ms_p50", "ms_p95", "ms_max", "steps_per_s", "peak_rss_mb",
-                                                  "cpu_util", "fits_budget", "budget")},
-               "ms_p50_ratio_to_local": s["ms_p50"] / base["ms_p50"],
-               "peak_rss_ratio_to_local": s["peak_rss_mb"] / base["peak_rss_mb"]}
+    print(f"\n{'row':<28}{'p50 ms':>9}{'x local':>9}{'p95 ms':>9}{'steps/s':>9}{'peak MB':>9}{'x local':>9}{'fits':>6}")
+    for (name, rt, _, _), s in zip(rows, summaries):
+        row = {"row": name, "runtime": rt,
+               **{k: s[k] for k in ("ms_p50", "ms_p95", "ms_max", "steps_per_s", "peak_rss_mb", "cpu_util",
+                                    "fits_budget", "budget")},
+               "ms_p50_ratio_to_local": s["ms_p50"] / local[rt]["ms_p50"],
+               "peak_rss_ratio_to_local": s["peak_rss_mb"] / local[rt]["peak_rss_mb"]}
         table.append(row)
         fits = "-" if s["fits_budget"] is None else ("yes" if s["fits_budget"] else "NO")
-        print(f"{name:<18}{s['ms_p50']:>9.1f}{row['ms_p50_ratio_to_local']:>9.2f}{s['ms_p95']:>9.1f}"
+        print(f"{name:<28}{s['ms_p50']:>9.1f}{row['ms_p50_ratio_to_local']:>9.2f}{s['ms_p95']:>9.1f}"
               f"{s['steps_per_s']:>9.2f}{s['peak_rss_mb']:>9.0f}{row['peak_rss_ratio_to_local']:>9.2f}{fits:>6}")
     out_json = a.out.parent / "device_profile.json"
     out_json.write_text(json.dumps({"steps": a.steps, "warmup": a.warmup, "runtime": a.runtime,
-                                    "device": results[1].facts, "rows": table}, indent=1))
+                                    "device": next(r.facts for r in results if r.device != "local"), "rows": table}, indent=1))
     print(f"wrote {md} and {out_json}")
 
 
