@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -284,18 +285,23 @@ def print_tables(result: dict) -> None:
         for name, c in compare_to_mezo(runs).items():
             print(f"  {name} - {c['reference']} at equal forward passes, mean over {c['checkpoints']} checkpoints: accuracy "
                   f"{c['accuracy_mean']:+.4f}" + (f", loss {c['loss_mean']:+.4f}" if "loss_mean" in c else "")
-                  + f"; ahead on accuracy at {c['accuracy_ahead']}" + (f", on loss at {c['loss_ahead']}" if "loss_ahead" in c else ""))
+                  + f"; ahead on accuracy at {c['accuracy_ahead']}" + (f", on loss at {c['loss_ahead']}" if "loss_ahead" in c else "")
+                  + f"; training loss {c['train_loss_mean']:+.4f} (last 50 steps {c['train_loss_last']:+.4f}), "
+                    f"lower in {c['train_loss_ahead']} windows")
     if result.get("quality"):
-        print(f"\n{'over seeds':<22}{'seeds':>6}{'accuracy':>18}{'held-out loss':>18}{'acc - mezo':>12}{'loss - mezo':>13}")
+        print(f"\n{'over seeds':<22}{'seeds':>6}{'accuracy':>18}{'held-out loss':>18}{'train loss':>11}"
+              f"{'acc - mezo':>12}{'loss - mezo':>13}{'train - mezo':>14}")
         for name, row in over_seeds(result["quality"]).items():
             loss = f"{row['loss_mean']:.4f} ± {row['loss_std']:.4f}" if "loss_mean" in row else "-"
             print(f"{name:<22}{row['seeds']:>6}{row['accuracy_mean']:>10.4f} ± {row['accuracy_std']:.4f}{loss:>18}"
-                  f"{row.get('vs_mezo_accuracy_mean', float('nan')):>+12.4f}{row.get('vs_mezo_loss_mean', float('nan')):>+13.4f}")
+                  f"{row['train_loss_last_mean']:>11.4f}{row.get('vs_mezo_accuracy_mean', float('nan')):>+12.4f}"
+                  f"{row.get('vs_mezo_loss_mean', float('nan')):>+13.4f}{row.get('vs_mezo_train_loss_mean', float('nan')):>+14.4f}")
 
 
 def over_seeds(quality: dict) -> dict:
-    """Per method, across seeds: final accuracy and held-out loss (mean, sample std) and, for
-    the low-rank methods, their mean differences from MeZO at equal forward passes."""
+    """Per run name, across seeds: final accuracy and held-out loss (mean, sample std), training
+    loss over the last 50 steps and, for all but the reference, the mean differences from the
+    MeZO run of the same step size at equal forward passes (`compare_to_mezo`)."""
     out = {}
     names = sorted({n for runs in quality.values() for n in runs})
     for name in names:
@@ -306,9 +312,11 @@ def over_seeds(quality: dict) -> dict:
                "accuracy_std": statistics.stdev(acc) if len(acc) > 1 else 0.0}
         if len(loss) == len(runs):
             row.update(loss_mean=statistics.fmean(loss), loss_std=statistics.stdev(loss) if len(loss) > 1 else 0.0)
+        row["train_loss_last_mean"] = statistics.fmean(r["loss_every_50"][-1] for r in runs)
         diffs = [compare_to_mezo(runs_)[name] for runs_ in quality.values() if name in compare_to_mezo(runs_)]
         if diffs:
             row["vs_mezo_accuracy_mean"] = statistics.fmean(d["accuracy_mean"] for d in diffs)
+            row["vs_mezo_train_loss_mean"] = statistics.fmean(d["train_loss_mean"] for d in diffs)
             if all("loss_mean" in d for d in diffs):
                 row["vs_mezo_loss_mean"] = statistics.fmean(d["loss_mean"] for d in diffs)
         out[name] = row
@@ -316,27 +324,36 @@ def over_seeds(quality: dict) -> dict:
 
 
 def compare_to_mezo(runs: dict) -> dict:
-    """Every other forward-only run against the best MeZO run (lowest training loss over its last
-    50 steps: chosen without the test set) at the same checkpoints, which are the same forward
-    passes (both take 2 per step): mean accuracy and held-out loss differences, and where it is ahead."""
-    mezo = [n for n in runs if n.partition("@")[0] == "mezo"]
-    if not mezo:
-        return {}
-    best = min(mezo, key=lambda n: runs[n]["loss_every_50"][-1])
-    ref = {p["step"]: p for p in runs[best]["curve"] if p["step"] > 0}
+    """Each LOZO / LOZO-M run against the MeZO run of the same step size (MeZO's lr = rank x
+    LOZO's lr, see ZO above) at the same checkpoints, which are the same forward passes (both
+    take 2 per step): mean accuracy, held-out loss and training-loss differences, and where it
+    is ahead."""
+    def opt(name: str) -> dict:
+        return runs[name].get("optimizer") or zo_optimizer(name)  # runs recorded before "optimizer" was kept
+
+    mezo = {opt(n)["lr"]: n for n in runs if n.partition("@")[0] == "mezo"}
     out = {}
     for name, run in runs.items():
-        if name == best or name.startswith("lora_adamw"):
+        if name.partition("@")[0] not in ("lozo", "lozo_m"):
             continue
+        ref_name = next((m for lr, m in mezo.items() if math.isclose(lr, opt(name)["rank"] * opt(name)["lr"])), None)
+        if ref_name is None:
+            continue
+        ref = {p["step"]: p for p in runs[ref_name]["curve"] if p["step"] > 0}
         pts = [(p, ref[p["step"]]) for p in run["curve"] if p["step"] in ref]
         if not pts:
             continue
-        c = {"reference": best, "checkpoints": len(pts),
+        c = {"reference": ref_name, "checkpoints": len(pts),
              "accuracy_mean": statistics.fmean(p["accuracy"] - m["accuracy"] for p, m in pts),
              "accuracy_ahead": f"{sum(p['accuracy'] > m['accuracy'] for p, m in pts)}/{len(pts)}"}
         if all("loss" in p and "loss" in m for p, m in pts):
             c["loss_mean"] = statistics.fmean(p["loss"] - m["loss"] for p, m in pts)
             c["loss_ahead"] = f"{sum(p['loss'] < m['loss'] for p, m in pts)}/{len(pts)}"
+        # the training loss in windows of 50 steps (what the step minimizes; the windows line up too)
+        windows = list(zip(run["loss_every_50"], runs[ref_name]["loss_every_50"]))
+        c["train_loss_mean"] = statistics.fmean(x - y for x, y in windows)
+        c["train_loss_last"] = windows[-1][0] - windows[-1][1]
+        c["train_loss_ahead"] = f"{sum(x < y for x, y in windows)}/{len(windows)}"
         out[name] = c
     return out
 
