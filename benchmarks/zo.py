@@ -228,7 +228,8 @@ def plot(result: dict, path: Path) -> None:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--child", nargs=5, metavar=("KIND", "RUNTIME", "ARTIFACT", "DATA", "STEPS"), help=argparse.SUPPRESS)
-    ap.add_argument("--part", nargs="+", default=["memory", "quality"], choices=["memory", "quality"])
+    ap.add_argument("--part", nargs="+", default=["memory", "quality"], choices=["memory", "quality", "tables"],
+                    help="tables: only recompute the comparisons, tables and plot from the JSON")
     ap.add_argument("--data", type=Path, default=quality.DEFAULT_DATA)
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
     ap.add_argument("--zo-methods", nargs="+", default=["mezo", "lozo", "lozo_m"],
@@ -254,10 +255,12 @@ def main(argv=None):
             # seeds accumulate across invocations (each run records its own optimizer settings)
             for seed, runs in quality_part(a, work).items():
                 result.setdefault("quality", {}).setdefault(str(seed), {}).update(runs)
-            result["vs_mezo"] = {seed: compare_to_mezo(runs) for seed, runs in result["quality"].items()}
-            result["over_seeds"] = over_seeds(result["quality"])
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(result, indent=1))
+    if "quality" in result:
+        result["vs_mezo"] = {seed: compare_to_mezo(runs) for seed, runs in result["quality"].items()}
+        result["over_seeds"] = over_seeds(result["quality"])
+    from edgetune.files import write_atomic
+
+    write_atomic(a.out, json.dumps(result, indent=1).encode())  # a killed run leaves the old results whole
     print_tables(result)
     if "quality" in result:
         plot(result, a.out.with_suffix(".png"))
