@@ -191,6 +191,7 @@ def plot(result: dict, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     seeds = list(result["quality"].values())
     names = list(dict.fromkeys(n for runs in seeds for n in runs))
@@ -200,7 +201,8 @@ def plot(result: dict, path: Path) -> None:
         return ([p["forward_passes"] for p in curves[0]],
                 [statistics.fmean(c[i][key] for c in curves) for i in range(len(curves[0]))], len(curves))
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
+    zo_steps = next(r["curve"][-1]["step"] for runs in seeds for n, r in runs.items() if not n.startswith("lora_adamw"))
+    fig, axes = plt.subplots(1, 3, figsize=(17, 4.6))
     for ax, key in zip(axes, ("accuracy", "loss")):
         fo, fo_c = mean_curve("lora_adamw", key)[1][-1], mean_curve("lora_adamw_centroids", key)[1][-1]
         steps = seeds[0]["lora_adamw"]["curve"][-1]["step"]
@@ -220,6 +222,19 @@ def plot(result: dict, path: Path) -> None:
         ax.set_xlabel("forward passes (examples)")
         ax.set_ylabel(f"{'accuracy' if key == 'accuracy' else 'cross-entropy'} on BANKING77 test.csv")
         ax.legend(fontsize=7)
+    ax = axes[2]  # what the steps minimize: the training loss, over the last 250 steps
+    for name in names:
+        if name.startswith("lora_adamw"):
+            continue
+        windows = [runs[name]["loss_every_50"] for runs in seeds if name in runs]
+        mean = [statistics.fmean(w[i] for w in windows) for i in range(len(windows[0]))]
+        ax.plot([min(50 * (i + 1), zo_steps) * 2 * BATCH for i in range(len(mean))],
+                [statistics.fmean(mean[max(0, i - 4):i + 1]) for i in range(len(mean))], lw=1, label=name)
+    ax.set_xlabel("forward passes (examples)")
+    ax.set_ylabel("training loss (mean of the last 250 steps)")
+    ax.legend(fontsize=7)
+    for ax in axes:
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v / 1000:.0f}k"))
     fig.suptitle("Forward-only training, MiniLM-L6 + LoRA r=8, 10 examples per class (means over seeds)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
