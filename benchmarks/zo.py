@@ -185,16 +185,21 @@ def quality_part(a, work: Path) -> dict:
 
 
 def plot(result: dict, path: Path) -> None:
-    """Held-out accuracy and loss against forward passes, each the mean over the seeds (every
-    seed takes the same steps, so the checkpoints line up); per-seed curves are in the JSON."""
+    """Held-out accuracy and loss, and the training loss, against forward passes: means over the
+    seeds that have every run (every seed takes the same steps, so the checkpoints line up)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    seeds = list(result["quality"].values())
-    names = list(dict.fromkeys(n for runs in seeds for n in runs))
+    # the seeds that have every run, so that each curve is a mean over the same seeds
+    names = list(dict.fromkeys(n for runs in result["quality"].values() for n in runs))
+    kept = [seed for seed, runs in result["quality"].items() if set(names) <= set(runs)]
+    if not kept:  # no seed has them all: the first seed's runs
+        kept = [next(iter(result["quality"]))]
+        names = list(result["quality"][kept[0]])
+    seeds = [result["quality"][seed] for seed in kept]
 
     def mean_curve(name: str, key: str) -> tuple[list, list, int]:
         curves = [runs[name]["curve"] for runs in seeds if name in runs]
@@ -217,8 +222,8 @@ def plot(result: dict, path: Path) -> None:
                 continue
             run = next(runs[name] for runs in seeds if name in runs)
             lr = run.get("optimizer", {}).get("lr") or zo_optimizer(name)["lr"]
-            xs, ys, n = mean_curve(name, key)
-            ax.plot(xs, ys, marker="o", ms=3, label=f"{name.partition('@')[0]}, lr {lr:g} ({n} seed{'s' * (n > 1)})")
+            xs, ys, _ = mean_curve(name, key)
+            ax.plot(xs, ys, marker="o", ms=3, label=f"{name.partition('@')[0]}, lr {lr:g}")
         ax.set_xlabel("forward passes (examples)")
         ax.set_ylabel(f"{'accuracy' if key == 'accuracy' else 'cross-entropy'} on BANKING77 test.csv")
         ax.legend(fontsize=7)
@@ -235,7 +240,8 @@ def plot(result: dict, path: Path) -> None:
     ax.legend(fontsize=7)
     for ax in axes:
         ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v / 1000:.0f}k"))
-    fig.suptitle("Forward-only training, MiniLM-L6 + LoRA r=8, 10 examples per class (means over seeds)")
+    fig.suptitle(f"Forward-only training, MiniLM-L6 + LoRA r=8, 10 examples per class (seed{'s' * (len(kept) > 1)} "
+                 f"{', '.join(kept)}; every seed in the JSON)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
