@@ -31,10 +31,13 @@ def timeline(records: list[dict]) -> np.ndarray:
 
 def summarize(run: RunResult, warmup: int = DEFAULT_WARMUP) -> dict:
     """Profile of ``run`` with its first ``warmup`` steps excluded (they include the
-    runtime's one-time allocations and kernel selection)."""
+    runtime's one-time allocations and kernel selection), unless it was stopped over its
+    budget before they were over."""
     if warmup < 0:
         raise ConfigError(f"warmup={warmup} must be >= 0")
     recs = run.records[warmup:]
+    if not recs and run.records and run.end.get("reason", "").startswith("over budget"):
+        warmup, recs = 0, run.records  # stopped over budget during warm-up: the steps it took are its profile
     if not recs:
         raise ConfigError(f"run {run.run_id} has {len(run.records)} steps, none left after {warmup} warm-up steps; "
                           "run more steps or pass a smaller --warmup")

@@ -22,6 +22,8 @@ def test_budget_pins_cores_and_stops_a_run_over_its_memory_cap(tiny_artifact, de
     assert applied["cpus"] == sorted(os.sched_getaffinity(0))[:1] and applied["max_rss_mb"] == 10
     assert result.end["reason"].startswith("over budget: peak RSS") and result.end["step"] == 1
     assert len(result.records) == 1 and summarize(result, warmup=0)["fits_budget"] is False
+    stopped = summarize(result)  # stopped during warm-up: still a profile, of the one step it took
+    assert stopped["measured"] == 1 and stopped["warmup"] == 0 and stopped["fits_budget"] is False
     roomy = get_budget("pi4-2gb")
     with LocalTransport() as t:
         result = run_on_device(t, art, demo_data[0], tmp_path / "run2", RunConfig(steps=5, budget=roomy))
