@@ -86,7 +86,8 @@ def plots(runs: list[RunResult], labels: list[str], out: Path, warmup: int) -> l
 
     # wide and one band per run: the run labels sit on the y axis
     fig, ax = plt.subplots(figsize=(10, max(3.0, 1.5 + 0.5 * len(runs))))
-    data = [[r["ms"] for r in run.records[warmup:]] for run in runs]
+    # a run stopped over budget during warm-up shows the steps it took (as its profile does)
+    data = [[r["ms"] for r in run.records[warmup:] or run.records] for run in runs]
     ax.boxplot(data, orientation="horizontal", showfliers=True)
     ax.set_yticks(range(1, len(labels) + 1), [textwrap.fill(n, 40) for n in labels], fontsize=7)
     ax.set(xlabel="ms per step (after warm-up)", title="Step latency")
