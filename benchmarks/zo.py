@@ -55,6 +55,11 @@ def plan(optimizer: dict, seed: int = 0, head_init: str = "random"):
                           optimizer=optimizer, batch_size=BATCH, seq_len=SEQ, seed=seed)
 
 
+def run_optimizer(name: str, run: dict) -> dict:
+    """The optimizer a stored run used (runs recorded before it was kept: from their name)."""
+    return run.get("optimizer") or zo_optimizer(name)
+
+
 def zo_optimizer(run: str) -> dict:
     """``mezo`` | ``lozo`` | ``lozo_m`` (the learning rates above), or ``METHOD@LR``."""
     method, _, lr = run.partition("@")
@@ -201,10 +206,10 @@ def plot(result: dict, path: Path) -> None:
         names = list(result["quality"][kept[0]])
     seeds = [result["quality"][seed] for seed in kept]
 
-    def mean_curve(name: str, key: str) -> tuple[list, list, int]:
-        curves = [runs[name]["curve"] for runs in seeds if name in runs]
+    def mean_curve(name: str, key: str) -> tuple[list, list]:
+        curves = [runs[name]["curve"] for runs in seeds]
         return ([p["forward_passes"] for p in curves[0]],
-                [statistics.fmean(c[i][key] for c in curves) for i in range(len(curves[0]))], len(curves))
+                [statistics.fmean(c[i][key] for c in curves) for i in range(len(curves[0]))])
 
     zo_steps = next(r["curve"][-1]["step"] for runs in seeds for n, r in runs.items() if not n.startswith("lora_adamw"))
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.6))
@@ -217,13 +222,10 @@ def plot(result: dict, path: Path) -> None:
             ax.axhline(0.85 * fo, color="gray", lw=1, ls="--", label="85% of first-order")
             ax.set_ylim(0.85 * fo - 0.01, max(fo, fo_c) + 0.01)
         for name in names:
-            if name.startswith("lora_adamw") or not all(key in p for runs in seeds if name in runs
-                                                        for p in runs[name]["curve"]):
+            if name.startswith("lora_adamw") or not all(key in p for runs in seeds for p in runs[name]["curve"]):
                 continue
-            run = next(runs[name] for runs in seeds if name in runs)
-            lr = run.get("optimizer", {}).get("lr") or zo_optimizer(name)["lr"]
-            xs, ys, _ = mean_curve(name, key)
-            ax.plot(xs, ys, marker="o", ms=3, label=f"{name.partition('@')[0]}, lr {lr:g}")
+            lr = run_optimizer(name, seeds[0][name])["lr"]
+            ax.plot(*mean_curve(name, key), marker="o", ms=3, label=f"{name.partition('@')[0]}, lr {lr:g}")
         ax.set_xlabel("forward passes (examples)")
         ax.set_ylabel(f"{'accuracy' if key == 'accuracy' else 'cross-entropy'} on BANKING77 test.csv")
         ax.legend(fontsize=7)
@@ -231,7 +233,7 @@ def plot(result: dict, path: Path) -> None:
     for name in names:
         if name.startswith("lora_adamw"):
             continue
-        windows = [runs[name]["loss_every_50"] for runs in seeds if name in runs]
+        windows = [runs[name]["loss_every_50"] for runs in seeds]
         mean = [statistics.fmean(w[i] for w in windows) for i in range(len(windows[0]))]
         ax.plot([min(50 * (i + 1), zo_steps) * 2 * BATCH for i in range(len(mean))],
                 [statistics.fmean(mean[max(0, i - 4):i + 1]) for i in range(len(mean))], lw=1, label=name)
@@ -337,7 +339,7 @@ def over_seeds(quality: dict) -> dict:
         if len(loss) == len(runs):
             row.update(loss_mean=statistics.fmean(loss), loss_std=statistics.stdev(loss) if len(loss) > 1 else 0.0)
         row["train_loss_last_mean"] = statistics.fmean(r["loss_every_50"][-1] for r in runs)
-        diffs = [compare_to_mezo(runs_)[name] for runs_ in quality.values() if name in compare_to_mezo(runs_)]
+        diffs = [d[name] for d in map(compare_to_mezo, quality.values()) if name in d]
         if diffs:
             row["vs_mezo_accuracy_mean"] = statistics.fmean(d["accuracy_mean"] for d in diffs)
             row["vs_mezo_train_loss_mean"] = statistics.fmean(d["train_loss_mean"] for d in diffs)
@@ -353,7 +355,7 @@ def compare_to_mezo(runs: dict) -> dict:
     take 2 per step): mean accuracy, held-out loss and training-loss differences, and where it
     is ahead."""
     def opt(name: str) -> dict:
-        return runs[name].get("optimizer") or zo_optimizer(name)  # runs recorded before "optimizer" was kept
+        return run_optimizer(name, runs[name])
 
     mezo = {opt(n)["lr"]: n for n in runs if n.partition("@")[0] == "mezo"}
     out = {}
