@@ -31,7 +31,7 @@ def _energy(e: dict) -> str:
 
 def markdown(summaries: list[dict], labels: list[str], runs: list[RunResult]) -> str:
     lines = ["# Device runs", "",
-             f"Step times exclude the first {summaries[0]['warmup']} (warm-up) steps. `ms` is the step program's wall "
+             f"Step times exclude the first {max(s['warmup'] for s in summaries)} (warm-up) steps. `ms` is the step program's wall "
              "time; steps/s is the device's clock over the measured steps (batching and state handling included); "
              "CPU util is CPU time over wall time (2.0 = two cores busy).", "",
              "| run | steps | p50 ms | p95 ms | max ms | steps/s | CPU ms p50 | CPU util | peak RSS MB | fits budget | "
@@ -63,7 +63,7 @@ def markdown(summaries: list[dict], labels: list[str], runs: list[RunResult]) ->
     return "\n".join(lines)
 
 
-def plots(runs: list[RunResult], labels: list[str], out: Path, warmup: int) -> list[str]:
+def plots(runs: list[RunResult], labels: list[str], summaries: list[dict], out: Path) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -86,8 +86,8 @@ def plots(runs: list[RunResult], labels: list[str], out: Path, warmup: int) -> l
 
     # wide and one band per run: the run labels sit on the y axis
     fig, ax = plt.subplots(figsize=(10, max(3.0, 1.5 + 0.5 * len(runs))))
-    # a run stopped over budget during warm-up shows the steps it took (as its profile does)
-    data = [[r["ms"] for r in run.records[warmup:] or run.records] for run in runs]
+    # the steps each profile measured (a run stopped over budget during warm-up: all it took)
+    data = [[r["ms"] for r in run.records[s["warmup"]:]] for run, s in zip(runs, summaries)]
     ax.boxplot(data, orientation="horizontal", showfliers=True)
     ax.set_yticks(range(1, len(labels) + 1), [textwrap.fill(n, 40) for n in labels], fontsize=7)
     ax.set(xlabel="ms per step (after warm-up)", title="Step latency")
@@ -115,7 +115,7 @@ def write_report(runs: list[RunResult], out_dir: str | Path, warmup: int = DEFAU
     out.mkdir(parents=True, exist_ok=True)
     summaries = [summarize(r, warmup) for r in runs]
     labels = [label(r) for r in runs]
-    images = plots(runs, labels, out, warmup)
+    images = plots(runs, labels, summaries, out)
     payload = {"warmup": warmup, "runs": [{"label": n, "summary": s, "facts": r.facts, "config": r.config,
                                            "artifact": r.artifact, "memory": [[float(t), r2["rss_mb"]] for t, r2 in
                                                                                zip(timeline(r.records), r.records)]}
