@@ -7,7 +7,7 @@ Rows, for each runtime (same artifact, data, steps and seed; each a fresh device
   ssh + phone-2gb  and under the 2 GB phone budget
 
 The budgets pin cores and cap memory; they do not slow this CPU down to a board's, so
-their step times are this machine's (see device_harness.budgets).
+their step times are this machine's (see device_harness.host.budgets).
 
     python benchmarks/device_profile.py [--steps 60] [--runtime onnx executorch] [--ssh URL --key K --known-hosts F]
 
@@ -53,14 +53,14 @@ def main(argv=None):
 
     from tqdm import tqdm
 
-    from device_harness.budgets import get_budget
-    from device_harness.cli import device_spec, open_transport
-    from device_harness.deploy import RunConfig, run_on_device
-    from device_harness.profile import summarize
-    from device_harness.report import write_report
-    from device_harness.transports.local import LocalTransport
+    from device_harness.host.budgets import get_budget
+    from device_harness.host.cli import device_spec, open_transport
+    from device_harness.host.deploy import RunConfig, run_on_device
+    from device_harness.host.profile import summarize
+    from device_harness.host.report import write_report
+    from device_harness.host.transports.local import LocalTransport
     from edgetune.data.demo import write_demo_data
-    from edgetune.recipes import ClassifierPlan, export_classifier
+    from edgetune.app.classifier import ClassifierPlan, export_classifier
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

@@ -51,7 +51,7 @@ def train_text(work: Path) -> Path:
 
 
 def plan_for(quant: str):
-    from edgetune.lm import LMPlan
+    from edgetune.app.lm import LMPlan
 
     return LMPlan(quant=quant, adapter={"method": "lora_sb", "targets": TARGETS, "r": R, "n_samples": 16},
                   batch_size=BATCH, seq_len=SEQ, optimizer={"name": "adamw", "lr": LR, "weight_decay": 0.0})
@@ -60,7 +60,7 @@ def plan_for(quant: str):
 def export_row(work: Path, quant: str, runtime: str) -> Path:
     """The artifact of a row, reused when a previous run exported the same plan."""
     from edgetune.contract import load_manifest
-    from edgetune.lm import export_lm
+    from edgetune.app.lm import export_lm
 
     art = work / f"{quant}_{runtime}"
     plan = plan_for(quant)

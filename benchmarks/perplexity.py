@@ -37,7 +37,7 @@ def main():
     warnings.filterwarnings("ignore")
     from device_harness.runner import evaluate
     from edgetune.data.text import read_text, split_text
-    from edgetune.lm import LMPlan, export_lm, generate
+    from edgetune.app.lm import LMPlan, export_lm, generate
 
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)

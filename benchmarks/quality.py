@@ -113,7 +113,7 @@ def fewshot(rows: list[tuple[str, str]], per_class: int, seed: int) -> list[tupl
 def run_one(row: Row, train_csv: Path, test_csv: Path, seed: int, steps: int, work: Path, threads: int,
             progress) -> Run:
     from device_harness.runner import Trainer, evaluate
-    from edgetune.recipes import ClassifierPlan, export_classifier
+    from edgetune.app.classifier import ClassifierPlan, export_classifier
 
     plan = ClassifierPlan(model="minilm", adapter=dict(row.adapter, targets=TARGETS) if row.adapter else None,
                           embedding_rows=row.embedding_rows, train_head=True,

@@ -238,7 +238,7 @@ def step_flops() -> float:
 def export_all(work: Path, data: Path, n_texts: int) -> dict[str, float | str]:
     """Every artifact the rows run -> program sizes in MB (step program + state) by row."""
     from edgetune import AdamW, compile_step
-    from edgetune.recipes import ClassifierPlan, export_classifier
+    from edgetune.app.classifier import ClassifierPlan, export_classifier
     from exporters.artifact import export_artifact
 
     sizes: dict[str, float | str] = {}

@@ -49,7 +49,7 @@ ZO_COMMON = {"eps": 1e-3, "rank": RANK, "nu": 50, "weight_decay": 0.0}
 
 
 def plan(optimizer: dict, seed: int = 0, head_init: str = "random"):
-    from edgetune.recipes import ClassifierPlan
+    from edgetune.app.classifier import ClassifierPlan
 
     return ClassifierPlan(model="minilm", adapter=dict(LORA), embedding_rows=0, train_head=True, head_init=head_init,
                           optimizer=optimizer, batch_size=BATCH, seq_len=SEQ, seed=seed)
@@ -79,7 +79,7 @@ def child(kind: str, runtime: str, art: str, data: str, steps: int) -> None:
     batch = {k: v[:BATCH] for k, v in arrays.items()}
     times = []
     if kind == "infer":
-        from device_harness.state import load_state
+        from edgetune.contract.state import load_state
 
         prog = open_program(d, manifest, "infer", runtime)
         state, _ = load_state(d / "state.safetensors", manifest)
@@ -98,7 +98,7 @@ def child(kind: str, runtime: str, art: str, data: str, steps: int) -> None:
 
 
 def memory_part(work: Path, data_csv: Path, steps: dict[str, int]) -> list[dict]:
-    from edgetune.recipes import export_classifier
+    from edgetune.app.classifier import export_classifier
 
     arts = {}
     for name, opt in (("fo", {"name": "adamw", "lr": FO_LR, "weight_decay": 0.0}), ("zo", zo_optimizer("lozo"))):
@@ -137,7 +137,7 @@ def train_curve(opt: dict, head_init: str, train_csv: Path, test_csv: Path, step
     from tqdm import tqdm
 
     from device_harness.runner import Trainer, evaluate
-    from edgetune.recipes import export_classifier
+    from edgetune.app.classifier import export_classifier
 
     art = work / "artifact"
     export_classifier(plan(opt, seed, head_init), train_csv, art, formats=("onnx",), overwrite=True)

@@ -1,4 +1,4 @@
 """python -m device_harness: the host-side CLI (device-harness)."""
-from device_harness.cli import main
+from device_harness.host.cli import main
 
 main()

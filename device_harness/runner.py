@@ -24,19 +24,20 @@ import resource
 import signal
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 
-from edgetune.contract import Manifest, load_manifest
-from edgetune.data.text import TextEncoder, fixed_batches, label_indices, read_examples, read_text
-from edgetune.errors import ArtifactError, ConfigError, EdgetuneError, NonFiniteLossError
-from edgetune.zo_noise import resample_due, zo_noise
 from device_harness.facts import energy_used, facts, missing_packages, read_energy
 from device_harness.runtimes import open_program
-from device_harness.state import load_state, save_state
+from edgetune.contract import RUNTIMES, Manifest, load_manifest
+from edgetune.contract.hyper import SCHEDULES, hyper_feeds, scheduled_lr
+from edgetune.contract.lines import StepRecord
+from edgetune.contract.names import ATTENTION_MASK, INPUT_IDS, LABELS, LOGITS, LOSS
+from edgetune.contract.state import load_state, save_state
+from edgetune.data.text import TextEncoder, fixed_batches, label_indices, read_examples, read_text
+from edgetune.errors import ArtifactError, ConfigError, EdgetuneError, NonFiniteLossError
 
 TRAINED_STATE = "trained.{runtime}.safetensors"
 
@@ -65,32 +66,13 @@ def encode_file(artifact_dir: Path, manifest: Manifest, data_path: str | Path) -
     enc = TextEncoder(artifact_dir / manifest.tokenizer, manifest.seq_len)
     if not need_labels and Path(data_path).suffix.lower() == ".txt":  # running text: next-token windows
         ids, mask = enc.windows(read_text(data_path))
-        return {"input_ids": ids, "attention_mask": mask}
+        return {INPUT_IDS: ids, ATTENTION_MASK: mask}
     examples = read_examples(data_path, need_labels=need_labels)
     ids, mask = enc.encode([e.text for e in examples])
-    arrays = {"input_ids": ids, "attention_mask": mask}
+    arrays = {INPUT_IDS: ids, ATTENTION_MASK: mask}
     if need_labels:
-        arrays["labels"] = label_indices(examples, manifest.labels or [])
+        arrays[LABELS] = label_indices(examples, manifest.labels or [])
     return arrays
-
-
-@dataclass
-class StepRecord:
-    """One step: wall ``ms`` of the program run, the process's ``cpu_ms`` over it (all
-    threads), ``t`` seconds since the trainer opened, and resident memory after it."""
-
-    step: int
-    loss: float
-    ms: float
-    cpu_ms: float
-    t: float
-    rss_mb: float
-    peak_rss_mb: float
-
-    def json(self) -> str:
-        return json.dumps({"step": self.step, "loss": round(self.loss, 6), "ms": round(self.ms, 3),
-                           "cpu_ms": round(self.cpu_ms, 3), "t": round(self.t, 3),
-                           "rss_mb": round(self.rss_mb, 1), "peak_rss_mb": round(self.peak_rss_mb, 1)})
 
 
 # exit statuses of `train` besides 2 (an error): the host resumes after EXIT_INTERRUPTED
@@ -120,24 +102,9 @@ class Trainer:
         self.opened = time.perf_counter()
 
     def hyper(self, lr: float | None, seed: int = 0) -> dict[str, np.ndarray]:
-        """The step's non-data inputs for the next step: lr, step count, and for forward-only
-        steps the perturbations drawn from (seed, step) and LOZO's resampling flag."""
+        """The step's non-data inputs for the next step (`edgetune.contract.hyper.hyper_feeds`)."""
         lr = self.manifest.optimizer.get("lr") if lr is None else lr
-        if lr is None or not np.isfinite(np.float32(lr)) or lr <= 0:
-            raise ConfigError(f"learning rate {lr!r} must be a positive number that fits float32")
-        h = {"lr": np.array(lr, dtype=np.float32)}
-        names = {t.name for t in self.program.spec.inputs}
-        if "step" in names:
-            h["step"] = np.array(self.step + 1, dtype=np.float32)  # 1-based: Adam's bias correction
-        if "eps" in names:
-            h["eps"] = np.array(self.manifest.optimizer["eps"], dtype=np.float32)
-        noise = self.program.spec.of_role("noise")
-        if noise or "resample" in names:
-            due = resample_due(self.step + 1, int(self.manifest.optimizer.get("nu", 1)))
-            if "resample" in names:
-                h["resample"] = np.array(float(due), dtype=np.float32)
-            h.update(zo_noise(noise, seed, self.step + 1, due))
-        return h
+        return hyper_feeds(self.program.spec, self.manifest.optimizer, self.step + 1, lr, seed)
 
     def train_step(self, batch: dict[str, np.ndarray], lr: float | None = None, seed: int = 0) -> StepRecord:
         """One step; the state advances only if the loss and every new tensor are finite.
@@ -147,7 +114,7 @@ class Trainer:
         t0, c0 = time.perf_counter(), time.process_time()
         out = program.run(feeds)
         ms, cpu_ms = 1000 * (time.perf_counter() - t0), 1000 * (time.process_time() - c0)
-        loss = float(out["loss"])
+        loss = float(out[LOSS])
         new_state = {inp: out[o] for inp, o in self.feeds_of.items()}
         if not math.isfinite(loss) or not all(np.isfinite(v).all() for v in new_state.values()):
             bad = [k for k, v in new_state.items() if not np.isfinite(v).all()][:3]
@@ -160,9 +127,9 @@ class Trainer:
     def program_for(self, batch: dict[str, np.ndarray]):
         """The shortest step program that holds the batch's longest text, and the batch trimmed
         to its length (only padding is cut: masks are ones then zeros)."""
-        if not self.manifest.seq_buckets or "attention_mask" not in batch:
+        if not self.manifest.seq_buckets or ATTENTION_MASK not in batch:
             return self.program, batch
-        mask = batch["attention_mask"]
+        mask = batch[ATTENTION_MASK]
         name, n = self.manifest.step_program_for(int(mask.sum(axis=1).max()))
         if name not in self._programs:
             self._programs[name] = open_program(self.dir, self.manifest, name, self.runtime, self.threads)
@@ -184,8 +151,7 @@ class Trainer:
         """
         if steps < 0:
             raise ConfigError(f"steps={steps} must be >= 0")
-        if schedule not in SCHEDULES:
-            raise ConfigError(f"schedule={schedule!r}; choose one of {SCHEDULES}")
+        scheduled_lr(schedule, 1, 1, 1.0)  # refuses an unknown schedule before any work
         peak = lr if lr is not None else float(self.manifest.optimizer["lr"])
         total = total_steps or self.step + steps
         arrays = encode_file(self.dir, self.manifest, data_path)
@@ -194,7 +160,7 @@ class Trainer:
         saved = self.step
         try:
             for _ in range(steps):
-                rate = peak if schedule == "constant" else linear_schedule(self.step + 1, total, peak)
+                rate = scheduled_lr(schedule, self.step + 1, total, peak)
                 rec = self.train_step(next(batches), rate, seed)
                 if save_every and self.step % save_every == 0:
                     self.save()
@@ -203,17 +169,6 @@ class Trainer:
         finally:
             if self.step != saved:
                 self.save()
-
-
-SCHEDULES = ("constant", "linear")
-
-
-def linear_schedule(step: int, total: int, peak: float, warmup_frac: float = 0.06) -> float:
-    """Learning rate of ``step`` (1-based) of ``total``: linear warm-up, then linear decay to 0."""
-    warmup = max(1, round(warmup_frac * total))
-    if step <= warmup:
-        return peak * step / warmup
-    return peak * max(0.0, (total - step + 1) / max(1, total - warmup + 1))
 
 
 def open_inference(artifact_dir: str | Path, manifest: Manifest, runtime: str, state_path: str | Path | None = None,
@@ -234,12 +189,12 @@ def _logit_batches(artifact_dir: str | Path, arrays: dict[str, np.ndarray], runt
     batch is padded by repetition and trimmed)."""
     manifest = manifest or load_manifest(Path(artifact_dir), runtime)  # hashes every program file: do it once
     prog, params = open_inference(artifact_dir, manifest, runtime, state_path, threads)
-    n, b = len(arrays["input_ids"]), manifest.batch_size
+    n, b = len(arrays[INPUT_IDS]), manifest.batch_size
     for i in range(0, n, b):
         idx = np.arange(i, i + b) % n
-        out = prog.run({**params, "input_ids": arrays["input_ids"][idx], "attention_mask": arrays["attention_mask"][idx]})
+        out = prog.run({**params, INPUT_IDS: arrays[INPUT_IDS][idx], ATTENTION_MASK: arrays[ATTENTION_MASK][idx]})
         keep = min(b, n - i)
-        yield idx[:keep], out["logits"][:keep]
+        yield idx[:keep], out[LOGITS][:keep]
 
 
 def predict(artifact_dir: str | Path, arrays: dict[str, np.ndarray], runtime: str = "onnx",
@@ -268,15 +223,15 @@ def evaluate(artifact_dir: str | Path, data_path: str | Path, runtime: str = "on
     if manifest.task == "sequence_classification":
         hits = 0
         for idx, lg in batches:
-            labels = arrays["labels"][idx]
+            labels = arrays[LABELS][idx]
             hits += int((lg.argmax(-1) == labels).sum())
             nll -= float(np.take_along_axis(_log_softmax(lg), labels[:, None], -1).sum())
-        n = len(arrays["labels"])
+        n = len(arrays[LABELS])
         return {"accuracy": hits / n, "loss": nll / n, "examples": int(n)}
     for idx, lg in batches:
         lp = _log_softmax(lg[:, :-1])
-        tgt = arrays["input_ids"][idx, 1:]
-        valid = arrays["attention_mask"][idx, 1:] * arrays["attention_mask"][idx, :-1]
+        tgt = arrays[INPUT_IDS][idx, 1:]
+        valid = arrays[ATTENTION_MASK][idx, 1:] * arrays[ATTENTION_MASK][idx, :-1]
         nll -= float((np.take_along_axis(lp, tgt[..., None], -1)[..., 0] * valid).sum())
         count += int(valid.sum())
     return {"perplexity": float(np.exp(nll / max(1, count))), "tokens": count}
@@ -387,12 +342,12 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] | None = None
     sub = ap.add_subparsers(dest="cmd", required=True)
     check = sub.add_parser("check", help="device facts, missing packages and the artifact's manifest, as JSON")
     check.add_argument("artifact", nargs="?")
-    check.add_argument("--runtime", default="onnx", choices=["onnx", "executorch"])
+    check.add_argument("--runtime", default="onnx", choices=list(RUNTIMES))
     for name in ("train", "eval"):
         p = sub.add_parser(name)
         p.add_argument("artifact")
         p.add_argument("data", help="CSV (text,label header) or JSONL; running .txt for a language model")
-        p.add_argument("--runtime", default="onnx", choices=["onnx", "executorch"])
+        p.add_argument("--runtime", default="onnx", choices=list(RUNTIMES))
         p.add_argument("--state", default=None, help="state file to resume from and write to")
         p.add_argument("--threads", type=int, default=None,
                        help="threads of the runtime (ONNX Runtime intra-op, ExecuTorch XNNPACK pool)")
@@ -417,6 +372,7 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] | None = None
             return run_check(a, out)
         if a.cmd == "train":
             return run_training(a, out)
+
         out(json.dumps(evaluate(a.artifact, a.data, a.runtime, a.state, a.threads)))
     except EdgetuneError as e:
         print(f"error: {e}", file=sys.stderr)

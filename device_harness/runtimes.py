@@ -5,10 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgetune.contract import Manifest, ProgramSpec
+from edgetune.contract import NP_DTYPES, Manifest, ProgramSpec
 from edgetune.errors import ArtifactError, BatchError
-
-NP_DTYPES = {"float32": np.float32, "int64": np.int64, "int32": np.int32, "bool": np.bool_}
 
 
 def check_feeds(spec: ProgramSpec, feeds: dict[str, np.ndarray]) -> None:

@@ -17,8 +17,8 @@ _LAZY = {
     "load_adapter": ("edgetune.adapters.io", "load_adapter"),
     "save_peft": ("edgetune.adapters.peft_export", "save_peft"),
     "merge": ("edgetune.adapters.merge", "merge"),
-    "compile_step": ("edgetune.step.compile", "compile_step"),
-    "compile_inference": ("edgetune.step.compile", "compile_inference"),
+    "compile_step": ("edgetune.step.build", "compile_step"),
+    "compile_inference": ("edgetune.step.build", "compile_inference"),
     "AdamW": ("edgetune.step.optimizers", "AdamW"),
     "SGD": ("edgetune.step.optimizers", "SGD"),
 }

@@ -12,17 +12,16 @@ import numpy as np
 import torch
 
 from edgetune.contract import RUNTIMES, Manifest, ProgramSpec, bucket_program, sha256_file
+from edgetune.contract.conformance import TOLERANCE, mismatch
 from edgetune.errors import ConfigError, InternalError
 from edgetune.step.compile import CompiledStep
 from edgetune.step.zeroth_order import ZOStep
 
-# Tolerance of every parity check between eager PyTorch and a runtime: rtol, plus an
-# absolute floor of ATOL or ATOL_SCALE x the output's largest magnitude, whichever is
-# larger. Deep models need the scaled floor: a 30-layer LM's logits near zero carry
-# rounding from values of size ~30, and SmolLM2's embedding-row gradients (summed over
-# every position, through every layer) differed from eager by up to 1e-4 of their
-# largest value. A lowering bug (lost epsilon, wrong layout) is orders of magnitude larger.
-RTOL, ATOL, ATOL_SCALE = 1e-4, 1e-5, 1e-3
+# Tolerance of every parity check between eager PyTorch and a runtime: the contract's
+# (`edgetune.contract.conformance.TOLERANCE`). SmolLM2's embedding-row gradients (summed
+# over every position, through every layer) differed from eager by up to 1e-4 of their
+# largest value, hence its scaled absolute floor.
+RTOL, ATOL = TOLERANCE["rtol"], TOLERANCE["atol"]
 # Learning rate of parity checks. AdamW's step-1 update is lr * g / (|g| + eps): where
 # |g| is near eps (1e-8), rounding-level differences in g move the update by a
 # sizeable fraction of lr, on any two implementations. At 1e-4 that stays below ATOL,
@@ -60,14 +59,12 @@ def _write_program(fmt: str, ep, spec, path: Path, forward_only: bool = False) -
 
 def compare_outputs(want: dict[str, torch.Tensor], got: dict[str, np.ndarray], rtol=RTOL, atol=ATOL) -> list[str]:
     """Names (with max error) of outputs that differ beyond tolerance or are not finite."""
+    tol = {**TOLERANCE, "rtol": rtol, "atol": atol}
     bad = []
     for name, w in want.items():
-        g = got[name]
-        w = w.detach().numpy()
-        floor = max(atol, ATOL_SCALE * float(np.abs(w).max(initial=0.0)))
-        if not np.isfinite(g).all() or not np.allclose(g, w, rtol=rtol, atol=floor):
-            err = float(np.nanmax(np.abs(g.astype(np.float64) - w))) if np.isfinite(g).any() else float("nan")
-            bad.append(f"{name} (max |diff| {err:.3g}, finite={bool(np.isfinite(g).all())})")
+        why = mismatch(w.detach().numpy(), got[name], tol)
+        if why:
+            bad.append(f"{name} ({why})")
     return bad
 
 
@@ -137,7 +134,7 @@ def export_artifact(compiled: CompiledStep, out_dir: str | Path, formats: Sequen
     ``seq_buckets`` adds step programs at those shorter sequence lengths (a text
     classifier's padding-free batches: the runner groups texts by length and runs each
     batch at the shortest length that holds it)."""
-    from device_harness.state import save_state
+    from edgetune.contract.state import save_state
 
     out = Path(out_dir)
     unknown = [f for f in formats if f not in RUNTIMES]

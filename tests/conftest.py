@@ -18,7 +18,7 @@ def demo_data(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_artifact(tmp_path_factory, demo_data):
     """Tiny text classifier (LoRA + embedding rows + head, AdamW), ONNX and ExecuTorch."""
-    from edgetune.recipes import ClassifierPlan, export_classifier
+    from edgetune.app.classifier import ClassifierPlan, export_classifier
 
     out = tmp_path_factory.mktemp("tiny") / "artifact"
     plan = ClassifierPlan(model="tiny", adapter={"method": "lora", "r": 4}, embedding_rows=64, batch_size=4, seq_len=16,
@@ -30,10 +30,44 @@ def tiny_artifact(tmp_path_factory, demo_data):
 @pytest.fixture(scope="session")
 def minilm_artifact(tmp_path_factory, demo_data):
     """MiniLM-L6, LoRA r=8 on query/value + embedding rows + head, AdamW, ONNX and ExecuTorch."""
-    from edgetune.recipes import ClassifierPlan, export_classifier
+    from edgetune.app.classifier import ClassifierPlan, export_classifier
 
     out = tmp_path_factory.mktemp("minilm") / "artifact"
     plan = ClassifierPlan(model="minilm", batch_size=4, seq_len=16, embedding_rows=128,
                           optimizer={"name": "adamw", "lr": 1e-4, "weight_decay": 0.01})
     manifest, compiled = export_classifier(plan, demo_data[0], out)
     return out, manifest, compiled
+
+
+@pytest.fixture(scope="session")
+def zo_artifact(tmp_path_factory):
+    """Forward-only LOZO-M step (LoRA + all of a tiny classifier without tokenizer), both runtimes."""
+    from edgetune import FullyTrainable, LoRA, compile_step, prepare
+    from edgetune.models.tiny import TinyClassifier
+    from edgetune.step.optimizers import ZerothOrder
+    from edgetune.step.zeroth_order import CHECK_EPS
+    from exporters.artifact import export_artifact
+
+    prepared = prepare(TinyClassifier(vocab=128, max_len=16), [LoRA(r=4), FullyTrainable()])
+    compiled = compile_step(prepared, ZerothOrder(method="lozo_m", lr=1e-2, eps=CHECK_EPS, rank=2, nu=2,
+                                                  weight_decay=0.01), 4, 16)
+    out = tmp_path_factory.mktemp("zo") / "artifact"
+    return out, export_artifact(compiled, out), compiled
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(tmp_path_factory):
+    """A tiny Llama GGUF with SmolLM2's tokenizer and integer blocks, LoRA-SB + rows, both runtimes
+    -> (dir, gguf, train.txt, held_out.txt, manifest, compiled)."""
+    from edgetune.app.lm import LMPlan, export_lm
+    from edgetune.data.demo import write_demo_text
+    from helpers.gguf_files import smollm2_path, write_tiny_llama
+
+    d = tmp_path_factory.mktemp("lm")
+    gguf, _ = write_tiny_llama(d / "tiny.gguf", hidden=64, ffn=128, layers=2, tokenizer_from=smollm2_path())
+    train, held = write_demo_text(d / "data")
+    plan = LMPlan(model=str(gguf), adapter={"method": "lora_sb", "targets": ["q_proj", "v_proj"], "r": 4,
+                                            "n_samples": 8, "init_lr": 1e-2},
+                  embedding_rows=64, batch_size=2, seq_len=16, optimizer={"name": "adamw", "lr": 2e-2})
+    manifest, compiled = export_lm(plan, train, d / "art", ("onnx", "executorch"))
+    return d, gguf, train, held, manifest, compiled

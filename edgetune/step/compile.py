@@ -17,24 +17,13 @@ from torch.func import functional_call, grad_and_value
 from torch.fx.experimental.proxy_tensor import make_fx
 
 from edgetune.contract import ProgramSpec, TensorSpec
+from edgetune.contract.names import LOGITS, LOSS, LR, STEP, next_name, param_input, slot_input
 from edgetune.errors import BatchError, ConfigError
 from edgetune.prepared import PreparedModel
 from edgetune.step.losses import task_loss
 from edgetune.step.segments import segmented_loss_and_grads
 
 _DTYPE_NAMES = {torch.float32: "float32", torch.int64: "int64", torch.int32: "int32", torch.bool: "bool"}
-
-
-def param_input(name: str) -> str:
-    return f"param.{name}"
-
-
-def slot_input(opt_name: str, slot: str, name: str) -> str:
-    return f"{opt_name}.{slot}.{name}"
-
-
-def next_name(input_name: str) -> str:
-    return f"next.{input_name}"
 
 
 class _Flat(torch.nn.Module):
@@ -87,14 +76,14 @@ class CompiledStep:
         return specs
 
     def hyper_specs(self) -> list[TensorSpec]:
-        specs = [TensorSpec("lr", (), "float32", "hyper")]
+        specs = [TensorSpec(LR, (), "float32", "hyper")]
         if self.optimizer.uses_step:
-            specs.append(TensorSpec("step", (), "float32", "hyper"))
+            specs.append(TensorSpec(STEP, (), "float32", "hyper"))
         return specs
 
     def step_spec(self) -> ProgramSpec:
         state = self.state_specs()
-        outs = [TensorSpec("loss", (), "float32", "metric")]
+        outs = [TensorSpec(LOSS, (), "float32", "metric")]
         outs += [TensorSpec(next_name(t.name), t.shape, t.dtype, "state", feeds=t.name) for t in state]
         return ProgramSpec(tuple(state + self.batch_specs() + self.hyper_specs()), tuple(outs))
 
@@ -102,7 +91,7 @@ class CompiledStep:
         params = self.state_specs()[: len(self.names)]
         batch = [t for t in self.batch_specs() if t.name != "labels"]
         out_shape = self._logits_shape()
-        return ProgramSpec(tuple(params + batch), (TensorSpec("logits", out_shape, "float32", "metric"),))
+        return ProgramSpec(tuple(params + batch), (TensorSpec(LOGITS, out_shape, "float32", "metric"),))
 
     def _logits_shape(self):
         with torch.no_grad():
@@ -217,24 +206,3 @@ class CompiledStep:
         args = self.order(spec, self.example_feeds())
         gm = make_fx(fn, decomposition_table=core_aten_decompositions())(*args)
         return torch.export.export(_Flat(gm), tuple(args), strict=False)
-
-
-def compile_step(prepared: PreparedModel, optimizer, batch_size: int, seq_len: int) -> CompiledStep:
-    """Bind a prepared model, an optimizer and a fixed batch shape into step/infer programs.
-    A `ZerothOrder` optimizer gives a forward-only step (`ZOStep`)."""
-    from edgetune.step.optimizers import ZerothOrder
-    from edgetune.step.zeroth_order import ZOStep
-
-    cls = ZOStep if isinstance(optimizer, ZerothOrder) else CompiledStep
-    return cls(prepared, optimizer, batch_size, seq_len)
-
-
-def compile_inference(model: torch.nn.Module, batch_size: int, seq_len: int) -> CompiledStep:
-    """An inference program only, for a model with nothing to train (e.g. adapters merged
-    into the base weights by `edgetune.adapters.merge`)."""
-    from edgetune.prepared import PrepareReport, count_values
-
-    if getattr(model, "task", None) not in ("sequence_classification", "causal_lm"):
-        raise ConfigError("compile_inference: the model needs a `task` attribute")
-    report = PrepareReport(frozen_params=count_values(model))
-    return CompiledStep(PreparedModel(model.eval(), report), None, batch_size, seq_len, inference_only=True)

@@ -5,7 +5,7 @@
 One step perturbs the trainable tensors, runs the loss twice (theta + eps Z and
 theta - eps Z), and updates with c = (L+ - L-) / (2 eps); no backward pass exists in
 the graph. Perturbations come in as ``noise.*`` inputs drawn by the host from
-(seed, step) (`edgetune.zo_noise`), so the step is reproducible from (state, batch, seed).
+(seed, step) (`edgetune.contract.noise`, docs/artifact-contract.md), so the step is reproducible from (state, batch, seed).
 
 MeZO: Z = z ~ N(0, I) per tensor; theta -= lr (c z + wd theta).
 LOZO (2-D tensors X [m, n]): Z = U V^T with U [m, r] fresh each step and V [n, r]
@@ -20,7 +20,9 @@ from __future__ import annotations
 import torch
 
 from edgetune.contract import TensorSpec
-from edgetune.step.compile import CompiledStep, param_input
+from edgetune.contract.noise import resample_due, zo_noise
+from edgetune.contract.names import EPS, LR, RESAMPLE, lozo_n, lozo_v, noise_u, noise_v, noise_z, param_input
+from edgetune.step.compile import CompiledStep
 from edgetune.step.optimizers import ZerothOrder
 
 
@@ -44,9 +46,9 @@ class ZOStep(CompiledStep):
         tr = self.prepared.trainable()
         r = self.optimizer.rank
         specs = [TensorSpec(param_input(n), tuple(tr[n].shape), "float32", "state") for n in self.names]
-        specs += [TensorSpec(f"lozo.V.{n}", (tr[n].shape[1], r), "float32", "state") for n in self.names if self.low_rank(n)]
+        specs += [TensorSpec(lozo_v(n), (tr[n].shape[1], r), "float32", "state") for n in self.names if self.low_rank(n)]
         if self.optimizer.method == "lozo_m":
-            specs += [TensorSpec(f"lozo.N.{n}", (tr[n].shape[0], r), "float32", "state")
+            specs += [TensorSpec(lozo_n(n), (tr[n].shape[0], r), "float32", "state")
                       for n in self.names if self.low_rank(n)]
         return specs
 
@@ -55,16 +57,16 @@ class ZOStep(CompiledStep):
         r, specs = self.optimizer.rank, []
         for n in self.names:
             if self.low_rank(n):
-                specs += [TensorSpec(f"noise.U.{n}", (tr[n].shape[0], r), "float32", "noise"),
-                          TensorSpec(f"noise.V.{n}", (tr[n].shape[1], r), "float32", "noise")]
+                specs += [TensorSpec(noise_u(n), (tr[n].shape[0], r), "float32", "noise"),
+                          TensorSpec(noise_v(n), (tr[n].shape[1], r), "float32", "noise")]
             else:
-                specs.append(TensorSpec(f"noise.z.{n}", tuple(tr[n].shape), "float32", "noise"))
+                specs.append(TensorSpec(noise_z(n), tuple(tr[n].shape), "float32", "noise"))
         return specs
 
     def hyper_specs(self) -> list[TensorSpec]:
-        specs = [TensorSpec("lr", (), "float32", "hyper"), TensorSpec("eps", (), "float32", "hyper")]
+        specs = [TensorSpec(LR, (), "float32", "hyper"), TensorSpec(EPS, (), "float32", "hyper")]
         if any(self.low_rank(n) for n in self.names):
-            specs.append(TensorSpec("resample", (), "float32", "hyper"))
+            specs.append(TensorSpec(RESAMPLE, (), "float32", "hyper"))
         return specs
 
     def step_spec(self):
@@ -78,15 +80,13 @@ class ZOStep(CompiledStep):
         return state | {t.name: torch.zeros(t.shape) for t in self.state_specs() if t.name not in state}
 
     def example_feeds(self, lr: float | None = None, step: int = 1) -> dict[str, torch.Tensor]:
-        from edgetune.zo_noise import resample_due, zo_noise
-
         feeds = {**self.initial_state(), **self.example_batch(),
-                 "lr": torch.tensor(lr if lr is not None else self.optimizer.lr, dtype=torch.float32),
-                 "eps": torch.tensor(CHECK_EPS)}
+                 LR: torch.tensor(lr if lr is not None else self.optimizer.lr, dtype=torch.float32),
+                 EPS: torch.tensor(CHECK_EPS)}
         resample = resample_due(step, self.optimizer.nu)
         feeds.update({k: torch.from_numpy(v) for k, v in zo_noise(self.noise_specs(), 0, step, resample).items()})
-        if any(t.name == "resample" for t in self.hyper_specs()):
-            feeds["resample"] = torch.tensor(float(resample))
+        if any(t.name == RESAMPLE for t in self.hyper_specs()):
+            feeds[RESAMPLE] = torch.tensor(float(resample))
         return feeds
 
     def flat_step(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -95,15 +95,15 @@ class ZOStep(CompiledStep):
         opt = self.optimizer
         params = {n: x[param_input(n)] for n in self.names}
         batch = {t.name: x[t.name] for t in self.batch_specs()}
-        lr, eps = x["lr"], x["eps"]
-        resample = x.get("resample")
+        lr, eps = x[LR], x[EPS]
+        resample = x.get(RESAMPLE)
         z, v_new = {}, {}
         for n in self.names:
             if self.low_rank(n):
-                v_new[n] = torch.where(resample > 0.5, x[f"noise.V.{n}"], x[f"lozo.V.{n}"])
-                z[n] = x[f"noise.U.{n}"] @ v_new[n].t()
+                v_new[n] = torch.where(resample > 0.5, x[noise_v(n)], x[lozo_v(n)])
+                z[n] = x[noise_u(n)] @ v_new[n].t()
             else:
-                z[n] = x[f"noise.z.{n}"]
+                z[n] = x[noise_z(n)]
             if n in self.masks:
                 z[n] = torch.where(self.masks[n], z[n], torch.zeros_like(z[n]))
         loss_plus = self._loss({n: params[n] + eps * z[n] for n in self.names}, batch)
@@ -113,17 +113,17 @@ class ZOStep(CompiledStep):
         for n in self.names:
             p = params[n]
             if opt.method == "lozo_m" and self.low_rank(n):
-                u, n_old, v_old = x[f"noise.U.{n}"], x[f"lozo.N.{n}"], x[f"lozo.V.{n}"]
+                u, n_old, v_old = x[noise_u(n)], x[lozo_n(n)], x[lozo_v(n)]
                 # On resampling, carry the momentum into the new V's coordinates.
                 carried = torch.where(resample > 0.5, opt.beta * n_old @ (v_old.t() @ v_new[n]) / p.shape[1],
                                       opt.beta * n_old)
-                new[f"lozo.N.{n}"] = carried + (1 - opt.beta) * c * u
-                direction = new[f"lozo.N.{n}"] @ v_new[n].t()
+                new[lozo_n(n)] = carried + (1 - opt.beta) * c * u
+                direction = new[lozo_n(n)] @ v_new[n].t()
             else:
                 direction = c * z[n]
             updated = p - lr * (direction + opt.weight_decay * p)
             # Masked entries keep their value (the one place masks act on the update).
             new[param_input(n)] = torch.where(self.masks[n], updated, p) if n in self.masks else updated
             if self.low_rank(n):
-                new[f"lozo.V.{n}"] = v_new[n]
+                new[lozo_v(n)] = v_new[n]
         return ((loss_plus + loss_minus) / 2, *[new[t.feeds] for t in spec.outputs if t.feeds])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from device_harness.runner import Trainer, encode_file, evaluate, main, predict
-from device_harness.state import load_state
+from edgetune.contract.state import load_state
 from edgetune.contract import load_manifest
 from edgetune.errors import ArtifactError, BatchError, EdgetuneError, NonFiniteLossError, StateError
 
@@ -135,7 +135,7 @@ def test_missing_corrupt_and_foreign_state(art, tiny_artifact, demo_data, tmp_pa
         Trainer(art, "onnx", bad)
     assert bad.read_bytes().startswith(b"\x10")  # a corrupt file is reported, not overwritten
     # A state file whose artifact id differs.
-    from device_harness.state import save_state
+    from edgetune.contract.state import save_state
 
     st, _ = load_state(art / "state.safetensors", manifest)
     save_state(tmp_path / "other.st", st, "0123456789abcdef", 5)

@@ -3,7 +3,7 @@ import os
 import numpy as np
 import pytest
 
-from device_harness.state import save_state
+from edgetune.contract.state import save_state
 
 
 def test_save_is_atomic_when_the_write_fails(tmp_path, monkeypatch):

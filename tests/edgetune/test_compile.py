@@ -4,7 +4,7 @@ import torch.nn.functional as F
 
 from edgetune import AdamW, FullyTrainable, LoRA, compile_step, prepare
 from edgetune.models.tiny import TinyCausalLM, TinyClassifier
-from edgetune.step.compile import param_input
+from edgetune.contract.names import param_input
 
 
 def test_eager_step_equals_autograd_and_torch_optim():

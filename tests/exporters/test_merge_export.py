@@ -6,7 +6,7 @@ import torch
 
 from device_harness.runner import Trainer, predict
 from edgetune.errors import ArtifactError
-from edgetune.recipes import export_merged, restore_prepared
+from edgetune.app.restore import export_merged, restore_prepared
 from exporters.artifact import ATOL, RTOL
 
 

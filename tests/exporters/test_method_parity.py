@@ -8,10 +8,10 @@ from device_harness.runtimes import open_program
 from edgetune import AdamW, FullyTrainable, compile_step, prepare
 from edgetune.adapters import (Calibration, EmbeddingDelta, Fastfood, Kronecker, LoRASB, LoRASP, LoRAXS, PiCa)
 from edgetune.models.tiny import TinyClassifier
-from edgetune.step.compile import param_input
+from edgetune.contract.names import param_input
 from exporters.artifact import ATOL, RTOL, export_artifact
 
-from parity_steps import run_parity
+from helpers.parity_steps import run_parity
 
 METHODS = ["embedding_delta", "lora_xs", "lora_sb", "pica", "lora_sp", "kronecker", "fastfood", "full"]
 

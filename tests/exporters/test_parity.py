@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from device_harness.runtimes import open_program
-from device_harness.state import load_state
+from edgetune.contract.state import load_state
 from exporters.artifact import ATOL, RTOL
 
-from parity_steps import run_parity
+from helpers.parity_steps import run_parity
 
 
 @pytest.mark.parametrize("runtime", ["onnx", "executorch"])

@@ -10,8 +10,8 @@ from edgetune.models.llama import LlamaConfig, LlamaForCausalLM, from_gguf
 from edgetune.models.tiny import TinyClassifier
 from edgetune.quant import Int4Config, Int8Config, quantize
 from exporters.artifact import export_artifact
-from gguf_files import write_tiny_llama
-from parity_steps import run_parity
+from helpers.gguf_files import write_tiny_llama
+from helpers.parity_steps import run_parity
 
 # int4 without zero points lowers through the same graph as with them (an offset of -8 * scale),
 # so the third case is int8 with integer forward and backward matmuls instead.

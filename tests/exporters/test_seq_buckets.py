@@ -5,7 +5,7 @@ import pytest
 
 from device_harness.runner import Trainer
 from edgetune.errors import ConfigError
-from edgetune.recipes import ClassifierPlan, export_classifier, prepare_classifier
+from edgetune.app.classifier import ClassifierPlan, export_classifier, prepare_classifier
 from exporters.artifact import compare_outputs
 
 

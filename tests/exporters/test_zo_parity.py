@@ -6,19 +6,8 @@ import pytest
 import torch
 
 from device_harness.runner import Trainer
-from edgetune import FullyTrainable, LoRA, compile_step, prepare
-from edgetune.models.tiny import TinyClassifier
-from edgetune.step.optimizers import ZerothOrder
 from edgetune.step.zeroth_order import CHECK_EPS
-from exporters.artifact import ATOL, RTOL, compare_outputs, export_artifact
-
-
-@pytest.fixture(scope="module")
-def zo_artifact(tmp_path_factory):
-    prepared = prepare(TinyClassifier(vocab=128, max_len=16), [LoRA(r=4), FullyTrainable()])
-    compiled = compile_step(prepared, ZerothOrder(method="lozo_m", lr=1e-2, eps=CHECK_EPS, rank=2, nu=2, weight_decay=0.01), 4, 16)
-    out = tmp_path_factory.mktemp("zo") / "artifact"
-    return out, export_artifact(compiled, out), compiled
+from exporters.artifact import ATOL, RTOL, compare_outputs
 
 
 @pytest.mark.parametrize("runtime", ["onnx", "executorch"])

@@ -8,7 +8,7 @@ from edgetune.adapters import Calibration, LoRASB
 from edgetune.errors import ConfigError
 from edgetune.models.tiny import TinyClassifier
 
-from adapter_steps import base_weight_grad, one_step
+from helpers.adapter_steps import base_weight_grad, one_step
 
 R = 4
 

@@ -4,7 +4,7 @@ from edgetune import AdamW, prepare
 from edgetune.adapters import LoRASP
 from edgetune.models.tiny import TinyClassifier
 
-from adapter_steps import one_step
+from helpers.adapter_steps import one_step
 
 
 def test_masked_entries_never_change_also_not_through_adamw_weight_decay(batch):

@@ -6,7 +6,7 @@ from edgetune import SGD, prepare
 from edgetune.adapters import PiCa
 from edgetune.models.tiny import TinyClassifier
 
-from adapter_steps import base_weight_grad, one_step
+from helpers.adapter_steps import base_weight_grad, one_step
 
 
 def test_pica_projection_and_noop(batch):

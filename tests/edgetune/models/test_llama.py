@@ -6,7 +6,7 @@ from transformers import LlamaForCausalLM as HFLlama
 
 from edgetune.models.llama import LlamaConfig, LlamaForCausalLM, from_gguf
 from edgetune.quant import QuantEmbedding, QuantLinear
-from gguf_files import smollm2_path, write_tiny_llama
+from helpers.gguf_files import smollm2_path, write_tiny_llama
 
 
 def _batch(vocab, b=2, s=12):

@@ -6,7 +6,7 @@ import torch
 
 from edgetune.errors import ConfigError
 from edgetune.quant import GGUFFile, blocks_to_weight
-from gguf_files import smollm2_path
+from helpers.gguf_files import smollm2_path
 
 
 @pytest.mark.parametrize("qtype", ["Q4_0", "Q4_1", "Q8_0"])

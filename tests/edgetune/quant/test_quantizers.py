@@ -13,7 +13,7 @@ from edgetune.errors import ConfigError
 from edgetune.models.minilm import minilm_path
 from edgetune.quant import GGUFFile, quantize_int4, quantize_int8, sqnr_db
 from edgetune.quant.weight import pack_nibbles, unpack_nibbles
-from gguf_files import smollm2_path
+from helpers.gguf_files import smollm2_path
 
 
 def whole_sqnr(ws, quant):

@@ -1,0 +1,121 @@
+"""Text classifiers: a plan, and the path from a text,label file to an artifact."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from edgetune.adapters import EmbeddingRows, FullyTrainable
+from edgetune.app.common import adapter_config, calibration_sample
+from edgetune.data.text import TextEncoder, label_indices, read_examples
+from edgetune.errors import ConfigError
+from edgetune.prepared import PreparedModel, prepare
+from edgetune.step.build import compile_step
+from edgetune.step.compile import CompiledStep
+from edgetune.step.optimizers import optimizer_from_dict
+
+MODELS = ("minilm", "tiny")
+
+
+def default_adapter() -> dict:
+    return {"method": "lora", "targets": ["query", "value"], "r": 8, "alpha": 16.0}
+
+
+@dataclass
+class ClassifierPlan:
+    """What to train on a text classifier.
+
+    ``adapter``: one low-rank method as a config dict (``{"method": "lora_sb", "r": 16, ...}``,
+    any registered method; None for none). Adapters with a ``seed`` field get ``seed``
+    unless the dict sets one. Defaults: LoRA r=8 on query/value, the 512 most frequent
+    token rows of the user's data, and the head; AdamW.
+    """
+
+    model: str = "minilm"
+    adapter: dict | None = field(default_factory=default_adapter)
+    embedding_rows: int = 512  # 0: no embedding adaptation
+    train_head: bool = True
+    head_init: str = "random"  # or "centroids": class means of the user's data (edgetune.models.head_init)
+    optimizer: dict = field(default_factory=lambda: {"name": "adamw", "lr": 2e-3, "weight_decay": 0.0})
+    batch_size: int = 8
+    seq_len: int = 32
+    seed: int = 0
+    quant: str | None = None  # frozen base: None (fp32), "int8", "w8a8", "w8a8g8", "int4" (group 32), "int4_g64"
+    # shorter step programs for padding-free batches (texts grouped by length), e.g. [16, 24]
+    seq_buckets: list[int] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def load_classifier(model: str, num_labels: int, seed: int = 0, quant: str | None = None):
+    """-> (model, tokenizer.json path). 'tiny' is the built-in test transformer with MiniLM's tokenizer.
+    ``quant`` quantizes every frozen linear but the head (`edgetune.quant.config_from`)."""
+    from edgetune.models.minilm import load_minilm_classifier, minilm_path
+    from edgetune.quant import config_from, quantize
+
+    if model == "minilm":
+        net, tok = load_minilm_classifier(num_labels, seed)
+    elif model == "tiny":
+        from edgetune.models.tiny import TinyClassifier
+
+        net, tok = TinyClassifier(vocab=30522, d=32, layers=2, heads=4, max_len=512, num_labels=num_labels,
+                                  seed=seed), minilm_path() / "tokenizer.json"
+    else:
+        raise ConfigError(f"model {model!r} is unknown; choose one of {MODELS}")
+    cfg = config_from(quant)
+    if cfg is not None:
+        quantize(net, cfg)
+    return net, tok
+
+
+def prepare_classifier(plan: ClassifierPlan, train_csv: str | Path) -> tuple[CompiledStep, list[str], Path]:
+    """Labels from the data (sorted), embedding rows from its most frequent tokens,
+    calibration batches from it where the method needs them
+    -> (compiled step, labels, tokenizer path)."""
+    examples = read_examples(train_csv)
+    labels = sorted({e.label for e in examples})
+    if len(labels) < 2:
+        raise ConfigError(f"{train_csv} has {len(labels)} distinct label(s); a classifier needs at least 2")
+    torch.manual_seed(plan.seed)  # adapter initialisations that draw from the global generator (LoRA's A)
+    model, tok = load_classifier(plan.model, len(labels), plan.seed, plan.quant)
+    enc = TextEncoder(tok, plan.seq_len)
+    ids, mask = enc.encode([e.text for e in examples])
+    arrays = {"input_ids": ids, "attention_mask": mask, "labels": label_indices(examples, labels)}
+    if plan.head_init == "centroids":
+        from edgetune.models.head_init import centroid_head
+
+        centroid_head(model, arrays)
+    elif plan.head_init != "random":
+        raise ConfigError(f"head_init={plan.head_init!r}; choose 'random' or 'centroids'")
+    adapters = []
+    if plan.embedding_rows:
+        special = tuple(i for i in (enc.tok.token_to_id(t) for t in ("[PAD]", "[CLS]", "[SEP]")) if i is not None)
+        adapters.append(EmbeddingRows(EmbeddingRows.frequent_tokens(ids, plan.embedding_rows, special)))
+    calibration = None
+    if plan.adapter:
+        cfg = adapter_config(plan.adapter, plan.seed)
+        adapters.append(cfg)
+        if cfg.needs_calibration:
+            calibration = calibration_sample(arrays, cfg.n_samples, plan.seed)
+    if plan.train_head:
+        adapters.append(FullyTrainable(("head",)))
+    prepared: PreparedModel = prepare(model, adapters, calibration=calibration)
+    return compile_step(prepared, optimizer_from_dict(plan.optimizer), plan.batch_size, plan.seq_len), labels, tok
+
+
+def export_classifier(plan: ClassifierPlan, train_csv: str | Path, out_dir: str | Path,
+                      formats: Sequence[str] = ("onnx", "executorch"), overwrite: bool = False,
+                      progress: Callable[[str], None] = lambda m: None):
+    """-> (manifest, compiled step)."""
+    from exporters.artifact import export_artifact
+
+    compiled, labels, tok = prepare_classifier(plan, train_csv)
+    manifest = export_artifact(compiled, out_dir, formats, tokenizer_json=tok, labels=labels,
+                               model_info={"name": plan.model, "plan": plan.to_dict()},
+                               overwrite=overwrite, seq_buckets=plan.seq_buckets, progress=progress)
+    return manifest, compiled

@@ -1,0 +1,430 @@
+"""`edgetune` command line: demo, export, train, eval."""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from edgetune.errors import EdgetuneError
+
+FORMATS = ("onnx", "executorch")
+THREADS_HELP = "threads of the runtime: ONNX Runtime's intra-op pool, ExecuTorch's XNNPACK pool [default: all cores]"
+QUANTS = ("none", "int8", "w8a8", "w8a8g8", "int4", "int4_g64", "gguf")
+
+
+def _fail(e: EdgetuneError):
+    raise click.ClickException(f"{type(e).__name__}: {e}")
+
+
+def _bar(**kw):
+    from tqdm.auto import tqdm
+
+    return tqdm(file=sys.stderr, dynamic_ncols=True, **kw)
+
+
+def _quiet_toolchain():
+    """Silence toolchain chatter (exporter registration warnings, weight-loading bars)."""
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    for name in ("torch.onnx", "torch._export", "torch.export", "executorch"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
+
+
+def _export_with_bar(plan, train_csv, out, formats, overwrite):
+    from edgetune.app.classifier import export_classifier
+
+    programs = 2 + len(plan.seq_buckets)  # step (and its shorter buckets), infer; + one check per runtime
+    return _with_export_bar(lambda progress: export_classifier(plan, train_csv, out, formats, overwrite, progress),
+                            stages=(programs + 1) * len(formats))
+
+
+def _with_export_bar(export, stages: int):
+    """Run ``export(progress)`` under a bar that advances on each lowering and check."""
+    import importlib
+    import logging
+
+    importlib.import_module("torch.onnx")  # its loggers exist, with their own levels, once imported
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith(("torch.onnx", "torch._export", "torch.export", "executorch")):
+            logging.getLogger(name).setLevel(logging.ERROR)
+    with _bar(total=stages, desc="export", unit="stage") as bar:
+        def progress(msg):
+            bar.set_postfix_str(msg)
+            if not msg.startswith("capturing"):
+                bar.update(1)
+
+        result = export(progress)
+        bar.update(bar.total - bar.n)
+    return result
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="edgetune")
+def main():
+    """On-device fine-tuning: export a training step for ExecuTorch / ONNX Runtime and train it there."""
+
+
+@main.command()
+@click.option("--workdir", type=click.Path(file_okay=False), default="edgetune-demo", show_default=True,
+              help="where the data, the artifact and the trained state go")
+@click.option("--steps", type=int, default=30, show_default=True, help="training steps per runtime")
+@click.option("--runtime", "runtimes", type=click.Choice(FORMATS), multiple=True, default=None,
+              help="runtimes to train through (repeatable; default: both, or onnx with --llm)")
+@click.option("--threads", type=int, default=None, help=THREADS_HELP)
+@click.option("--llm", is_flag=True, help="SmolLM2-135M (frozen 4-bit GGUF base) learns the person's writing instead")
+@click.option("--model", default="smollm2", show_default=True, help="with --llm: smollm2 or a Llama .gguf file")
+@click.option("--text", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="with --llm: your own .txt to learn (90%% trains, the last 10%% is held out)")
+def demo(workdir, steps, runtimes, threads, llm, model, text):
+    """MiniLM-L6 learns one person's note folders, on each runtime.
+
+    Writes a small personalization data set, prepares MiniLM-L6 (LoRA r=8 on query/value,
+    the user's token rows, a new head), exports the training step to each runtime,
+    trains through the runtime alone, and prints held-out accuracy before and after.
+
+    With --llm: SmolLM2-135M-Instruct, kept as the GGUF file's 4-bit blocks, learns the
+    same person's notes as running text (LoRA-SB on q/k/v/o + their token rows); prints
+    held-out perplexity and a generated continuation before and after.
+    """
+    _quiet_toolchain()
+    wd = Path(workdir)
+    runtimes = runtimes or (("onnx",) if llm else FORMATS)
+    try:
+        if llm:
+            _demo_llm(wd, steps, runtimes, threads, model, text)
+        else:
+            _demo_classifier(wd, steps, runtimes, threads)
+    except EdgetuneError as e:
+        _fail(e)
+
+
+def _demo_classifier(wd: Path, steps, runtimes, threads):
+    from device_harness.runner import evaluate
+    from edgetune.data.demo import write_demo_data
+    from edgetune.app.classifier import ClassifierPlan
+
+    train_csv, test_csv = write_demo_data(wd / "data")
+    art = wd / "artifact"
+    click.echo(f"data: {train_csv} ({sum(1 for _ in open(train_csv)) - 1} examples), held out: {test_csv}")
+    manifest, compiled = _export_with_bar(ClassifierPlan(), train_csv, art, runtimes, overwrite=True)
+    click.echo(str(compiled.prepared.report))
+    rows = []
+    for rt in runtimes:
+        state = wd / f"trained.{rt}.safetensors"
+        state.unlink(missing_ok=True)
+        before = evaluate(art, test_csv, rt, state, threads)["accuracy"]
+        recs = _train_subprocess(art, train_csv, rt, steps, state, threads)
+        after = evaluate(art, test_csv, rt, state, threads)["accuracy"]
+        rows.append((rt, f"{before:.1%}", f"{after:.1%}", *_run_stats(art, manifest, rt, recs)))
+    _print_demo_table(("acc before", "acc after"), rows)
+    click.echo(f"\n({steps} steps of batch {manifest.batch_size} x {manifest.seq_len} tokens per runtime; "
+               f"trained state in {wd}/trained.<runtime>.safetensors)")
+
+
+def _demo_llm(wd: Path, steps, runtimes, threads, model, text):
+    from device_harness.runner import evaluate
+    from edgetune.data.demo import write_demo_text
+    from edgetune.data.text import read_text, split_text
+    from edgetune.app.lm import LMPlan, export_lm, generate
+
+    data = wd / "data"
+    if text:
+        data.mkdir(parents=True, exist_ok=True)
+        train, held = split_text(read_text(text), 0.1)
+        (data / "train.txt").write_text(train, encoding="utf-8")
+        (data / "held_out.txt").write_text(held, encoding="utf-8")
+        train_txt, held_txt = data / "train.txt", data / "held_out.txt"
+    else:
+        train_txt, held_txt = write_demo_text(data)
+    click.echo(f"text: {train_txt} ({train_txt.stat().st_size:,} bytes), held out: {held_txt}")
+    art = wd / "llm-artifact"
+    plan = LMPlan(model=model)
+    manifest, compiled = _with_export_bar(
+        lambda progress: export_lm(plan, train_txt, art, runtimes, overwrite=True, progress=progress),
+        stages=2 + 3 * len(runtimes))
+    click.echo(str(compiled.prepared.report))
+    prompt = " ".join(held_txt.read_text(encoding="utf-8").split("\n")[0].split()[:3])
+    rows, samples = [], []
+    for rt in runtimes:
+        state = wd / f"llm-trained.{rt}.safetensors"
+        state.unlink(missing_ok=True)
+        before = evaluate(art, held_txt, rt, state, threads)["perplexity"]
+        gen_before = generate(art, prompt, 16, rt, state)
+        recs = _train_subprocess(art, train_txt, rt, steps, state, threads)
+        after = evaluate(art, held_txt, rt, state, threads)["perplexity"]
+        samples.append((rt, gen_before, generate(art, prompt, 16, rt, state)))
+        rows.append((rt, f"{before:.5g}", f"{after:.5g}", *_run_stats(art, manifest, rt, recs)))
+    _print_demo_table(("ppl before", "ppl after"), rows)
+    for rt, b, a in samples:
+        click.echo(f"\n{rt}: {prompt!r} continues\n  before: {b!r}\n  after:  {a!r}")
+    kind = getattr(compiled.prepared.model.model.layers[0].mlp.down_proj, "kind", "fp32")
+    click.echo(f"\n(frozen base: {plan.quant} ({kind}); "
+               f"{steps} steps of batch {manifest.batch_size} x {manifest.seq_len} tokens per runtime)")
+
+
+def _run_stats(art: Path, manifest, rt: str, recs: list[dict]) -> tuple:
+    files = [manifest.programs[p].files[rt] for p in ("step", "infer")] + ["state.safetensors"]
+    return (recs[-1]["loss"], statistics.median(r["ms"] for r in recs[1:] or recs),
+            max(r["peak_rss_mb"] for r in recs), sum((art / f).stat().st_size for f in files) / 2**20)
+
+
+def _print_demo_table(metric_names: tuple[str, str], rows: list[tuple]):
+    click.echo(f"\n{'runtime':<12}{metric_names[0]:>11} {metric_names[1]:>11}{'last loss':>11}{'ms/step':>10}"
+               f"{'peak RSS MB':>13}{'artifact MB':>13}")
+    for rt, b, a, loss, ms, rss, mb in rows:
+        click.echo(f"{rt:<12}{b:>11} {a:>11}{loss:>11.4f}{ms:>10.1f}{rss:>13.0f}{mb:>13.1f}")
+
+
+def _train_subprocess(art, data, runtime, steps, state, threads) -> list[dict]:
+    """Train through the device runner in its own process (only the runtime loaded), so the
+    memory it reports is that of a device-side process."""
+    cmd = [sys.executable, "-m", "device_harness.runner", "train", str(art), str(data), "--runtime", runtime,
+           "--steps", str(steps), "--state", str(state)] + (["--threads", str(threads)] if threads else [])
+    recs = []
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as p, \
+            _bar(total=steps, desc=f"train {runtime}", unit="step") as bar:
+        for line in p.stdout:
+            rec = json.loads(line) if line.startswith("{") else {}
+            if "loss" in rec:  # a step record (the start/end events carry no loss)
+                recs.append(rec)
+                bar.set_postfix(loss=f"{recs[-1]['loss']:.4f}", ms=f"{recs[-1]['ms']:.0f}")
+                bar.update(1)
+        err = p.stderr.read()
+    if p.returncode != 0 or not recs:
+        raise click.ClickException(f"the {runtime} runner failed (exit {p.returncode}): {err.strip()[-2000:]}")
+    return recs
+
+
+def _adapter_option(method: str, rank: int | None, targets: str, sets: tuple[str, ...]) -> dict | None:
+    """CLI options -> an adapter config dict; values of --set are read as JSON where they parse."""
+    if method == "none":
+        return None
+    cfg = {"method": method, "targets": [t.strip() for t in targets.split(",") if t.strip()]}
+    if rank is not None:
+        cfg["r"] = rank
+    for kv in sets:
+        key, sep, value = kv.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{kv!r} is not KEY=VALUE", param_hint="--set")
+        try:
+            cfg[key] = json.loads(value)
+        except json.JSONDecodeError:
+            cfg[key] = value
+    return cfg
+
+
+@main.command()
+@click.argument("train_data", type=click.Path(exists=True, dir_okay=False))
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--model", default="minilm", show_default=True,
+              help="minilm or tiny (text classifiers: TRAIN_DATA is text,label CSV/JSONL), or smollm2 or a "
+                   "Llama .gguf file (next-token: TRAIN_DATA is running .txt)")
+@click.option("--quant", type=click.Choice(QUANTS), default=None,
+              help="frozen base: none (fp32), int8, w8a8 (int8 with integer forward matmuls), w8a8g8 (and integer "
+                   "input-gradient matmuls), int4 (group 32), int4_g64; gguf keeps a GGUF file's own "
+                   "blocks [default: none for classifiers, gguf for language models]")
+@click.option("--format", "formats", type=click.Choice(FORMATS), multiple=True, default=None,
+              help="runtimes (repeatable) [default: both for classifiers, onnx for language models]")
+@click.option("--method", default=None,
+              help="trainable factors: lora, lora_xs, lora_sb, pica, lora_sp, kronecker, fastfood (none: head/rows "
+                   "only) [default: lora; lora_sb for language models]")
+@click.option("--rank", "-r", type=int, default=None, help="rank r of the method (default: the method's)")
+@click.option("--targets", default=None,
+              help="comma-separated module name suffixes, or re:REGEX [default: query,value; "
+                   "q_proj,k_proj,v_proj,o_proj for language models]")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="another field of the method's config, e.g. --set alpha=32 --set share=false (repeatable)")
+@click.option("--embedding-rows", type=int, default=None,
+              help="train the rows of the N most frequent tokens of TRAIN_DATA (0: none) [default: 512; 256]")
+@click.option("--head/--no-head", default=True, show_default=True, help="train the classification head")
+@click.option("--head-init", type=click.Choice(["random", "centroids"]), default="random", show_default=True,
+              help="centroids: start the head as a nearest-class-mean classifier of TRAIN_DATA (few-shot, --zo)")
+@click.option("--optimizer", type=click.Choice(["adamw", "sgd"]), default="adamw", show_default=True)
+@click.option("--zo", type=click.Choice(["mezo", "lozo", "lozo_m"]), default=None,
+              help="export a forward-only step (no backward pass: runs wherever inference runs) instead")
+@click.option("--zo-eps", type=float, default=1e-3, show_default=True, help="perturbation size of --zo")
+@click.option("--zo-rank", type=int, default=2, show_default=True, help="LOZO's perturbation rank")
+@click.option("--zo-nu", type=int, default=50, show_default=True, help="LOZO resamples V every NU steps")
+@click.option("--lr", type=float, default=2e-3, show_default=True, help="default learning rate stored in the artifact")
+@click.option("--weight-decay", type=float, default=0.0, show_default=True)
+@click.option("--batch-size", type=int, default=None, help="[default: 8; 4 for language models]")
+@click.option("--seq-len", type=int, default=None, help="[default: 32; 128 for language models]")
+@click.option("--buckets", default="",
+              help="classifiers: shorter sequence lengths, comma-separated (e.g. 16,24), exported as extra step "
+                   "programs; training then groups texts by length and runs each batch at the shortest that holds it")
+@click.option("--overwrite", is_flag=True, help="replace OUT if it exists")
+def export(train_data, out, model, quant, formats, method, rank, targets, sets, embedding_rows, head, head_init,
+           optimizer, zo, zo_eps, zo_rank, zo_nu, lr, weight_decay, batch_size, seq_len, buckets, overwrite):
+    """Prepare a model for TRAIN_DATA and export its training step to OUT."""
+    _quiet_toolchain()
+    from edgetune.app.lm import LMPlan, export_lm
+    from edgetune.app.classifier import MODELS, ClassifierPlan
+
+    lm = model == "smollm2" or model.lower().endswith(".gguf")
+    if not lm and model not in MODELS:
+        raise click.BadParameter(f"{model!r}: choose minilm, tiny, smollm2 or a .gguf file", param_hint="--model")
+    if quant == "gguf" and not lm:
+        raise click.BadParameter("gguf keeps a GGUF file's blocks: use it with --model smollm2 or a .gguf",
+                                 param_hint="--quant")
+    opt = ({"name": optimizer, "lr": lr, "weight_decay": weight_decay} if zo is None else
+           {"name": "zo", "method": zo, "lr": lr, "weight_decay": weight_decay, "eps": zo_eps, "rank": zo_rank,
+            "nu": zo_nu})
+    adapter = _adapter_option(method or ("lora_sb" if lm else "lora"), rank,
+                              targets or ("q_proj,k_proj,v_proj,o_proj" if lm else "query,value"), sets)
+    try:
+        seq_buckets = [int(b) for b in buckets.split(",") if b.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{buckets!r}: give whole numbers separated by commas, e.g. 16,24",
+                                 param_hint="--buckets") from None
+    if lm and seq_buckets:
+        raise click.BadParameter("language-model windows are always full: buckets are for classifiers",
+                                 param_hint="--buckets")
+    try:
+        if lm:
+            plan = LMPlan(model=model, quant=quant or "gguf", adapter=adapter,
+                          embedding_rows=256 if embedding_rows is None else embedding_rows, optimizer=opt,
+                          batch_size=batch_size or 4, seq_len=seq_len or 128)
+            formats = formats or ("onnx",)
+            manifest, compiled = _with_export_bar(
+                lambda progress: export_lm(plan, train_data, out, formats, overwrite, progress),
+                stages=2 + 3 * len(formats))
+        else:
+            plan = ClassifierPlan(model=model, adapter=adapter,
+                                  embedding_rows=512 if embedding_rows is None else embedding_rows,
+                                  train_head=head, head_init=head_init, optimizer=opt, batch_size=batch_size or 8,
+                                  seq_len=seq_len or 32, quant=None if quant in (None, "none") else quant,
+                                  seq_buckets=seq_buckets)
+            manifest, compiled = _export_with_bar(plan, train_data, out, formats or FORMATS, overwrite)
+    except EdgetuneError as e:
+        _fail(e)
+    click.echo(str(compiled.prepared.report))
+    click.echo(f"artifact {manifest.artifact_id} written to {out}")
+
+
+@main.command("save-adapter")
+@click.argument("artifact", type=click.Path(exists=True, file_okay=False))
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--state", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="trained state written by `edgetune train` (default: the artifact's initial state)")
+@click.option("--peft", "as_peft", is_flag=True,
+              help="write a Hugging Face PEFT LoRA adapter (LoRA, LoRA-XS, LoRA-SB, LoRA-SP, PiCa)")
+def save_adapter_cmd(artifact, out, state, as_peft):
+    """Write ARTIFACT's trained adapters to OUT (edgetune's safetensors format, or PEFT's)."""
+    _quiet_toolchain()
+    from edgetune.adapters.io import save_adapter
+    from edgetune.adapters.peft_export import save_peft
+    from edgetune.app.restore import restore_prepared
+
+    try:
+        prepared, manifest = restore_prepared(artifact, state)
+        if as_peft:
+            save_peft(prepared, out, base_model_name=manifest.model.get("name"))
+        else:
+            save_adapter(prepared, out, base=manifest.model)
+    except EdgetuneError as e:
+        _fail(e)
+    click.echo(f"{prepared.report.trainable_params:,} trained values written to {out}"
+               f"{' (PEFT LoRA format)' if as_peft else ''}")
+
+
+@main.command()
+@click.argument("artifact", type=click.Path(exists=True, file_okay=False))
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--state", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="trained state written by `edgetune train` (default: the artifact's initial state)")
+@click.option("--format", "formats", type=click.Choice(FORMATS), multiple=True, default=FORMATS, show_default=True)
+@click.option("--overwrite", is_flag=True, help="replace OUT if it exists")
+def merge(artifact, out, state, formats, overwrite):
+    """Fold ARTIFACT's trained adapters into the base weights: an inference-only artifact at OUT."""
+    _quiet_toolchain()
+    from edgetune.app.restore import export_merged
+
+    try:
+        manifest, _ = _with_export_bar(lambda progress: export_merged(artifact, out, state, formats, overwrite, progress),
+                                       stages=2 * len(formats))
+    except EdgetuneError as e:
+        _fail(e)
+    click.echo(f"inference-only artifact {manifest.artifact_id} written to {out}")
+
+
+@main.command()
+@click.argument("artifact", type=click.Path(exists=True, file_okay=False))
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--steps", type=int, default=4, show_default=True, help="steps of the train case")
+@click.option("--overwrite", is_flag=True, help="replace OUT if it exists")
+def conformance(artifact, out, steps, overwrite):
+    """Write ARTIFACT's conformance kit to OUT: golden vectors from eager PyTorch that every
+    implementation of the device contract replays (python -m device_harness.conformance ARTIFACT OUT)."""
+    _quiet_toolchain()
+    from edgetune.app.conformance import write_kit_for
+
+    try:
+        kit = write_kit_for(artifact, out, steps=steps, overwrite=overwrite)
+    except EdgetuneError as e:
+        _fail(e)
+    click.echo(f"conformance kit of artifact {kit['artifact_id']} ({', '.join(c['name'] for c in kit['cases'])}) "
+               f"written to {out}")
+
+
+@main.command()
+@click.argument("artifact", type=click.Path(exists=True, file_okay=False))
+@click.argument("data", type=click.Path(exists=True, dir_okay=False))
+@click.option("--runtime", type=click.Choice(FORMATS), default="onnx", show_default=True)
+@click.option("--steps", type=int, default=50, show_default=True)
+@click.option("--lr", type=float, default=None, help="default: the artifact's")
+@click.option("--state", type=click.Path(dir_okay=False), default=None,
+              help="state file to resume from and write to (default: ARTIFACT/trained.<runtime>.safetensors)")
+@click.option("--save-every", type=int, default=10, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--schedule", type=click.Choice(["constant", "linear"]), default="constant", show_default=True,
+              help="linear: 6% warm-up, then linear decay to 0 at --total-steps")
+@click.option("--total-steps", type=int, default=None, help="length of the schedule (default: this run's last step)")
+@click.option("--threads", type=int, default=None, help=THREADS_HELP)
+def train(artifact, data, runtime, steps, lr, state, save_every, seed, schedule, total_steps, threads):
+    """Train ARTIFACT on DATA through the runtime alone; one JSON line per step on stdout."""
+    from device_harness.runner import Trainer
+
+    try:
+        tr = Trainer(artifact, runtime, state, threads)
+        with _bar(total=steps, desc=f"train {runtime}", unit="step") as bar:
+            for rec in tr.train(data, steps, lr, seed, save_every, schedule, total_steps):
+                click.echo(rec.json())
+                bar.set_postfix(loss=f"{rec.loss:.4f}")
+                bar.update(1)
+    except EdgetuneError as e:
+        _fail(e)
+
+
+@main.command("eval")
+@click.argument("artifact", type=click.Path(exists=True, file_okay=False))
+@click.argument("data", type=click.Path(exists=True, dir_okay=False))
+@click.option("--runtime", type=click.Choice(FORMATS), default="onnx", show_default=True)
+@click.option("--state", type=click.Path(dir_okay=False), default=None)
+@click.option("--threads", type=int, default=None, help=THREADS_HELP)
+def eval_cmd(artifact, data, runtime, state, threads):
+    """Accuracy (or perplexity) of ARTIFACT's current state on DATA, through the inference program."""
+    from device_harness.runner import evaluate
+
+    try:
+        click.echo(json.dumps(evaluate(artifact, data, runtime, state, threads)))
+    except EdgetuneError as e:
+        _fail(e)
+
+
+if __name__ == "__main__":
+    main()
