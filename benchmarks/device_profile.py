@@ -59,8 +59,8 @@ def main(argv=None):
     from device_harness.host.profile import summarize
     from device_harness.host.report import write_report
     from device_harness.host.transports.local import LocalTransport
-    from edgetune.data.demo import write_demo_data
     from edgetune.app.classifier import ClassifierPlan, export_classifier
+    from edgetune.data.demo import write_demo_data
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

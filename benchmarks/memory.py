@@ -59,8 +59,8 @@ def plan_for(quant: str):
 
 def export_row(work: Path, quant: str, runtime: str) -> Path:
     """The artifact of a row, reused when a previous run exported the same plan."""
-    from edgetune.contract import load_manifest
     from edgetune.app.lm import export_lm
+    from edgetune.contract import load_manifest
 
     art = work / f"{quant}_{runtime}"
     plan = plan_for(quant)

@@ -36,8 +36,8 @@ def main():
 
     warnings.filterwarnings("ignore")
     from device_harness.runner import evaluate
-    from edgetune.data.text import read_text, split_text
     from edgetune.app.lm import LMPlan, export_lm, generate
+    from edgetune.data.text import read_text, split_text
 
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)

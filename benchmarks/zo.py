@@ -311,7 +311,8 @@ def print_tables(result: dict) -> None:
         for name, c in compare_to_mezo(runs).items():
             print(f"  {name} - {c['reference']} at equal forward passes, mean over {c['checkpoints']} checkpoints: accuracy "
                   f"{c['accuracy_mean']:+.4f}" + (f", loss {c['loss_mean']:+.4f}" if "loss_mean" in c else "")
-                  + f"; ahead on accuracy at {c['accuracy_ahead']}" + (f", on loss at {c['loss_ahead']}" if "loss_ahead" in c else "")
+                  + f"; ahead on accuracy at {c['accuracy_ahead']}"
+                  + (f", on loss at {c['loss_ahead']}" if "loss_ahead" in c else "")
                   + f"; training loss {c['train_loss_mean']:+.4f} (last 50 steps {c['train_loss_last']:+.4f}), "
                     f"lower in {c['train_loss_ahead']} windows")
     if result.get("quality"):
@@ -321,7 +322,8 @@ def print_tables(result: dict) -> None:
             loss = f"{row['loss_mean']:.4f} ± {row['loss_std']:.4f}" if "loss_mean" in row else "-"
             print(f"{name:<22}{row['seeds']:>6}{row['accuracy_mean']:>10.4f} ± {row['accuracy_std']:.4f}{loss:>18}"
                   f"{row['train_loss_last_mean']:>11.4f}{row.get('vs_mezo_accuracy_mean', float('nan')):>+12.4f}"
-                  f"{row.get('vs_mezo_loss_mean', float('nan')):>+13.4f}{row.get('vs_mezo_train_loss_mean', float('nan')):>+14.4f}")
+                  f"{row.get('vs_mezo_loss_mean', float('nan')):>+13.4f}"
+                  f"{row.get('vs_mezo_train_loss_mean', float('nan')):>+14.4f}")
 
 
 def over_seeds(quality: dict) -> dict:

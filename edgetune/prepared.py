@@ -7,6 +7,7 @@ import torch
 import torch.nn as nn
 
 from edgetune.adapters import AdaptedModule, AdapterConfig, ApplyContext
+from edgetune.adapters.registry import Selection
 from edgetune.errors import ConfigError
 
 
@@ -23,18 +24,21 @@ class PrepareReport:
     adapters: list[AdapterMatch] = field(default_factory=list)
     trainable_params: int = 0
     frozen_params: int = 0
+    unmatched: dict[str, list[str]] = field(default_factory=dict)  # method -> targets that matched nothing (lenient)
 
     def __str__(self) -> str:
         lines = [f"{'method':<16}{'modules':>8}{'trainable':>12}  first match"]
         for a in self.adapters:
             lines.append(f"{a.method:<16}{len(a.modules):>8}{a.trainable_params:>12,}  {a.modules[0]}")
-        lines.append(f"trainable {self.trainable_params:,} of {self.trainable_params + self.frozen_params:,} "
-                     f"parameters ({100 * self.trainable_params / max(1, self.trainable_params + self.frozen_params):.3f}%)")
+        total = self.trainable_params + self.frozen_params
+        lines.append(f"trainable {self.trainable_params:,} of {total:,} "
+                     f"parameters ({100 * self.trainable_params / max(1, total):.3f}%)")
+        lines += [f"{m}: no module matched {t}" for m, t in self.unmatched.items()]
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
         return {"adapters": [a.__dict__ for a in self.adapters], "trainable_params": self.trainable_params,
-                "frozen_params": self.frozen_params}
+                "frozen_params": self.frozen_params, "unmatched": self.unmatched}
 
 
 @dataclass
@@ -73,12 +77,17 @@ def count_trainable(model: nn.Module) -> int:
     return sum(int(masks[n].sum()) if n in masks else p.numel() for n, p in model.named_parameters() if p.requires_grad)
 
 
-def prepare(model: nn.Module, adapters: list[AdapterConfig], calibration=None, restoring: bool = False) -> PreparedModel:
+def prepare(model: nn.Module, adapters: list[AdapterConfig], calibration=None, restoring: bool = False,
+            strict: bool = True) -> PreparedModel:
     """Freeze every weight of ``model`` (in place), then apply ``adapters`` in order.
 
-    Each adapter must match at least one module (else `ConfigError`). The model is
-    put in eval mode: dropout stays off, so a step is a deterministic function of
-    (state, batch, hyper) on every runtime. ``calibration`` (an
+    Every config is resolved against the unchanged model and checked first: each target
+    must match a module (else `ConfigError` naming it and the closest names; with
+    ``strict=False`` unmatched targets are listed in ``report.unmatched`` instead, as long
+    as the config matches something), two methods may not replace the same module, and a
+    method that needs calibration must have it. Only then is the model changed, so a bad
+    plan leaves it as it was. The model is put in eval mode: dropout stays off, so a step is
+    a deterministic function of (state, batch, hyper) on every runtime. ``calibration`` (an
     `edgetune.adapters.Calibration`) feeds data-dependent initialisations (LoRA-SB);
     ``restoring`` skips them because the adapter tensors are loaded from a file next.
     """
@@ -87,16 +96,40 @@ def prepare(model: nn.Module, adapters: list[AdapterConfig], calibration=None, r
     if getattr(model, "task", None) not in ("sequence_classification", "causal_lm"):
         raise ConfigError("prepare: the model needs a `task` attribute, 'sequence_classification' or 'causal_lm' "
                           "(wrap Hugging Face models with edgetune.models.minilm.TextClassifier or a causal-LM wrapper)")
+    selections = _resolve(model, adapters, strict, calibration is not None or restoring)
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
     ctx = ApplyContext(calibration=calibration, restoring=restoring)
-    report = PrepareReport()
-    for cfg in adapters:
+    report = PrepareReport(unmatched={c.method: s.unmatched for c, s in zip(adapters, selections) if s.unmatched})
+    for cfg, sel in zip(adapters, selections):
         before = count_trainable(model)
-        names = cfg.apply(model, ctx)
+        names = cfg.apply(model, ctx, sel)
         report.adapters.append(AdapterMatch(cfg.method, cfg.to_dict(), names, count_trainable(model) - before))
     model.eval()
     report.trainable_params = count_trainable(model)
     report.frozen_params = count_values(model) - report.trainable_params
     return PreparedModel(model, report)
+
+
+def _resolve(model: nn.Module, adapters: list[AdapterConfig], strict: bool, calibrated: bool) -> list[Selection]:
+    """Every config's selection in the unchanged model, checked; raises before anything changes."""
+    selections, owner = [], {}
+    for cfg in adapters:
+        if not isinstance(cfg, AdapterConfig):
+            raise ConfigError(f"prepare: {cfg!r} is not an adapter config (edgetune.adapters: LoRA, PiCa, ...)")
+        sel = cfg.select(model, strict=strict)
+        if not sel.found:
+            raise ConfigError(f"{cfg.method}: targets {list(getattr(cfg, 'targets', ())) or cfg.to_dict()} match no module")
+        cfg.check(sel)
+        if cfg.replaces_modules:
+            for name in sel.names:
+                if name in owner:
+                    raise ConfigError(f"{cfg.method}: {name} is already adapted by {owner[name]!r}; a module takes one "
+                                      "method. Give the methods disjoint targets.")
+                owner[name] = cfg.method
+        if cfg.needs_calibration and not calibrated:
+            raise ConfigError(f"{cfg.method} initialises from the gradient of a few of the user's examples: pass "
+                              "calibration=Calibration.from_arrays(encoded_data, n_samples) to prepare()")
+        selections.append(sel)
+    return selections

@@ -129,7 +129,8 @@ def devices(devices_file, runtime):
                 f = device_check(t, runtime)["facts"]
             ram = f"{f['ram_mb']:.0f} MB" if f.get("ram_mb") else "? MB"
             click.echo(f"{name:<28} ok   {f['cpu_model']}, {f['usable_cores']} cores, {ram}, {f['os']}, "
-                       f"python {f['python']}, {runtime} {f['packages'].get('onnxruntime' if runtime == 'onnx' else 'executorch')}")
+                       f"python {f['python']}, {runtime} "
+                       f"{f['packages'].get('onnxruntime' if runtime == 'onnx' else 'executorch')}")
         except EdgetuneError as e:
             click.echo(f"{name:<28} FAIL {e}")
 

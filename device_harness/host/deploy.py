@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Callable
 
 from device_harness.host.budgets import Budget
-from device_harness.runner import EXIT_DONE, EXIT_INTERRUPTED, EXIT_OVER_BUDGET
 from device_harness.host.transports.base import ConnectionLost, Finished, Transport, TransportError
+from device_harness.runner import EXIT_DONE, EXIT_INTERRUPTED, EXIT_OVER_BUDGET
 from edgetune.contract import load_manifest
 from edgetune.errors import ArtifactError, ConfigError, EdgetuneError
 

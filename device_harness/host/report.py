@@ -31,7 +31,8 @@ def _energy(e: dict) -> str:
 
 def markdown(summaries: list[dict], labels: list[str], runs: list[RunResult]) -> str:
     lines = ["# Device runs", "",
-             f"Step times exclude the first {max(s['warmup'] for s in summaries)} (warm-up) steps. `ms` is the step program's wall "
+             f"Step times exclude the first {max(s['warmup'] for s in summaries)} (warm-up) steps. "
+             "`ms` is the step program's wall "
              "time; steps/s is the device's clock over the measured steps (batching and state handling included); "
              "CPU util is CPU time over wall time (2.0 = two cores busy).", "",
              "| run | steps | p50 ms | p95 ms | max ms | steps/s | CPU ms p50 | CPU util | peak RSS MB | fits budget | "

@@ -10,14 +10,14 @@ gradient anyway) is the project's choice, and keeps the Fastfood transform small
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 
-from edgetune.adapters.embedding_rows import TokenSlots, select_embedding
+from edgetune.adapters.embedding_rows import TokenSetConfig, TokenSlots
 from edgetune.adapters.fastfood import FastfoodTransform
-from edgetune.adapters.registry import AdapterConfig, ApplyContext, register, replace_module
+from edgetune.adapters.registry import ApplyContext, Selection, register, replace_module
 from edgetune.errors import ConfigError
 
 KINDS = ("lowrank", "fastfood")
@@ -49,11 +49,11 @@ class DeltaEmbedding(TokenSlots):
 
 
 @register
-@dataclass
-class EmbeddingDelta(AdapterConfig):
+@dataclass(frozen=True)
+class EmbeddingDelta(TokenSetConfig):
     """A low-rank or Fastfood delta on the rows of ``token_ids`` of the embedding ``target``."""
 
-    token_ids: list[int] = field(default_factory=list)
+    token_ids: tuple[int, ...] = ()
     kind: str = "lowrank"
     r: int = 4
     alpha: float = 4.0
@@ -62,11 +62,18 @@ class EmbeddingDelta(AdapterConfig):
     target: str = "word_embeddings"
     method = "embedding_delta"
 
-    def apply(self, model: nn.Module, ctx: ApplyContext) -> list[str]:
+    def validate(self) -> None:
         if self.kind not in KINDS:
             raise ConfigError(f"embedding_delta: kind={self.kind!r}; choose one of {KINDS}")
-        if self.kind == "lowrank" and self.r < 1:
-            raise ConfigError(f"embedding_delta: r={self.r} must be >= 1")
-        name, mod = select_embedding(model, self.target, self.method)
-        replace_module(model, name, DeltaEmbedding(mod, self.token_ids, self.kind, self.r, self.alpha, self.d_int, self.seed))
-        return [name]
+        if self.kind == "lowrank" and self.r < 1 or self.kind == "fastfood" and self.d_int < 1:
+            raise ConfigError(f"embedding_delta: r={self.r} (lowrank) and d_int={self.d_int} (fastfood) must be >= 1")
+
+    def apply(self, model: nn.Module, ctx: ApplyContext, selection: Selection) -> list[str]:
+        for name, mod in selection.found:
+            replace_module(model, name, DeltaEmbedding(mod, self.token_ids, self.kind, self.r, self.alpha, self.d_int,
+                                                       self.seed))
+        return selection.names
+
+    def param_count(self, model: nn.Module) -> int:
+        dims = [m.embedding_dim for _, m in self.select(model, strict=False).found]
+        return sum(self.r * (self.rows() + d) if self.kind == "lowrank" else self.d_int for d in dims)

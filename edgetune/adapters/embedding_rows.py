@@ -7,13 +7,31 @@ a token id to its row in V (or -1), and the lookup picks V or E per position.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 
-from edgetune.adapters.registry import AdaptedModule, AdapterConfig, ApplyContext, register, replace_module, select_modules
+from edgetune.adapters.registry import (
+    AdaptedModule,
+    AdapterConfig,
+    ApplyContext,
+    Selection,
+    register,
+    replace_module,
+    select_modules,
+)
 from edgetune.errors import ConfigError
+
+
+def check_token_ids(method: str, token_ids, num_embeddings: int) -> list[int]:
+    """-> the sorted unique ids; `ConfigError` if there are none or one lies outside the table."""
+    idx = sorted({int(t) for t in token_ids})
+    if not idx:
+        raise ConfigError(f"{method}: token_ids is empty; pass the ids of tokens in the user's data")
+    if idx[0] < 0 or idx[-1] >= num_embeddings:
+        raise ConfigError(f"{method}: token ids must lie in [0, {num_embeddings}); got range [{idx[0]}, {idx[-1]}]")
+    return idx
 
 
 class TokenSlots(AdaptedModule):
@@ -22,12 +40,7 @@ class TokenSlots(AdaptedModule):
 
     def __init__(self, base: nn.Embedding, token_ids: list[int], method: str):
         super().__init__()
-        idx = torch.tensor(sorted(set(int(t) for t in token_ids)), dtype=torch.long)
-        if idx.numel() == 0:
-            raise ConfigError(f"{method}: token_ids is empty; pass the ids of tokens in the user's data")
-        if int(idx.min()) < 0 or int(idx.max()) >= base.num_embeddings:
-            raise ConfigError(f"{method}: token ids must lie in [0, {base.num_embeddings}); "
-                              f"got range [{int(idx.min())}, {int(idx.max())}]")
+        idx = torch.tensor(check_token_ids(method, token_ids, base.num_embeddings), dtype=torch.long)
         self.base = base
         self.method = method
         self.register_buffer("token_ids", idx)
@@ -67,27 +80,45 @@ class TrainableRowsEmbedding(TokenSlots):
         return self.rows - self.base(self.token_ids)
 
 
-def select_embedding(model: nn.Module, target: str, method: str) -> tuple[str, nn.Embedding]:
-    found = select_modules(model, (target,), nn.Embedding, method)
-    if len(found) != 1:
-        raise ConfigError(f"{method}: target {target!r} matches {len(found)} embeddings "
-                          f"({[n for n, _ in found]}); name exactly one")
-    return found[0]
+class TokenSetConfig(AdapterConfig):
+    """A method over the rows of ``token_ids`` of the one embedding matched by ``target``."""
+
+    def __post_init__(self):
+        object.__setattr__(self, "token_ids", tuple(int(t) for t in self.token_ids))
+        super().__post_init__()
+
+    def select(self, model: nn.Module, strict: bool = True) -> Selection:
+        sel = select_modules(model, (self.target,), nn.Embedding, self.method, strict=strict,
+                             accept=lambda m: not isinstance(m, AdaptedModule))
+        if len(sel.found) > 1:
+            raise ConfigError(f"{self.method}: target {self.target!r} matches {len(sel.found)} embeddings "
+                              f"({sel.names}); name exactly one")
+        return sel
+
+    def check(self, selection: Selection) -> None:
+        for _, emb in selection.found:
+            check_token_ids(self.method, self.token_ids, emb.num_embeddings)
+
+    def rows(self) -> int:
+        return len(set(self.token_ids))
 
 
 @register
-@dataclass
-class EmbeddingRows(AdapterConfig):
+@dataclass(frozen=True)
+class EmbeddingRows(TokenSetConfig):
     """Train the rows of ``token_ids`` in the embedding matched by ``target``."""
 
-    token_ids: list[int] = field(default_factory=list)
+    token_ids: tuple[int, ...] = ()
     target: str = "word_embeddings"
     method = "embedding_rows"
 
-    def apply(self, model: nn.Module, ctx: ApplyContext) -> list[str]:
-        name, mod = select_embedding(model, self.target, self.method)
-        replace_module(model, name, TrainableRowsEmbedding(mod, self.token_ids))
-        return [name]
+    def apply(self, model: nn.Module, ctx: ApplyContext, selection: Selection) -> list[str]:
+        for name, mod in selection.found:
+            replace_module(model, name, TrainableRowsEmbedding(mod, self.token_ids))
+        return selection.names
+
+    def param_count(self, model: nn.Module) -> int:
+        return sum(self.rows() * m.embedding_dim for _, m in self.select(model, strict=False).found)
 
     @staticmethod
     def frequent_tokens(token_id_rows, cap: int = 1024, exclude: tuple[int, ...] = ()) -> list[int]:

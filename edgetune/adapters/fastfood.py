@@ -17,12 +17,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from edgetune.adapters.registry import (AdaptedModule, AdapterConfig, ApplyContext, register, replace_module,
-                                        select_linears, shared_parameter, SharedRef)
+from edgetune.adapters.registry import (
+    AdaptedModule,
+    ApplyContext,
+    LinearAdapterConfig,
+    Selection,
+    SharedRef,
+    register,
+    replace_module,
+    shared_parameter,
+)
 from edgetune.errors import ConfigError
 
 SHARED_BANK = "fastfood_shared"
@@ -110,8 +119,8 @@ class FastfoodLinear(AdaptedModule):
 
 
 @register
-@dataclass
-class Fastfood(AdapterConfig):
+@dataclass(frozen=True)
+class Fastfood(LinearAdapterConfig):
     """Fastfood intrinsic-dimension update of each ``nn.Linear`` matched by ``targets``."""
 
     targets: tuple[str, ...] = ("query", "value")
@@ -121,15 +130,18 @@ class Fastfood(AdapterConfig):
     seed: int = 0
     method = "fastfood"
 
-    def apply(self, model: nn.Module, ctx: ApplyContext) -> list[str]:
-        found = select_linears(model, self.targets, self.method)
+    def validate(self) -> None:
+        if self.d_int < 1:
+            raise ConfigError(f"fastfood: d_int={self.d_int} (its size; there is no rank r) must be >= 1")
+
+    def apply(self, model: nn.Module, ctx: ApplyContext, selection: Selection) -> list[str]:
         getter = None
         if self.share:
             getter = shared_parameter(model, SHARED_BANK, "d", lambda: nn.Parameter(torch.zeros(self.d_int)))
-        for i, (name, lin) in enumerate(found):
+        for i, (name, lin) in enumerate(selection.found):
             replace_module(model, name, FastfoodLinear(lin, self.d_int, self.seed * 1_000_003 + i, self.said, getter))
-        return [n for n, _ in found]
+        return selection.names
 
-    @staticmethod
-    def param_count(n_tensors: int, d_int: int, share: bool = False, said: bool = True) -> int:
-        return (d_int if share else n_tensors * d_int) + (n_tensors if said else 0)
+    def param_count(self, model: nn.Module) -> int:
+        n = len(self.select(model, strict=False).found)
+        return (self.d_int if self.share else n * self.d_int) + (n if self.said else 0)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from edgetune.adapters.registry import AdaptedModule, AdapterConfig, ApplyContext, register, replace_module, select_linears
+from edgetune.adapters.registry import AdaptedModule, ApplyContext, LinearAdapterConfig, Selection, register
 from edgetune.errors import ConfigError
 
 
@@ -66,8 +66,8 @@ class KroneckerLinear(AdaptedModule):
 
 
 @register
-@dataclass
-class Kronecker(AdapterConfig):
+@dataclass(frozen=True)
+class Kronecker(LinearAdapterConfig):
     """Kronecker-product adapter on the ``nn.Linear`` layers matched by ``targets``."""
 
     targets: tuple[str, ...] = ("query", "value")
@@ -76,13 +76,18 @@ class Kronecker(AdapterConfig):
     scale: float = 1.0
     method = "kronecker"
 
-    def apply(self, model: nn.Module, ctx: ApplyContext) -> list[str]:
-        found = select_linears(model, self.targets, self.method)
-        for name, lin in found:
-            replace_module(model, name, KroneckerLinear(lin, self.factor, self.rank, self.scale))
-        return [n for n, _ in found]
+    def validate(self) -> None:
+        if self.factor == 0 or self.factor < -1 or self.rank < 0:
+            raise ConfigError(f"kronecker: factor={self.factor} must be -1 (near-square) or >= 1, rank={self.rank} >= 0")
 
-    @staticmethod
-    def param_count(d_in: int, d_out: int, factor: int = -1, rank: int = 0) -> int:
-        (a1, b1), (a2, b2) = near_sqrt_factors(d_out, factor), near_sqrt_factors(d_in, factor)
-        return a1 * a2 + (rank * (b1 + b2) if rank > 0 else b1 * b2)
+    def check(self, selection: Selection) -> None:
+        for _, lin in selection.found:
+            near_sqrt_factors(lin.out_features, self.factor), near_sqrt_factors(lin.in_features, self.factor)
+
+    def wrap(self, model: nn.Module, name: str, lin: nn.Linear, ctx: ApplyContext) -> nn.Module:
+        return KroneckerLinear(lin, self.factor, self.rank, self.scale)
+
+    def values(self, linear: nn.Linear) -> int:
+        (a1, b1) = near_sqrt_factors(linear.out_features, self.factor)
+        (a2, b2) = near_sqrt_factors(linear.in_features, self.factor)
+        return a1 * a2 + (self.rank * (b1 + b2) if self.rank > 0 else b1 * b2)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from edgetune.adapters.registry import AdaptedModule, AdapterConfig, ApplyContext, register, replace_module, select_linears
+from edgetune.adapters.registry import AdaptedModule, ApplyContext, LinearAdapterConfig, register
 from edgetune.errors import ConfigError
 
 
@@ -39,8 +39,8 @@ class LoRALinear(AdaptedModule):
 
 
 @register
-@dataclass
-class LoRA(AdapterConfig):
+@dataclass(frozen=True)
+class LoRA(LinearAdapterConfig):
     """LoRA on every ``nn.Linear`` matched by ``targets`` (name suffixes or ``re:`` regexes)."""
 
     targets: tuple[str, ...] = ("query", "value")
@@ -48,14 +48,12 @@ class LoRA(AdapterConfig):
     alpha: float = 16.0
     method = "lora"
 
-    def apply(self, model: nn.Module, ctx: ApplyContext) -> list[str]:
+    def validate(self) -> None:
         if self.r < 1:
             raise ConfigError(f"lora: r={self.r} must be >= 1")
-        found = select_linears(model, self.targets, self.method)
-        for name, mod in found:
-            replace_module(model, name, LoRALinear(mod, self.r, self.alpha))
-        return [n for n, _ in found]
 
-    @staticmethod
-    def param_count(d_in: int, d_out: int, r: int) -> int:
-        return r * (d_in + d_out)
+    def wrap(self, model: nn.Module, name: str, linear: nn.Linear, ctx: ApplyContext) -> nn.Module:
+        return LoRALinear(linear, self.r, self.alpha)
+
+    def values(self, linear: nn.Linear) -> int:
+        return self.r * (linear.in_features + linear.out_features)

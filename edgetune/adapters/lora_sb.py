@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 
 from edgetune.adapters.lora_xs import CoreLinear, check_rank, truncated_svd
-from edgetune.adapters.registry import AdapterConfig, ApplyContext, register, replace_module, select_linears
+from edgetune.adapters.registry import ApplyContext, LinearAdapterConfig, Selection, register, replace_module
 from edgetune.errors import ConfigError
 
 
@@ -27,8 +27,8 @@ def sign_update_factors(grad: torch.Tensor, r: int, init_lr: float) -> tuple[tor
 
 
 @register
-@dataclass
-class LoRASB(AdapterConfig):
+@dataclass(frozen=True)
+class LoRASB(LinearAdapterConfig):
     """LoRA-SB on the ``nn.Linear`` layers matched by ``targets``; needs calibration batches
     (``prepare(..., calibration=Calibration(...))``; recipes take ``n_samples`` of the user's data)."""
 
@@ -39,23 +39,27 @@ class LoRASB(AdapterConfig):
     method = "lora_sb"
     needs_calibration = True
 
-    def apply(self, model: nn.Module, ctx: ApplyContext) -> list[str]:
-        found = select_linears(model, self.targets, self.method)
-        for name, lin in found:
+    def validate(self) -> None:
+        if self.r < 1 or self.n_samples < 1 or not self.init_lr > 0:
+            raise ConfigError(f"lora_sb: r={self.r} >= 1, n_samples={self.n_samples} >= 1 and init_lr={self.init_lr} > 0 "
+                              "are required")
+
+    def check(self, selection: Selection) -> None:
+        for name, lin in selection.found:
             check_rank(self.method, self.r, lin, name)
+
+    def apply(self, model: nn.Module, ctx: ApplyContext, selection: Selection) -> list[str]:
+        found = selection.found
         if ctx.restoring:
             factors = [(torch.zeros(m.out_features, self.r), torch.zeros(self.r, self.r), torch.zeros(self.r, m.in_features))
                        for _, m in found]
         else:
-            if ctx.calibration is None:
-                raise ConfigError("lora_sb initialises from the gradient of a few of the user's examples: pass "
-                                  "calibration=Calibration.from_arrays(encoded_data, n_samples) to prepare()")
+            # every layer's gradient comes from the base model before any layer is wrapped
             grads = ctx.calibration.summed_gradients(model, [m for _, m in found])
             factors = [sign_update_factors(g, self.r, self.init_lr) for g in grads]
         for (name, lin), (b, r0, a) in zip(found, factors):
             replace_module(model, name, CoreLinear(lin, b, r0, a, 1.0, self.method))
-        return [n for n, _ in found]
+        return selection.names
 
-    @staticmethod
-    def param_count(d_in: int, d_out: int, r: int) -> int:
-        return r * r
+    def values(self, linear: nn.Linear) -> int:
+        return self.r * self.r

@@ -15,8 +15,14 @@ import torch
 import torch.nn as nn
 
 from edgetune.adapters.lora import LoRALinear
-from edgetune.adapters.registry import AdapterConfig, ApplyContext, register, replace_module, select_linears
+from edgetune.adapters.registry import ApplyContext, LinearAdapterConfig, Selection, register, replace_module
 from edgetune.errors import ConfigError
+
+
+def draw_masks(r: int, base: nn.Linear, keep: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mask_A [r, d_in], mask_B [d_out, r]) ~ Bernoulli(keep), A's first, from ``generator``."""
+    a = torch.rand((r, base.in_features), generator=generator) < keep
+    return a, torch.rand((base.out_features, r), generator=generator) < keep
 
 
 class LoRASPLinear(LoRALinear):
@@ -26,16 +32,17 @@ class LoRASPLinear(LoRALinear):
 
     def __init__(self, base: nn.Linear, r: int, alpha: float, keep: float, generator: torch.Generator):
         super().__init__(base, r, alpha)
-        self.register_buffer("mask_A", torch.rand(self.lora_A.shape, generator=generator) < keep)
-        self.register_buffer("mask_B", torch.rand(self.lora_B.shape, generator=generator) < keep)
+        mask_a, mask_b = draw_masks(r, base, keep, generator)
+        self.register_buffer("mask_A", mask_a)
+        self.register_buffer("mask_B", mask_b)
 
     def update_masks(self) -> dict[str, torch.Tensor]:
         return {"lora_A": self.mask_A, "lora_B": self.mask_B}
 
 
 @register
-@dataclass
-class LoRASP(AdapterConfig):
+@dataclass(frozen=True)
+class LoRASP(LinearAdapterConfig):
     """LoRA-SP on the ``nn.Linear`` layers matched by ``targets``."""
 
     targets: tuple[str, ...] = ("query", "value")
@@ -45,11 +52,18 @@ class LoRASP(AdapterConfig):
     seed: int = 0
     method = "lora_sp"
 
-    def apply(self, model: nn.Module, ctx: ApplyContext) -> list[str]:
+    def validate(self) -> None:
         if self.r < 1 or not 0.0 < self.keep <= 1.0:
             raise ConfigError(f"lora_sp: r={self.r} must be >= 1 and keep={self.keep} in (0, 1]")
-        found = select_linears(model, self.targets, self.method)
-        g = torch.Generator().manual_seed(self.seed)
-        for name, lin in found:
+
+    def apply(self, model: nn.Module, ctx: ApplyContext, selection: Selection) -> list[str]:
+        g = torch.Generator().manual_seed(self.seed)  # masks are drawn over the layers in order
+        for name, lin in selection.found:
             replace_module(model, name, LoRASPLinear(lin, self.r, self.alpha, self.keep, g))
-        return [n for n, _ in found]
+        return selection.names
+
+    def param_count(self, model: nn.Module) -> int:
+        """The unmasked entries: the masks are drawn here as `apply` draws them."""
+        g = torch.Generator().manual_seed(self.seed)
+        return sum(int(m.sum()) for _, lin in self.select(model, strict=False).found
+                   for m in draw_masks(self.r, lin, self.keep, g))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from edgetune.adapters.registry import AdaptedModule, AdapterConfig, ApplyContext, register, replace_module, select_linears
+from edgetune.adapters.registry import AdaptedModule, ApplyContext, LinearAdapterConfig, Selection, register, replace_module
 from edgetune.errors import ConfigError
 
 R_INIT_STD = 1e-5
@@ -51,8 +51,8 @@ def check_rank(method: str, r: int, linear: nn.Linear, name: str) -> None:
 
 
 @register
-@dataclass
-class LoRAXS(AdapterConfig):
+@dataclass(frozen=True)
+class LoRAXS(LinearAdapterConfig):
     """LoRA-XS on the ``nn.Linear`` layers matched by ``targets``; r^2 trainable values each."""
 
     targets: tuple[str, ...] = ("query", "value")
@@ -61,11 +61,17 @@ class LoRAXS(AdapterConfig):
     seed: int = 0
     method = "lora_xs"
 
-    def apply(self, model: nn.Module, ctx: ApplyContext) -> list[str]:
-        found = select_linears(model, self.targets, self.method)
-        g = torch.Generator().manual_seed(self.seed)
-        for name, lin in found:
+    def validate(self) -> None:
+        if self.r < 1:
+            raise ConfigError(f"lora_xs: r={self.r} must be >= 1")
+
+    def check(self, selection: Selection) -> None:
+        for name, lin in selection.found:
             check_rank(self.method, self.r, lin, name)
+
+    def apply(self, model: nn.Module, ctx: ApplyContext, selection: Selection) -> list[str]:
+        g = torch.Generator().manual_seed(self.seed)  # R's draws run over the layers in order
+        for name, lin in selection.found:
             if ctx.restoring:
                 b, a = torch.zeros(lin.out_features, self.r), torch.zeros(self.r, lin.in_features)
             else:
@@ -73,8 +79,7 @@ class LoRAXS(AdapterConfig):
                 b, a = u, s[:, None] * vh
             r0 = torch.randn(self.r, self.r, generator=g) * R_INIT_STD
             replace_module(model, name, CoreLinear(lin, b, r0, a, self.alpha / self.r, self.method))
-        return [n for n, _ in found]
+        return selection.names
 
-    @staticmethod
-    def param_count(d_in: int, d_out: int, r: int) -> int:
-        return r * r
+    def values(self, linear: nn.Linear) -> int:
+        return self.r * self.r

@@ -11,12 +11,20 @@ Trainable count: d_out * r per distinct name when shared, per layer otherwise.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import torch
 import torch.nn as nn
 
 from edgetune.adapters.lora_xs import check_rank, truncated_svd
-from edgetune.adapters.registry import (AdaptedModule, AdapterConfig, ApplyContext, register, replace_module,
-                                        select_linears, shared_parameter, SharedRef)
+from edgetune.adapters.registry import (
+    AdaptedModule,
+    ApplyContext,
+    LinearAdapterConfig,
+    Selection,
+    SharedRef,
+    register,
+    shared_parameter,
+)
 from edgetune.errors import ConfigError
 
 SHARED_BANK = "pica_shared"
@@ -47,8 +55,8 @@ class PiCaLinear(AdaptedModule):
 
 
 @register
-@dataclass
-class PiCa(AdapterConfig):
+@dataclass(frozen=True)
+class PiCa(LinearAdapterConfig):
     """PiCa on the ``nn.Linear`` layers matched by ``targets``; shared M per module name by default."""
 
     targets: tuple[str, ...] = ("query", "value")
@@ -56,23 +64,33 @@ class PiCa(AdapterConfig):
     share: bool = True
     method = "pica"
 
-    def apply(self, model: nn.Module, ctx: ApplyContext) -> list[str]:
-        found = select_linears(model, self.targets, self.method)
+    def validate(self) -> None:
+        if self.r < 1:
+            raise ConfigError(f"pica: r={self.r} must be >= 1")
+
+    def check(self, selection: Selection) -> None:
         shapes: dict[str, tuple[int, int]] = {}
-        for name, lin in found:
+        for name, lin in selection.found:
             check_rank(self.method, self.r, lin, name)
             key = name.rpartition(".")[2]
-            if self.share and shapes.setdefault(key, lin.weight.shape) != lin.weight.shape:
+            if self.share and shapes.setdefault(key, tuple(lin.weight.shape)) != tuple(lin.weight.shape):
                 raise ConfigError(f"pica: layers named {key!r} have different shapes {shapes[key]} and "
                                   f"{tuple(lin.weight.shape)}, so they cannot share M; pass share=False")
-            p = torch.zeros(self.r, lin.in_features) if ctx.restoring else truncated_svd(lin.weight, self.r)[2]
-            getter = None
-            if self.share:
-                out = lin.out_features
-                getter = shared_parameter(model, SHARED_BANK, key, lambda: nn.Parameter(torch.zeros(out, self.r)))
-            replace_module(model, name, PiCaLinear(lin, p, getter, self.r))
-        return [n for n, _ in found]
 
-    @staticmethod
-    def param_count(d_out: int, r: int, n_shared_names: int) -> int:
-        return d_out * r * n_shared_names
+    def wrap(self, model: nn.Module, name: str, lin: nn.Linear, ctx: ApplyContext) -> nn.Module:
+        p = torch.zeros(self.r, lin.in_features) if ctx.restoring else truncated_svd(lin.weight, self.r)[2]
+        getter = None
+        if self.share:
+            out = lin.out_features
+            getter = shared_parameter(model, SHARED_BANK, name.rpartition(".")[2],
+                                      lambda: nn.Parameter(torch.zeros(out, self.r)))
+        return PiCaLinear(lin, p, getter, self.r)
+
+    def values(self, linear: nn.Linear) -> int:
+        return linear.out_features * self.r
+
+    def param_count(self, model: nn.Module) -> int:
+        found = self.select(model, strict=False).found
+        if not self.share:
+            return sum(self.values(m) for _, m in found)
+        return sum(self.values(m) for m in {n.rpartition(".")[2]: m for n, m in found}.values())

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import re
 from typing import Callable
 
@@ -11,11 +12,23 @@ import torch.nn as nn
 from edgetune.errors import ConfigError
 
 ADAPTERS: dict[str, type] = {}
+METHOD_NAME = re.compile(r"[a-z][a-z0-9_]*")
 
 
 def register(cls: type) -> type:
-    """Class decorator: make an adapter config available by its ``method`` name."""
-    ADAPTERS[cls.method] = cls
+    """Class decorator: make an adapter config available by its ``method`` name. The class
+    must be a frozen dataclass subclassing `AdapterConfig` with a new, well-formed name."""
+    method = getattr(cls, "method", "")
+    if not (isinstance(cls, type) and issubclass(cls, AdapterConfig)):
+        raise TypeError(f"register: {cls!r} is not an AdapterConfig subclass")
+    if not dataclasses.is_dataclass(cls) or not cls.__dataclass_params__.frozen:
+        raise TypeError(f"register: {cls.__name__} must be a @dataclass(frozen=True) (configs check themselves "
+                        "once, at construction, and never change after)")
+    if not isinstance(method, str) or not METHOD_NAME.fullmatch(method):
+        raise TypeError(f"register: {cls.__name__}.method={method!r} must be a lower-case name like 'lora_xs'")
+    if method in ADAPTERS and ADAPTERS[method] is not cls:
+        raise TypeError(f"register: method {method!r} is taken by {ADAPTERS[method].__name__}")
+    ADAPTERS[method] = cls
     return cls
 
 
@@ -32,17 +45,85 @@ class ApplyContext:
     restoring: bool = False
 
 
+@dataclasses.dataclass
+class Selection:
+    """What a config's targets resolve to in a model, before anything changes:
+    ``found`` (module name, module) in model order, and the targets that matched nothing."""
+
+    found: list[tuple[str, nn.Module]]
+    unmatched: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def names(self) -> list[str]:
+        return [n for n, _ in self.found]
+
+
 class AdapterConfig:
-    """Base of adapter configs (dataclasses). Subclasses set ``method`` and implement ``apply``."""
+    """Base of adapter configs: frozen dataclasses that set ``method`` and implement
+
+    ``validate()``              field checks, at construction (no model needed);
+    ``select(model, strict)``   resolve the targets without changing the model;
+    ``check(selection)``        checks that need the matched modules (ranks, shapes);
+    ``apply(model, ctx, sel)``  swap in the trainable modules;
+    ``param_count(model)``      the trainable values the config adds to ``model``.
+
+    `edgetune.prepared.prepare` runs validate/select/check for every config before it
+    applies any, so a bad config never leaves a half-adapted model.
+    """
 
     method: str = ""
     needs_calibration: bool = False
+    replaces_modules: bool = True  # False: only marks existing parameters trainable
 
-    def apply(self, model: nn.Module, ctx: ApplyContext) -> list[str]:  # pragma: no cover - interface
+    def __post_init__(self):
+        if hasattr(self, "targets"):
+            object.__setattr__(self, "targets", (self.targets,) if isinstance(self.targets, str) else tuple(self.targets))
+            if not self.targets or not all(isinstance(t, str) and t for t in self.targets):
+                raise ConfigError(f"{self.method}: targets={self.targets!r} must be non-empty module names or 're:' regexes")
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise `ConfigError` naming a bad field and its fix."""
+
+    def select(self, model: nn.Module, strict: bool = True) -> Selection:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def check(self, selection: Selection) -> None:
+        """Checks of the matched modules; nothing is changed yet."""
+
+    def apply(self, model: nn.Module, ctx: ApplyContext, selection: Selection) -> list[str]:  # pragma: no cover
+        raise NotImplementedError
+
+    def param_count(self, model: nn.Module) -> int:  # pragma: no cover - interface
         raise NotImplementedError
 
     def to_dict(self) -> dict:
-        return {"method": self.method, **dataclasses.asdict(self)}
+        d = dataclasses.asdict(self)
+        return {"method": self.method, **{k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}}
+
+
+class LinearAdapterConfig(AdapterConfig):
+    """A method that wraps each matched ``nn.Linear`` in its own module: subclasses give
+    ``wrap(model, name, linear, ctx) -> nn.Module`` and ``values(linear)`` (trainable values
+    per wrapped layer); the selection, the loop and the count are shared."""
+
+    def select(self, model: nn.Module, strict: bool = True) -> Selection:
+        return select_modules(model, self.targets, nn.Linear, self.method, strict=strict,
+                              accept=lambda m: not isinstance(m, AdaptedModule))
+
+    def wrap(self, model: nn.Module, name: str, linear: nn.Linear, ctx: ApplyContext) -> nn.Module:  # pragma: no cover
+        raise NotImplementedError
+
+    def values(self, linear: nn.Linear) -> int:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def apply(self, model: nn.Module, ctx: ApplyContext, selection: Selection) -> list[str]:
+        for name, lin in selection.found:
+            replace_module(model, name, self.wrap(model, name, lin, ctx))
+        return selection.names
+
+    def param_count(self, model: nn.Module) -> int:
+        return sum(self.values(m) for _, m in self.select(model, strict=False).found)
 
 
 def config_from_dict(d: dict) -> AdapterConfig:
@@ -50,6 +131,11 @@ def config_from_dict(d: dict) -> AdapterConfig:
     method = d.pop("method", None)
     if method not in ADAPTERS:
         raise ConfigError(f"adapter method {method!r} is unknown; known methods: {sorted(ADAPTERS)}")
+    fields = {f.name for f in dataclasses.fields(ADAPTERS[method])}
+    unknown = sorted(set(d) - fields)
+    if unknown:
+        raise ConfigError(f"adapter {method!r} has no option {', '.join(map(repr, unknown))}; its options are "
+                          f"{sorted(fields)}")
     try:
         return ADAPTERS[method](**d)
     except TypeError as e:
@@ -65,20 +151,26 @@ def _matches(name: str, target: str) -> bool:
 
 
 def select_modules(model: nn.Module, targets: tuple[str, ...] | list[str], kind: type | tuple[type, ...],
-                   method: str, accept: Callable[[nn.Module], bool] | None = None) -> list[tuple[str, nn.Module]]:
-    """Modules of type ``kind`` whose names match any target; matching nothing is an error."""
+                   method: str, accept: Callable[[nn.Module], bool] | None = None, strict: bool = True) -> Selection:
+    """Modules of type ``kind`` whose names match any target. Each target must match at least
+    one module: with ``strict`` one that matches nothing is a `ConfigError` naming the closest
+    module names; otherwise it is listed in ``unmatched``."""
     if isinstance(targets, str):
         targets = (targets,)
-    found = [(n, m) for n, m in model.named_modules()
-             if isinstance(m, kind) and any(_matches(n, t) for t in targets) and (accept is None or accept(m))]
-    if not found:
-        candidates = [n for n, m in model.named_modules() if isinstance(m, kind)]
-        kinds = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+    kinds = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+    candidates = [(n, m) for n, m in model.named_modules() if isinstance(m, kind) and (accept is None or accept(m))]
+    found = [(n, m) for n, m in candidates if any(_matches(n, t) for t in targets)]
+    unmatched = [t for t in targets if not any(_matches(n, t) for n, _ in candidates)]
+    if unmatched and strict:
+        names = [n for n, _ in candidates]
+        leaves = sorted({n.rpartition(".")[2] for n in names})
+        close = difflib.get_close_matches(unmatched[0].removeprefix("re:"), leaves + names, n=4, cutoff=0.4)
         raise ConfigError(
-            f"{method}: targets {list(targets)} match no {kinds} module. "
-            f"{kinds} modules in this model include: {candidates[:8]}{' ...' if len(candidates) > 8 else ''}. "
-            "Use a name suffix such as 'query' or a regex 're:encoder\\.layer\\.\\d+\\.attention\\.self\\.query'.")
-    return found
+            f"{method}: target {unmatched[0]!r} matches no {kinds} module"
+            f"{' (none left unadapted)' if any(_matches(n, unmatched[0]) for n, _ in model.named_modules()) else ''}. "
+            f"Closest names: {close or names[:6]}. Use a name suffix such as {(leaves or ['query'])[0]!r} or a "
+            "regex 're:encoder\\.layer\\.\\d+\\.attention\\.self\\.query'.")
+    return Selection(found, unmatched)
 
 
 class AdaptedModule(nn.Module):
@@ -101,17 +193,6 @@ class AdaptedModule(nn.Module):
     def delta_weight(self) -> torch.Tensor:
         b, a = self.lora_factors()
         return b @ a
-
-
-def select_linears(model: nn.Module, targets, method: str) -> list[tuple[str, nn.Linear]]:
-    """Linear layers matched by ``targets`` that no other adapter wraps yet."""
-    adapted = [n for n, m in model.named_modules() if isinstance(m, AdaptedModule)
-               and any(_matches(n, t) for t in ((targets,) if isinstance(targets, str) else targets))]
-    if adapted:
-        owner = model.get_submodule(adapted[0]).method
-        raise ConfigError(f"{method}: {adapted[0]} is already adapted by {owner!r}; a module takes one "
-                          "low-rank method. Give the methods disjoint targets.")
-    return select_modules(model, targets, nn.Linear, method)
 
 
 SHARED_BANKS: set[str] = set()  # root attributes that hold shared parameters

@@ -114,8 +114,8 @@ def demo(workdir, steps, runtimes, threads, llm, model, text):
 
 def _demo_classifier(wd: Path, steps, runtimes, threads):
     from device_harness.runner import evaluate
-    from edgetune.data.demo import write_demo_data
     from edgetune.app.classifier import ClassifierPlan
+    from edgetune.data.demo import write_demo_data
 
     train_csv, test_csv = write_demo_data(wd / "data")
     art = wd / "artifact"
@@ -137,9 +137,9 @@ def _demo_classifier(wd: Path, steps, runtimes, threads):
 
 def _demo_llm(wd: Path, steps, runtimes, threads, model, text):
     from device_harness.runner import evaluate
+    from edgetune.app.lm import LMPlan, export_lm, generate
     from edgetune.data.demo import write_demo_text
     from edgetune.data.text import read_text, split_text
-    from edgetune.app.lm import LMPlan, export_lm, generate
 
     data = wd / "data"
     if text:
@@ -272,8 +272,8 @@ def export(train_data, out, model, quant, formats, method, rank, targets, sets, 
            optimizer, zo, zo_eps, zo_rank, zo_nu, lr, weight_decay, batch_size, seq_len, buckets, overwrite):
     """Prepare a model for TRAIN_DATA and export its training step to OUT."""
     _quiet_toolchain()
-    from edgetune.app.lm import LMPlan, export_lm
     from edgetune.app.classifier import MODELS, ClassifierPlan
+    from edgetune.app.lm import LMPlan, export_lm
 
     lm = model == "smollm2" or model.lower().endswith(".gguf")
     if not lm and model not in MODELS:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from edgetune.contract import load_manifest
-from edgetune.contract.conformance import (KIT_FILE, KIT_FORMAT, KIT_VERSION, RESUME_FILE, TENSORS_FILE, TOLERANCE)
+from edgetune.contract.conformance import KIT_FILE, KIT_FORMAT, KIT_VERSION, RESUME_FILE, TENSORS_FILE, TOLERANCE
 from edgetune.contract.hyper import hyper_feeds, linear_schedule
 from edgetune.contract.names import ATTENTION_MASK, INPUT_IDS, LABELS, LOSS, PARAM_PREFIX
 from edgetune.contract.state import load_state, save_state

@@ -7,6 +7,7 @@ from typing import Callable, Sequence
 import torch
 
 from edgetune.errors import ConfigError
+from edgetune.prepared import PreparedModel
 
 
 def restore_prepared(artifact_dir: str | Path, state_path: str | Path | None = None) -> tuple[PreparedModel, dict]:

@@ -11,8 +11,20 @@
 docs/artifact-contract.md is the normative text; the device runner, the exporters and
 the tests use this package, and a Kotlin, Swift or TypeScript trainer implements it.
 """
-from edgetune.contract.manifest import (DTYPES, MANIFEST_FORMAT, MANIFEST_VERSION, NP_DTYPES, ROLES, RUNTIMES,
-                                        Manifest, ProgramSpec, TensorSpec, bucket_program, load_manifest, sha256_file)
+from edgetune.contract.manifest import (
+                                        DTYPES,
+                                        MANIFEST_FORMAT,
+                                        MANIFEST_VERSION,
+                                        NP_DTYPES,
+                                        ROLES,
+                                        RUNTIMES,
+                                        Manifest,
+                                        ProgramSpec,
+                                        TensorSpec,
+                                        bucket_program,
+                                        load_manifest,
+                                        sha256_file,
+)
 
 __all__ = ["DTYPES", "MANIFEST_FORMAT", "MANIFEST_VERSION", "NP_DTYPES", "ROLES", "RUNTIMES", "Manifest",
            "ProgramSpec", "TensorSpec", "bucket_program", "load_manifest", "sha256_file"]

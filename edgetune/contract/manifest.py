@@ -105,7 +105,8 @@ class Manifest:
         except json.JSONDecodeError as e:
             raise ArtifactError(f"{where} is not valid JSON ({e}); re-export the artifact") from e
         if not isinstance(d, dict) or d.get("format") != MANIFEST_FORMAT:
-            raise ArtifactError(f"{where} is not an edgetune manifest (format={d.get('format') if isinstance(d, dict) else None!r})")
+            found = d.get("format") if isinstance(d, dict) else None
+            raise ArtifactError(f"{where} is not an edgetune manifest (format={found!r})")
         if d.get("version") != MANIFEST_VERSION:
             raise ArtifactError(
                 f"{where} has manifest version {d.get('version')!r}; this edgetune reads version "
@@ -182,6 +183,7 @@ def load_manifest(artifact_dir: str | os.PathLike, runtime: str | None = None, v
                         f"{f} does not match manifest.json (sha256 differs): the manifest belongs to another "
                         "artifact or the file was changed; re-export or copy the artifact directory as a whole")
         if runtime is not None and not any(runtime in p.files for p in m.programs.values()):
-            raise ArtifactError(f"{d} has no {runtime} program (it has {sorted({r for p in m.programs.values() for r in p.files})}); "
+            have = sorted({r for p in m.programs.values() for r in p.files})
+            raise ArtifactError(f"{d} has no {runtime} program (it has {have}); "
                                 f"re-export with --format {runtime}")
     return m

@@ -210,7 +210,7 @@ def gguf_config(f, max_positions: int = 2048) -> LlamaConfig:
 def from_gguf(path: str | Path, keep_quantized: bool = True, max_positions: int = 2048) -> LlamaForCausalLM:
     """A LlamaForCausalLM from a GGUF file, in eval mode. ``keep_quantized``: frozen layers
     hold the file's integer blocks; else every weight is dequantized to fp32."""
-    from edgetune.quant import GGUFFile, QuantEmbedding, QuantLinear, QuantizedWeight
+    from edgetune.quant import GGUFFile, QuantEmbedding, QuantizedWeight, QuantLinear
 
     f = GGUFFile(path)
     c = gguf_config(f, max_positions)

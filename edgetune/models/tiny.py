@@ -45,7 +45,8 @@ class TinyEncoder(nn.Module):
         self.ln = nn.LayerNorm(d)
 
     def forward(self, ids, mask_add):
-        x = self.word_embeddings(ids) + self.position_embeddings.weight[: ids.shape[1]]
+        # a lookup, not .weight[:S]: position rows can then be adapted like token rows
+        x = self.word_embeddings(ids) + self.position_embeddings(torch.arange(ids.shape[1], device=ids.device))
         for layer in self.layers:
             x = layer(x, mask_add)
         return self.ln(x)

@@ -20,11 +20,10 @@ from __future__ import annotations
 import torch
 
 from edgetune.contract import TensorSpec
-from edgetune.contract.noise import resample_due, zo_noise
 from edgetune.contract.names import EPS, LR, RESAMPLE, lozo_n, lozo_v, noise_u, noise_v, noise_z, param_input
+from edgetune.contract.noise import resample_due, zo_noise
 from edgetune.step.compile import CompiledStep
 from edgetune.step.optimizers import ZerothOrder
-
 
 # eps is an input (default: the optimizer's). Checks against eager PyTorch feed this larger
 # value: c = (L+ - L-) / 2eps turns a one-ulp difference in the loss between two

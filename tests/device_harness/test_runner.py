@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from device_harness.runner import Trainer, encode_file, evaluate, main, predict
-from edgetune.contract.state import load_state
 from edgetune.contract import load_manifest
+from edgetune.contract.state import load_state
 from edgetune.errors import ArtifactError, BatchError, EdgetuneError, NonFiniteLossError, StateError
 
 
@@ -143,8 +143,8 @@ def test_missing_corrupt_and_foreign_state(art, tiny_artifact, demo_data, tmp_pa
         Trainer(art, "onnx", tmp_path / "other.st")
 
 
-def test_manifest_from_another_artifact_is_refused(art, minilm_artifact, tmp_path):
-    shutil.copyfile(minilm_artifact[0] / "manifest.json", art / "manifest.json")
+def test_manifest_from_another_artifact_is_refused(art, zo_artifact, tmp_path):
+    shutil.copyfile(zo_artifact[0] / "manifest.json", art / "manifest.json")
     with pytest.raises(ArtifactError, match="does not match manifest.json"):
         Trainer(art, "onnx")
 

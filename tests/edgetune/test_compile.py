@@ -3,8 +3,8 @@ import torch
 import torch.nn.functional as F
 
 from edgetune import AdamW, FullyTrainable, LoRA, compile_step, prepare
-from edgetune.models.tiny import TinyCausalLM, TinyClassifier
 from edgetune.contract.names import param_input
+from edgetune.models.tiny import TinyCausalLM, TinyClassifier
 
 
 def test_eager_step_equals_autograd_and_torch_optim():

@@ -6,11 +6,11 @@ from torch.func import functional_call
 
 from edgetune import AdamW, FullyTrainable, LoRA, compile_step, prepare
 from edgetune.adapters import LoRASP
+from edgetune.contract.names import param_input
+from edgetune.contract.noise import resample_due, zo_noise
+from edgetune.models.tiny import TinyClassifier
 from edgetune.step.losses import task_loss
 from edgetune.step.optimizers import ZerothOrder
-from edgetune.contract.names import param_input
-from edgetune.models.tiny import TinyClassifier
-from edgetune.contract.noise import resample_due, zo_noise
 
 EPS, LR, WD = 1e-3, 1e-2, 0.1
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from device_harness.runner import Trainer, predict
-from edgetune.errors import ArtifactError
 from edgetune.app.restore import export_merged, restore_prepared
+from edgetune.errors import ArtifactError
 from exporters.artifact import ATOL, RTOL
 
 

@@ -2,33 +2,21 @@
 inference agree with eager PyTorch, and LoRA-SP's frozen entries stay frozen on the runtime."""
 import numpy as np
 import pytest
-import torch
 
 from device_harness.runtimes import open_program
-from edgetune import AdamW, FullyTrainable, compile_step, prepare
-from edgetune.adapters import (Calibration, EmbeddingDelta, Fastfood, Kronecker, LoRASB, LoRASP, LoRAXS, PiCa)
-from edgetune.models.tiny import TinyClassifier
+from edgetune import AdamW, compile_step, prepare
+from edgetune.adapters import ADAPTERS
 from edgetune.contract.names import param_input
 from exporters.artifact import ATOL, RTOL, export_artifact
-
+from helpers.method_examples import EXAMPLES, calibration, tiny_model
 from helpers.parity_steps import run_parity
-
-METHODS = ["embedding_delta", "lora_xs", "lora_sb", "pica", "lora_sp", "kronecker", "fastfood", "full"]
 
 
 @pytest.fixture(scope="module")
 def all_methods_artifact(tmp_path_factory):
-    g = torch.Generator().manual_seed(0)
-    ids = torch.randint(1, 128, (8, 16), generator=g)
-    calib = Calibration.from_arrays({"input_ids": ids.numpy(), "attention_mask": np.ones((8, 16), np.int64),
-                                     "labels": torch.randint(0, 3, (8,), generator=g).numpy()}, n_samples=8)
-    model = TinyClassifier(vocab=128, max_len=16)
-    prepared = prepare(model, [
-        EmbeddingDelta(token_ids=list(range(1, 40)), kind="fastfood", d_int=16),
-        LoRAXS(targets=("query",), r=4), LoRASB(targets=("key",), r=4, init_lr=1e-2), PiCa(targets=("value",), r=4),
-        LoRASP(targets=("out",), r=4), Kronecker(targets=("up",)), Fastfood(targets=("down",), d_int=64),
-        FullyTrainable(("head",))], calibration=calib)
-    assert [a.method for a in prepared.report.adapters] == METHODS
+    """Every registered method (tests/helpers/method_examples.py) in one model and one artifact."""
+    prepared = prepare(tiny_model(), list(EXAMPLES.values()), calibration=calibration())
+    assert [a.method for a in prepared.report.adapters] == list(EXAMPLES) and set(EXAMPLES) == set(ADAPTERS)
     compiled = compile_step(prepared, AdamW(lr=1e-3, weight_decay=0.01), batch_size=4, seq_len=16)
     out = tmp_path_factory.mktemp("methods") / "artifact"
     return out, export_artifact(compiled, out), compiled

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from device_harness.runtimes import OnnxProgram
 from edgetune import AdamW, FullyTrainable, LoRA, compile_step, prepare
 from edgetune.errors import InternalError
 from edgetune.models.tiny import TinyClassifier
 from exporters.artifact import PARITY_LR, compare_outputs
 from exporters.onnx import export_onnx
-from device_harness.runtimes import OnnxProgram
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import torch
 from device_harness.runtimes import open_program
 from edgetune.contract.state import load_state
 from exporters.artifact import ATOL, RTOL
-
 from helpers.parity_steps import run_parity
 
 
@@ -17,6 +16,7 @@ def test_tiny_step_parity(tiny_artifact, runtime):
     run_parity(*tiny_artifact, runtime)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("runtime", ["onnx", "executorch"])
 def test_minilm_step_parity(minilm_artifact, runtime):
     ref, _ = run_parity(*minilm_artifact, runtime)
@@ -27,6 +27,7 @@ def test_minilm_step_parity(minilm_artifact, runtime):
     assert len(moved) == sum(k.startswith("param.") for k in init)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("runtime", ["onnx", "executorch"])
 def test_minilm_infer_parity(minilm_artifact, runtime):
     """Logits from a state where LoRA's B is non-zero, so the adapters take part."""
@@ -43,6 +44,7 @@ def test_minilm_infer_parity(minilm_artifact, runtime):
     np.testing.assert_allclose(got, want.numpy(), rtol=RTOL, atol=ATOL)
 
 
+@pytest.mark.slow
 def test_executorch_matmuls_run_on_xnnpack(minilm_artifact):
     """The manifest's delegation coverage: every matmul of the step and of inference is an
     XNNPACK delegate (on portable kernels MiniLM's step took ~44x eager's time)."""

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from device_harness.runner import Trainer
-from edgetune.errors import ConfigError
 from edgetune.app.classifier import ClassifierPlan, export_classifier, prepare_classifier
+from edgetune.errors import ConfigError
 from exporters.artifact import compare_outputs
 
 

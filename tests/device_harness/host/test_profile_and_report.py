@@ -1,5 +1,6 @@
 """Profiles and reports of real runs (local transport): the numbers are the records' own."""
 import json
+
 import numpy as np
 import pytest
 

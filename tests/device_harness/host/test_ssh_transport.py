@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from device_harness.host.deploy import RunConfig, run_on_device
-from device_harness.runner import Trainer
-from edgetune.contract.state import load_state
 from device_harness.host.transports.base import TransportError
 from device_harness.host.transports.ssh import SSHTransport
+from device_harness.runner import Trainer
+from edgetune.contract.state import load_state
 
 
 def connect(sshd, **kw):

@@ -31,7 +31,8 @@ def test_fastfood_linear_update_and_counts(batch):
     p = prepare(m, [Fastfood(d_int=40)])
     with torch.no_grad():
         assert torch.equal(p.model(batch["input_ids"], batch["attention_mask"]), ref)
-    assert p.report.trainable_params == Fastfood.param_count(4, 40) == 4 * 41
+    # 4 layers x (d_int + one SAID scale)
+    assert p.report.trainable_params == Fastfood(d_int=40).param_count(TinyClassifier()) == 4 * 41
     lin = p.model.encoder.layers[0].attention.value
     with torch.no_grad():
         lin.ff_d.normal_()

@@ -7,8 +7,17 @@ import pytest
 import torch
 
 from edgetune import EmbeddingRows, FullyTrainable, LoRA, prepare
-from edgetune.adapters import (AdaptedModule, Calibration, EmbeddingDelta, Fastfood, Kronecker, LoRASB, LoRASP,
-                               LoRAXS, PiCa)
+from edgetune.adapters import (
+    AdaptedModule,
+    Calibration,
+    EmbeddingDelta,
+    Fastfood,
+    Kronecker,
+    LoRASB,
+    LoRASP,
+    LoRAXS,
+    PiCa,
+)
 from edgetune.adapters.io import CONFIG, load_adapter, save_adapter
 from edgetune.adapters.merge import merge
 from edgetune.adapters.peft_export import save_peft

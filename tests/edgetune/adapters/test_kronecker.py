@@ -28,5 +28,7 @@ def test_kronecker_applies_torch_kron_without_materialising(batch):
             want = lin.base(x) + 0.5 * x @ torch.kron(lin.kron_A, b).T
             torch.testing.assert_close(lin(x), want, rtol=1e-5, atol=1e-5)
             torch.testing.assert_close(lin.delta_weight(), 0.5 * torch.kron(lin.kron_A, b))
-        per_layer = Kronecker.param_count(32, 128, rank=rank) + Kronecker.param_count(128, 32, rank=rank)
-        assert p.report.trainable_params == 2 * per_layer
+        # 128 = 8 x 16 and 32 = 4 x 8: A is 8 x 4 (or 4 x 8), B is 16 x 8 or rank (16 + 8)
+        per_layer = 2 * (8 * 4 + (rank * (16 + 8) if rank else 16 * 8))
+        cfg = Kronecker(rank=rank, targets=("up", "down"))
+        assert p.report.trainable_params == 2 * per_layer == cfg.param_count(TinyClassifier())

@@ -3,7 +3,6 @@ import torch
 from edgetune import AdamW, prepare
 from edgetune.adapters import LoRASP
 from edgetune.models.tiny import TinyClassifier
-
 from helpers.adapter_steps import one_step
 
 

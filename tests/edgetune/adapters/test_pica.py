@@ -5,7 +5,6 @@ import torch
 from edgetune import SGD, prepare
 from edgetune.adapters import PiCa
 from edgetune.models.tiny import TinyClassifier
-
 from helpers.adapter_steps import base_weight_grad, one_step
 
 
@@ -36,7 +35,7 @@ def test_one_sgd_step_projects_the_gradient_on_the_top_right_singular_space(batc
 def test_sharing_gives_one_m_per_name(batch):
     p = prepare(TinyClassifier(), [PiCa(r=4)])
     assert set(p.trainable()) == {"pica_shared.query", "pica_shared.value"}
-    assert p.report.trainable_params == PiCa.param_count(32, 4, 2)
+    assert p.report.trainable_params == PiCa(r=4).param_count(TinyClassifier()) == 32 * 4 * 2  # d_out r per name
     with torch.no_grad():
         p.model.pica_shared["query"].fill_(0.1)
     x = torch.randn(2, 32)

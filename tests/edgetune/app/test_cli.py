@@ -3,6 +3,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from click.testing import CliRunner
 
 from edgetune.app.cli import main
@@ -25,6 +26,7 @@ def test_export_train_eval_round_trip(demo_data, tmp_path):
     assert r.exit_code == 1 and "no executorch" in r.output and "Traceback" not in r.output
 
 
+@pytest.mark.slow
 def test_demo_accuracy_rises_on_both_runtimes(tmp_path):
     """`edgetune demo`, the README's first command, in a fresh process."""
     out = subprocess.run([sys.executable, "-m", "edgetune.app.cli", "demo", "--workdir", str(tmp_path / "d"),

@@ -10,10 +10,8 @@ from click.testing import CliRunner
 
 from device_harness.runner import Trainer, evaluate
 from edgetune.app.cli import main
-from edgetune.data.demo import write_demo_text
+from edgetune.app.lm import generate
 from edgetune.data.text import TextEncoder
-from edgetune.app.lm import LMPlan, export_lm, generate
-from helpers.gguf_files import smollm2_path, write_tiny_llama
 
 
 @pytest.mark.parametrize("runtime", ["onnx", "executorch"])
