@@ -24,15 +24,17 @@ import tempfile
 import warnings
 from pathlib import Path
 
+from edgetune.contract import RUNTIMES
+
 ROOT = Path(__file__).resolve().parent
 
 
 def _sshd_module():
-    """tests/sshd_server.py, loaded by path (tests/ on sys.path would shadow the packages
+    """tests/helpers/sshd_server.py, loaded by path (tests/ on sys.path would shadow the packages
     with its mirror folders)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("sshd_server", ROOT.parent / "tests" / "sshd_server.py")
+    spec = importlib.util.spec_from_file_location("sshd_server", ROOT.parent / "tests" / "helpers" / "sshd_server.py")
     mod = importlib.util.module_from_spec(spec)
     sys.modules["sshd_server"] = mod  # dataclasses look their module up while the class is made
     spec.loader.exec_module(mod)
@@ -43,7 +45,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--warmup", type=int, default=5)
-    ap.add_argument("--runtime", nargs="+", default=["onnx", "executorch"], choices=["onnx", "executorch"])
+    ap.add_argument("--runtime", nargs="+", default=list(RUNTIMES), choices=list(RUNTIMES))
     ap.add_argument("--ssh", default=None, help="ssh://user@host:port of a board (default: a local sshd)")
     ap.add_argument("--key", default=None)
     ap.add_argument("--known-hosts", default=None)

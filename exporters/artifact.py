@@ -124,7 +124,7 @@ def _variants(compiled: CompiledStep, seq_buckets: Sequence[int]) -> dict[str, t
     return out
 
 
-def export_artifact(compiled: CompiledStep, out_dir: str | Path, formats: Sequence[str] = ("onnx", "executorch"),
+def export_artifact(compiled: CompiledStep, out_dir: str | Path, formats: Sequence[str] = tuple(RUNTIMES),
                     tokenizer_json: str | Path | None = None, labels: list[str] | None = None,
                     model_info: dict | None = None, overwrite: bool = False, seq_buckets: Sequence[int] = (),
                     progress: Callable[[str], None] = lambda msg: None) -> Manifest:

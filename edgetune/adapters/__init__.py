@@ -1,7 +1,11 @@
 """Trainable factors attached to a frozen model: one module per method, plus a registry.
 
-Every adapter config has ``method`` (its registry name) and
-``apply(model, ctx) -> list[str]`` that swaps in its modules and returns the names it matched.
+Every adapter config is a frozen dataclass registered under its ``method`` name
+(`edgetune.adapters.registry.AdapterConfig`: validate, select, check, apply, param_count).
+A new method is one file here (a `LinearAdapterConfig` needs only ``wrap`` and ``values``),
+an import below, its example in tests/helpers/method_examples.py and its test file; the
+registry-driven tests then check its count, its initial no-op and its export parity.
+The mathematics of each method is in docs/methods.md.
 """
 from edgetune.adapters.calibration import Calibration
 from edgetune.adapters.embedding_delta import DeltaEmbedding, EmbeddingDelta
@@ -14,9 +18,19 @@ from edgetune.adapters.lora_sb import LoRASB
 from edgetune.adapters.lora_sp import LoRASP, LoRASPLinear
 from edgetune.adapters.lora_xs import CoreLinear, LoRAXS
 from edgetune.adapters.pica import PiCa, PiCaLinear
-from edgetune.adapters.registry import ADAPTERS, AdaptedModule, AdapterConfig, ApplyContext, config_from_dict, register
+from edgetune.adapters.registry import (
+    ADAPTERS,
+    AdaptedModule,
+    AdapterConfig,
+    ApplyContext,
+    LinearAdapterConfig,
+    Selection,
+    config_from_dict,
+    register,
+)
 
-__all__ = ["ADAPTERS", "AdaptedModule", "AdapterConfig", "ApplyContext", "Calibration", "config_from_dict", "register",
+__all__ = ["ADAPTERS", "AdaptedModule", "AdapterConfig", "ApplyContext", "LinearAdapterConfig", "Selection", "Calibration",
+           "config_from_dict", "register",
            "LoRA", "LoRALinear", "LoRAXS", "CoreLinear", "LoRASB", "PiCa", "PiCaLinear", "LoRASP", "LoRASPLinear",
            "Kronecker", "KroneckerLinear", "Fastfood", "FastfoodLinear", "FastfoodTransform",
            "EmbeddingRows", "TrainableRowsEmbedding", "EmbeddingDelta", "DeltaEmbedding", "FullyTrainable"]

@@ -10,6 +10,7 @@ import torch
 
 from edgetune.adapters import EmbeddingRows, FullyTrainable
 from edgetune.app.common import adapter_config, calibration_sample
+from edgetune.contract import RUNTIMES
 from edgetune.data.text import TextEncoder, label_indices, read_examples
 from edgetune.errors import ConfigError
 from edgetune.prepared import PreparedModel, prepare
@@ -18,6 +19,7 @@ from edgetune.step.compile import CompiledStep
 from edgetune.step.optimizers import optimizer_from_dict
 
 MODELS = ("minilm", "tiny")
+HEAD_INITS = ("random", "centroids")  # centroids: class means of the user's data (edgetune.models.head_init)
 
 
 def default_adapter() -> dict:
@@ -43,7 +45,7 @@ class ClassifierPlan:
     batch_size: int = 8
     seq_len: int = 32
     seed: int = 0
-    quant: str | None = None  # frozen base: None (fp32), "int8", "w8a8", "w8a8g8", "int4" (group 32), "int4_g64"
+    quant: str | None = None  # frozen base: None (fp32) or a mode of edgetune.quant.QUANT_MODES
     # shorter step programs for padding-free batches (texts grouped by length), e.g. [16, 24]
     seq_buckets: list[int] = field(default_factory=list)
 
@@ -89,8 +91,8 @@ def prepare_classifier(plan: ClassifierPlan, train_csv: str | Path) -> tuple[Com
         from edgetune.models.head_init import centroid_head
 
         centroid_head(model, arrays)
-    elif plan.head_init != "random":
-        raise ConfigError(f"head_init={plan.head_init!r}; choose 'random' or 'centroids'")
+    elif plan.head_init not in HEAD_INITS:
+        raise ConfigError(f"head_init={plan.head_init!r}; choose one of {HEAD_INITS}")
     adapters = []
     if plan.embedding_rows:
         special = tuple(i for i in (enc.tok.token_to_id(t) for t in ("[PAD]", "[CLS]", "[SEP]")) if i is not None)
@@ -108,7 +110,7 @@ def prepare_classifier(plan: ClassifierPlan, train_csv: str | Path) -> tuple[Com
 
 
 def export_classifier(plan: ClassifierPlan, train_csv: str | Path, out_dir: str | Path,
-                      formats: Sequence[str] = ("onnx", "executorch"), overwrite: bool = False,
+                      formats: Sequence[str] = tuple(RUNTIMES), overwrite: bool = False,
                       progress: Callable[[str], None] = lambda m: None):
     """-> (manifest, compiled step)."""
     from exporters.artifact import export_artifact

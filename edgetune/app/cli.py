@@ -10,11 +10,21 @@ from pathlib import Path
 
 import click
 
+from edgetune.adapters import ADAPTERS, LinearAdapterConfig
+from edgetune.app.classifier import HEAD_INITS, MODELS, ClassifierPlan
+from edgetune.app.lm import LMPlan
+from edgetune.contract import RUNTIMES
 from edgetune.errors import EdgetuneError
+from edgetune.quant import QUANT_MODES
+from edgetune.step.optimizers import OPTIMIZERS, ZO_METHODS, ZerothOrder
 
-FORMATS = ("onnx", "executorch")
+# Every list and default below comes from where it is defined; nothing is restated here.
+FORMATS = tuple(RUNTIMES)
 THREADS_HELP = "threads of the runtime: ONNX Runtime's intra-op pool, ExecuTorch's XNNPACK pool [default: all cores]"
-QUANTS = ("none", "int8", "w8a8", "w8a8g8", "int4", "int4_g64", "gguf")
+QUANTS = ("none", *QUANT_MODES, "gguf")
+LOW_RANK_METHODS = tuple(m for m, c in ADAPTERS.items() if issubclass(c, LinearAdapterConfig))
+FIRST_ORDER = tuple(n for n in OPTIMIZERS if n != ZerothOrder.name)
+CLS, LM, ZO = ClassifierPlan(), LMPlan(), ZerothOrder()
 
 
 def _fail(e: EdgetuneError):
@@ -114,7 +124,6 @@ def demo(workdir, steps, runtimes, threads, llm, model, text):
 
 def _demo_classifier(wd: Path, steps, runtimes, threads):
     from device_harness.runner import evaluate
-    from edgetune.app.classifier import ClassifierPlan
     from edgetune.data.demo import write_demo_data
 
     train_csv, test_csv = write_demo_data(wd / "data")
@@ -137,7 +146,7 @@ def _demo_classifier(wd: Path, steps, runtimes, threads):
 
 def _demo_llm(wd: Path, steps, runtimes, threads, model, text):
     from device_harness.runner import evaluate
-    from edgetune.app.lm import LMPlan, export_lm, generate
+    from edgetune.app.lm import export_lm, generate
     from edgetune.data.demo import write_demo_text
     from edgetune.data.text import read_text, split_text
 
@@ -231,39 +240,42 @@ def _adapter_option(method: str, rank: int | None, targets: str, sets: tuple[str
 @main.command()
 @click.argument("train_data", type=click.Path(exists=True, dir_okay=False))
 @click.argument("out", type=click.Path(file_okay=False))
-@click.option("--model", default="minilm", show_default=True,
+@click.option("--model", default=CLS.model, show_default=True,
               help="minilm or tiny (text classifiers: TRAIN_DATA is text,label CSV/JSONL), or smollm2 or a "
                    "Llama .gguf file (next-token: TRAIN_DATA is running .txt)")
 @click.option("--quant", type=click.Choice(QUANTS), default=None,
-              help="frozen base: none (fp32), int8, w8a8 (int8 with integer forward matmuls), w8a8g8 (and integer "
-                   "input-gradient matmuls), int4 (group 32), int4_g64; gguf keeps a GGUF file's own "
-                   "blocks [default: none for classifiers, gguf for language models]")
+              help="frozen base: none (fp32), " + ", ".join(f"{k} ({v})" for k, v in QUANT_MODES.items())
+                   + f"; gguf keeps a GGUF file's own blocks [default: none for classifiers, {LM.quant} for language "
+                   "models]")
 @click.option("--format", "formats", type=click.Choice(FORMATS), multiple=True, default=None,
               help="runtimes (repeatable) [default: both for classifiers, onnx for language models]")
 @click.option("--method", default=None,
-              help="trainable factors: lora, lora_xs, lora_sb, pica, lora_sp, kronecker, fastfood (none: head/rows "
-                   "only) [default: lora; lora_sb for language models]")
+              help=f"trainable factors: {', '.join(LOW_RANK_METHODS)} (none: head/rows only) "
+                   f"[default: {CLS.adapter['method']}; {LM.adapter['method']} for language models]")
 @click.option("--rank", "-r", type=int, default=None, help="rank r of the method (default: the method's)")
 @click.option("--targets", default=None,
-              help="comma-separated module name suffixes, or re:REGEX [default: query,value; "
-                   "q_proj,k_proj,v_proj,o_proj for language models]")
+              help=f"comma-separated module name suffixes, or re:REGEX [default: {','.join(CLS.adapter['targets'])}; "
+                   f"{','.join(LM.adapter['targets'])} for language models]")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="another field of the method's config, e.g. --set alpha=32 --set share=false (repeatable)")
 @click.option("--embedding-rows", type=int, default=None,
-              help="train the rows of the N most frequent tokens of TRAIN_DATA (0: none) [default: 512; 256]")
+              help="train the rows of the N most frequent tokens of TRAIN_DATA (0: none) "
+                   f"[default: {CLS.embedding_rows}; {LM.embedding_rows} for language models]")
 @click.option("--head/--no-head", default=True, show_default=True, help="train the classification head")
-@click.option("--head-init", type=click.Choice(["random", "centroids"]), default="random", show_default=True,
+@click.option("--head-init", type=click.Choice(HEAD_INITS), default=CLS.head_init, show_default=True,
               help="centroids: start the head as a nearest-class-mean classifier of TRAIN_DATA (few-shot, --zo)")
-@click.option("--optimizer", type=click.Choice(["adamw", "sgd"]), default="adamw", show_default=True)
-@click.option("--zo", type=click.Choice(["mezo", "lozo", "lozo_m"]), default=None,
+@click.option("--optimizer", type=click.Choice(FIRST_ORDER), default=CLS.optimizer["name"], show_default=True)
+@click.option("--zo", type=click.Choice(ZO_METHODS), default=None,
               help="export a forward-only step (no backward pass: runs wherever inference runs) instead")
-@click.option("--zo-eps", type=float, default=1e-3, show_default=True, help="perturbation size of --zo")
-@click.option("--zo-rank", type=int, default=2, show_default=True, help="LOZO's perturbation rank")
-@click.option("--zo-nu", type=int, default=50, show_default=True, help="LOZO resamples V every NU steps")
-@click.option("--lr", type=float, default=2e-3, show_default=True, help="default learning rate stored in the artifact")
-@click.option("--weight-decay", type=float, default=0.0, show_default=True)
-@click.option("--batch-size", type=int, default=None, help="[default: 8; 4 for language models]")
-@click.option("--seq-len", type=int, default=None, help="[default: 32; 128 for language models]")
+@click.option("--zo-eps", type=float, default=ZO.eps, show_default=True, help="perturbation size of --zo")
+@click.option("--zo-rank", type=int, default=ZO.rank, show_default=True, help="LOZO's perturbation rank")
+@click.option("--zo-nu", type=int, default=ZO.nu, show_default=True, help="LOZO resamples V every NU steps")
+@click.option("--lr", type=float, default=CLS.optimizer["lr"], show_default=True,
+              help="default learning rate stored in the artifact")
+@click.option("--weight-decay", type=float, default=CLS.optimizer["weight_decay"], show_default=True)
+@click.option("--batch-size", type=int, default=None,
+              help=f"[default: {CLS.batch_size}; {LM.batch_size} for language models]")
+@click.option("--seq-len", type=int, default=None, help=f"[default: {CLS.seq_len}; {LM.seq_len} for language models]")
 @click.option("--buckets", default="",
               help="classifiers: shorter sequence lengths, comma-separated (e.g. 16,24), exported as extra step "
                    "programs; training then groups texts by length and runs each batch at the shortest that holds it")
@@ -272,20 +284,20 @@ def export(train_data, out, model, quant, formats, method, rank, targets, sets, 
            optimizer, zo, zo_eps, zo_rank, zo_nu, lr, weight_decay, batch_size, seq_len, buckets, overwrite):
     """Prepare a model for TRAIN_DATA and export its training step to OUT."""
     _quiet_toolchain()
-    from edgetune.app.classifier import MODELS, ClassifierPlan
-    from edgetune.app.lm import LMPlan, export_lm
+    from edgetune.app.lm import export_lm
 
     lm = model == "smollm2" or model.lower().endswith(".gguf")
     if not lm and model not in MODELS:
-        raise click.BadParameter(f"{model!r}: choose minilm, tiny, smollm2 or a .gguf file", param_hint="--model")
+        raise click.BadParameter(f"{model!r}: choose {', '.join(MODELS)}, smollm2 or a .gguf file", param_hint="--model")
     if quant == "gguf" and not lm:
         raise click.BadParameter("gguf keeps a GGUF file's blocks: use it with --model smollm2 or a .gguf",
                                  param_hint="--quant")
     opt = ({"name": optimizer, "lr": lr, "weight_decay": weight_decay} if zo is None else
            {"name": "zo", "method": zo, "lr": lr, "weight_decay": weight_decay, "eps": zo_eps, "rank": zo_rank,
             "nu": zo_nu})
-    adapter = _adapter_option(method or ("lora_sb" if lm else "lora"), rank,
-                              targets or ("q_proj,k_proj,v_proj,o_proj" if lm else "query,value"), sets)
+    plan_defaults = LM if lm else CLS
+    adapter = _adapter_option(method or plan_defaults.adapter["method"], rank,
+                              targets or ",".join(plan_defaults.adapter["targets"]), sets)
     try:
         seq_buckets = [int(b) for b in buckets.split(",") if b.strip()]
     except ValueError:
@@ -296,18 +308,19 @@ def export(train_data, out, model, quant, formats, method, rank, targets, sets, 
                                  param_hint="--buckets")
     try:
         if lm:
-            plan = LMPlan(model=model, quant=quant or "gguf", adapter=adapter,
-                          embedding_rows=256 if embedding_rows is None else embedding_rows, optimizer=opt,
-                          batch_size=batch_size or 4, seq_len=seq_len or 128)
+            plan = LMPlan(model=model, quant=quant or LM.quant, adapter=adapter,
+                          embedding_rows=LM.embedding_rows if embedding_rows is None else embedding_rows, optimizer=opt,
+                          batch_size=batch_size or LM.batch_size, seq_len=seq_len or LM.seq_len)
             formats = formats or ("onnx",)
             manifest, compiled = _with_export_bar(
                 lambda progress: export_lm(plan, train_data, out, formats, overwrite, progress),
                 stages=2 + 3 * len(formats))
         else:
             plan = ClassifierPlan(model=model, adapter=adapter,
-                                  embedding_rows=512 if embedding_rows is None else embedding_rows,
-                                  train_head=head, head_init=head_init, optimizer=opt, batch_size=batch_size or 8,
-                                  seq_len=seq_len or 32, quant=None if quant in (None, "none") else quant,
+                                  embedding_rows=CLS.embedding_rows if embedding_rows is None else embedding_rows,
+                                  train_head=head, head_init=head_init, optimizer=opt,
+                                  batch_size=batch_size or CLS.batch_size, seq_len=seq_len or CLS.seq_len,
+                                  quant=None if quant in (None, "none") else quant,
                                   seq_buckets=seq_buckets)
             manifest, compiled = _export_with_bar(plan, train_data, out, formats or FORMATS, overwrite)
     except EdgetuneError as e:

@@ -16,8 +16,10 @@ import numpy as np
 import torch
 
 from edgetune.errors import ConfigError
+from edgetune.quant.api import WEIGHT_MODES
 
-QUANT_CHOICES = ("gguf", "int8", "int4", "int4_g64", "none")
+# 'gguf' keeps the file's blocks; weight-only re-quantization; 'none' (fp32)
+QUANT_CHOICES = ("gguf", *WEIGHT_MODES, "none")
 
 
 def default_lm_adapter() -> dict:

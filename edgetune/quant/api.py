@@ -51,6 +51,12 @@ class Int4Config:
 CONFIGS = {"int8": Int8Config, "int4": Int4Config}
 # int8 weights with integer matmuls: activations (w8a8), and the backward's gradients too (w8a8g8)
 INTEGER_COMPUTE = {"w8a8": "int8_forward", "w8a8g8": "int8"}
+# The named modes `config_from` takes, with what each means (CLI help and README are built from it).
+WEIGHT_MODES = {"int8": "int8 per output channel", "int4": "int4, group 32, with zero points",
+                "int4_g64": "int4, group 64"}
+COMPUTE_MODES = {"w8a8": "int8 with integer forward matmuls",
+                 "w8a8g8": "int8 with integer forward and input-gradient matmuls"}
+QUANT_MODES = {**WEIGHT_MODES, **COMPUTE_MODES}
 
 
 def config_from(spec: str | dict | None):
@@ -63,8 +69,8 @@ def config_from(spec: str | dict | None):
     if isinstance(spec, str):
         fmt, _, group = spec.partition("_g")
         if fmt not in CONFIGS or (group and fmt != "int4"):
-            raise ConfigError(f"quantization {spec!r}; choose int8, w8a8 (integer forward), w8a8g8 (integer "
-                              "forward and backward), int4 (group 32), int4_g64 or none")
+            raise ConfigError(f"quantization {spec!r}; choose one of "
+                              f"{', '.join(f'{k} ({v})' for k, v in QUANT_MODES.items())} or none")
         return Int4Config(group=int(group)) if group else CONFIGS[fmt]()
     d = dict(spec)
     fmt = d.pop("format", None)
