@@ -42,7 +42,7 @@ FO_LR = 2e-3
 # MeZO's lr from 800-step probes (1e-4, 3e-4; at 1e-3 it drifted down, 81.0 -> 77.2% by step
 # 2410). LOZO's perturbation U V^T has entries of variance r (MeZO's z: 1), so its update
 # c U V^T is about r times MeZO's at the same lr: LOZO runs at MeZO's lr / r, the same step
-# size (METHODS.md's 1/r factor, absorbed in lr). At 1e-3 LOZO diverged (loss 2e5 by step 1200).
+# size (docs/methods.md's 1/r factor, absorbed in lr). At 1e-3 LOZO diverged (loss 2e5 by step 1200).
 MEZO_LR, RANK = 3e-4, 2
 ZO = {"mezo": {"lr": MEZO_LR}, "lozo": {"lr": MEZO_LR / RANK}, "lozo_m": {"lr": MEZO_LR / RANK}}
 ZO_COMMON = {"eps": 1e-3, "rank": RANK, "nu": 50, "weight_decay": 0.0}

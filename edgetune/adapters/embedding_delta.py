@@ -4,9 +4,10 @@
 B [r, d] ~ N(0, 1) (PEFT's embedding-LoRA initialisation); trainable (n + d) * r.
 ``kind="fastfood"``: delta = reshape(P d) with P the Fastfood projection of
 `edgetune.adapters.fastfood` over the n * d entries; trainable d_int.
-Both are no-ops at initialisation. METHODS.md writes A over the whole vocabulary;
+Both are no-ops at initialisation. The paper's low-rank delta runs over the whole vocabulary;
 restricting it to the tokens of the user's data (rows of other tokens never get a
 gradient anyway) is the project's choice, and keeps the Fastfood transform small.
+Mathematics and the project's choices: docs/methods.md.
 """
 from __future__ import annotations
 

@@ -4,6 +4,7 @@ Equivalent to E' = E.index_copy(0, idx, V) followed by a lookup, with V
 initialised to E[idx] (so a no-op at init) and |idx| * d trainable values.
 Implemented without copying the whole table each step: a frozen slot table maps
 a token id to its row in V (or -1), and the lookup picks V or E per position.
+Mathematics and the project's choices: docs/methods.md.
 """
 from __future__ import annotations
 

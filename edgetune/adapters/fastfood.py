@@ -12,6 +12,7 @@ Per adapted weight W [d_out, d_in]: W' = W + lambda * reshape(P d, [d_out, d_in]
 with its own P (the project's reading of "one global" projection). ``said=True`` adds
 a trainable scale lambda per tensor (SAID), initialised to 1. d starts at 0: a no-op.
 Trainable count: per tensor d_int (+1 with SAID); shared d_int (+1 per tensor with SAID).
+Mathematics and the project's choices: docs/methods.md.
 """
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ A is zero at initialisation (a no-op); B (or B1, B2) is Kaiming-uniform like LoR
 Applied without materialising A kron B: for x [..., d_in] viewed as X [..., a2, b2]
 (row-major), (A kron B) x = vec(A X B^T). Trainable count a1*a2 + b1*b2
 (or a1*a2 + rank*(b1 + b2)).
+Mathematics and the project's choices: docs/methods.md.
 """
 from __future__ import annotations
 

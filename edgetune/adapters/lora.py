@@ -3,6 +3,7 @@
 A in R^{r x d_in} is initialised like PEFT (Kaiming-uniform, a=sqrt(5)), B in
 R^{d_out x r} is zero, so the adapter is a no-op at initialisation. Trainable
 count r * (d_in + d_out) per adapted matrix.
+Mathematics and the project's choices: docs/methods.md.
 """
 from __future__ import annotations
 

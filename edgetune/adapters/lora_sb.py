@@ -7,6 +7,7 @@ dW = -init_lr * sign(G), truncated SVD dW ~ U_r S_r V_r^T. Then frozen B = U_r
 W0 is unchanged, so at step 0 the effective weight is W0 + trunc_r(dW): deliberately
 not a no-op. Trainable count r^2 per adapted matrix. ``init_lr`` plays the role of the
 learning rate of the first warm-up step of full fine-tuning (the project's default).
+Mathematics and the project's choices: docs/methods.md.
 """
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ entries (and their optimizer state) exactly as they were, so weight decay cannot
 move them either: frozen A entries keep their Kaiming init, frozen B entries stay 0.
 This element-wise fixed mask is the project's reading of "half-selective freezing".
 Trainable count reported = unmasked entries.
+Mathematics and the project's choices: docs/methods.md.
 """
 from __future__ import annotations
 

@@ -4,6 +4,7 @@ B = U_r [d_out, r] and A = S_r V_r^T [r, d_in] come from the truncated SVD of W0
 and are frozen; R ~ N(0, sigma^2) with sigma = 1e-5 (the project's reading of
 "N(0, 1e-5)": a near no-op at initialisation); s = alpha / r. Trainable count r^2
 per adapted matrix. `LoRASB` reuses the module with a different initialisation.
+Mathematics and the project's choices: docs/methods.md.
 """
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ module name ends in the same component f (``query``, ``value``, ...), which is
 what cuts the parameter count. One SGD step on an unshared M is the full gradient
 projected on the top-r right singular space: dW_i = -lr G_i V_r V_r^T.
 Trainable count: d_out * r per distinct name when shared, per layer otherwise.
+Mathematics and the project's choices: docs/methods.md.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Forward-only steps against METHODS.md's equations (MeZO, LOZO, LOZO-M), computed here
+"""Forward-only steps against docs/methods.md's equations (MeZO, LOZO, LOZO-M), computed here
 with plain forward calls of the model, and c against autograd's directional derivative."""
 import pytest
 import torch

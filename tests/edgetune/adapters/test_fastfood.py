@@ -1,4 +1,4 @@
-"""Fastfood against METHODS.md: the fast transform is the dense matrix from the same factors,
+"""Fastfood against docs/methods.md: the fast transform is the dense matrix from the same factors,
 its columns have norm ~1, and the update is W0 + lambda * reshape(P d)."""
 import torch
 

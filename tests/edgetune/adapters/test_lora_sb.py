@@ -1,4 +1,4 @@
-"""LoRA-SB against METHODS.md: orthonormal frozen factors, B R A = trunc_r(-lr sign(sum G)),
+"""LoRA-SB against docs/methods.md: orthonormal frozen factors, B R A = trunc_r(-lr sign(sum G)),
 and one step on R moves the weight by s^2 B B^T G A^T A (here projected SGD)."""
 import pytest
 import torch

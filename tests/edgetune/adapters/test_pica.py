@@ -1,4 +1,4 @@
-"""PiCa against METHODS.md: P_i holds W0's top right singular vectors, one SGD step is
+"""PiCa against docs/methods.md: P_i holds W0's top right singular vectors, one SGD step is
 dW = -lr G V_r V_r^T, and sharing gives one M per module name."""
 import torch
 
