@@ -107,7 +107,7 @@ class Manifest:
     seq_len: int
     programs: dict[str, ProgramSpec]
     optimizer: dict
-    hashes: dict[str, str]  # file name -> sha256 of every program and the state file
+    hashes: dict[str, str]  # file name -> sha256 of every program file
     labels: list[str] | None = None
     tokenizer: str | None = None
     model: dict = field(default_factory=dict)
