@@ -10,19 +10,23 @@ The budgets pin cores and cap memory; they do not slow this CPU down to a board'
 their step times are this machine's (see device_harness.host.budgets).
 
     python benchmarks/device_profile.py [--steps 60] [--runtime onnx executorch] [--ssh URL --key K --known-hosts F]
+    python benchmarks/device_profile.py --smoke   # the tiny classifier, 6 steps per run
 
 Without --ssh it starts its own sshd on 127.0.0.1 (as the tests do). Writes the report
 (Markdown + PNGs + JSON) and each run's run.json to benchmarks/results/device_profile/,
-and the ratio table to benchmarks/results/device_profile.json.
+and the ratio table to benchmarks/results/device_profile.json (keys: steps, warmup, runtime,
+device, rows (row, runtime, ms_p50, ms_p95, ms_max, steps_per_s, peak_rss_mb, cpu_util,
+fits_budget, budget, ratios to local), environment, smoke).
 """
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import warnings
 from pathlib import Path
+
+import common
 
 from edgetune.contract import RUNTIMES
 
@@ -49,9 +53,13 @@ def main(argv=None):
     ap.add_argument("--ssh", default=None, help="ssh://user@host:port of a board (default: a local sshd)")
     ap.add_argument("--key", default=None)
     ap.add_argument("--known-hosts", default=None)
-    ap.add_argument("--out", type=Path, default=ROOT / "results" / "device_profile")
+    ap.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/device_profile")
+    ap.add_argument("--smoke", action="store_true", help="the tiny classifier, 6 steps per run")
     a = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
+    a.out = a.out or common.default_out("device_profile", a.smoke).with_suffix("")
+    if a.smoke:
+        a.steps, a.warmup = min(a.steps, 6), min(a.warmup, 1)
 
     from tqdm import tqdm
 
@@ -68,8 +76,9 @@ def main(argv=None):
         work = Path(tmp)
         train_csv, _ = write_demo_data(work / "data")
         art = work / "artifact"
-        print("exporting the demo artifact (MiniLM-L6, LoRA + embedding rows + head)", flush=True)
-        export_classifier(ClassifierPlan(), train_csv, art, formats=tuple(a.runtime))
+        plan = ClassifierPlan(model="tiny", embedding_rows=64) if a.smoke else ClassifierPlan()
+        print(f"exporting the demo artifact ({plan.model}, LoRA + embedding rows + head)", flush=True)
+        export_classifier(plan, train_csv, art, formats=tuple(a.runtime))
         server = None
         if a.ssh:
             spec = device_spec(a.ssh, {}, key=a.key, known_hosts=a.known_hosts)
@@ -110,8 +119,9 @@ def main(argv=None):
         print(f"{name:<28}{s['ms_p50']:>9.1f}{row['ms_p50_ratio_to_local']:>9.2f}{s['ms_p95']:>9.1f}"
               f"{s['steps_per_s']:>9.2f}{s['peak_rss_mb']:>9.0f}{row['peak_rss_ratio_to_local']:>9.2f}{fits:>6}")
     out_json = a.out.parent / "device_profile.json"
-    out_json.write_text(json.dumps({"steps": a.steps, "warmup": a.warmup, "runtime": a.runtime,
-                                    "device": next(r.facts for r in results if r.device != "local"), "rows": table}, indent=1))
+    common.write_json(out_json, {"steps": a.steps, "warmup": a.warmup, "runtime": a.runtime, "model": plan.model,
+                                 "device": next(r.facts for r in results if r.device != "local"), "rows": table},
+                      None, a.smoke)
     print(f"wrote {md} and {out_json}")
 
 

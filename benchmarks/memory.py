@@ -1,6 +1,6 @@
 """Memory of one training step of SmolLM2-135M: quantized edgetune artifacts vs eager fp32 + PEFT.
 
-Batch 4 x seq 128 of real text (../shared/data/tiny_shakespeare), LoRA-family adapters on
+Batch 4 x seq 128 of real text (--data, e.g. tiny_shakespeare's input.txt), LoRA-family adapters on
 the attention projections (edgetune: LoRA-SB r=16 + 256 embedding rows; baseline: PEFT
 LoRA r=16 on the same projections, the method PEFT has), AdamW. Rows:
 
@@ -13,7 +13,11 @@ LoRA r=16 on the same projections, the method PEFT has), AdamW. Rows:
 Each row's loop runs in its own process (the device runner for edgetune rows), so its
 peak RSS (VmHWM) is the whole process: runtime, weights, activations.
 
-    python benchmarks/memory.py [--steps 3] [--rows ...] [--threads 2]
+    python benchmarks/memory.py --data ../shared/data/tiny_shakespeare/input.txt [--steps 3] [--rows ...]
+    python benchmarks/memory.py --smoke      # a tiny Llama GGUF, batch 2 x 16, 2 steps
+
+JSON keys: config, rows (name, quant, ms_per_step, ratio_to_eager, peak_rss_mb,
+rss_ratio_to_eager, artifact_mb, gflops, pct_of_peak, steps, error), environment, smoke.
 """
 from __future__ import annotations
 
@@ -27,9 +31,11 @@ import sys
 import time
 from pathlib import Path
 
+import common
+
 ROOT = Path(__file__).resolve().parent
-DATA = ROOT.parent.parent / "shared" / "data" / "tiny_shakespeare" / "input.txt"
 BATCH, SEQ, R = 4, 128, 16
+MODEL = "smollm2"  # or a GGUF path (--smoke: a tiny Llama)
 LR = 1e-4
 ROWS = {  # name -> (quant, runtime)
     "eager_peft_fp32": ("none", "eager"),
@@ -41,20 +47,33 @@ ROWS = {  # name -> (quant, runtime)
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
 
-def train_text(work: Path) -> Path:
+def configure(smoke: bool, work: Path) -> None:
+    """--smoke: a tiny Llama GGUF at batch 2 x 16 instead of SmolLM2 at 4 x 128."""
+    global BATCH, SEQ, R, MODEL
+    if smoke:
+        BATCH, SEQ, R, MODEL = 2, 16, 4, str(common.tiny_gguf(work))
+
+
+def gguf_file() -> Path:
+    from edgetune.models.llama import smollm2_gguf_path
+
+    return smollm2_gguf_path() if MODEL == "smollm2" else Path(MODEL)
+
+
+def train_text(work: Path, data: Path) -> Path:
     from edgetune.data.text import read_text, split_text
 
     p = work / "train.txt"
-    if not p.exists():
-        p.write_text(split_text(read_text(DATA))[0][:200_000], encoding="utf-8")
+    p.write_text(split_text(read_text(data))[0][:200_000], encoding="utf-8")
     return p
 
 
 def plan_for(quant: str):
     from edgetune.app.lm import LMPlan
 
-    return LMPlan(quant=quant, adapter={"method": "lora_sb", "targets": TARGETS, "r": R, "n_samples": 16},
-                  batch_size=BATCH, seq_len=SEQ, optimizer={"name": "adamw", "lr": LR, "weight_decay": 0.0})
+    return LMPlan(model=MODEL, quant=quant, adapter={"method": "lora_sb", "targets": TARGETS, "r": R, "n_samples": 16},
+                  embedding_rows=256 if MODEL == "smollm2" else 32, batch_size=BATCH, seq_len=SEQ,
+                  optimizer={"name": "adamw", "lr": LR, "weight_decay": 0.0})
 
 
 def export_row(work: Path, quant: str, runtime: str) -> Path:
@@ -70,7 +89,7 @@ def export_row(work: Path, quant: str, runtime: str) -> Path:
     except Exception:  # absent or stale: export
         pass
     t0 = time.time()
-    export_lm(plan, train_text(work), art, (runtime,), overwrite=True,
+    export_lm(plan, work / "train.txt", art, (runtime,), overwrite=True,
               progress=lambda m: print(f"  {quant}/{runtime}: {m} ({time.time() - t0:.0f} s)", flush=True))
     return art
 
@@ -125,7 +144,7 @@ def runner_child(art: Path, runtime: str, text: Path, threads: int, steps: int, 
     cmd = [sys.executable, "-m", "device_harness.runner", "train", str(art), str(text), "--runtime", runtime,
            "--steps", str(steps), "--state", str(state), "--threads", str(threads), "--lr", str(LR)]
     p = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
-    recs = [json.loads(line) for line in p.stdout.splitlines() if line.startswith("{")]
+    recs = common.step_records(p.stdout.splitlines())
     if p.returncode or not recs:
         raise RuntimeError((p.stderr.strip().splitlines() or ["no output"])[-1][:500])
     return {"ms": [r["ms"] for r in recs], "peak_rss_mb": max(r["peak_rss_mb"] for r in recs), "loss": recs[-1]["loss"]}
@@ -139,9 +158,9 @@ def prepare_eager(work: Path, text: Path) -> None:
     from transformers import AutoConfig
 
     from edgetune.data.text import TextEncoder
-    from edgetune.models.llama import from_gguf, gguf_tokenizer_json, smollm2_gguf_path
+    from edgetune.models.llama import from_gguf, gguf_tokenizer_json
 
-    path = smollm2_gguf_path()
+    path = gguf_file()
     if not (work / "fp32.safetensors").exists():
         AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name).to_json_file(str(work / "hf_config.json"))
         sd = from_gguf(path, keep_quantized=False).state_dict()
@@ -153,22 +172,28 @@ def prepare_eager(work: Path, text: Path) -> None:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", type=Path, default=None, help="a UTF-8 text file (e.g. tiny_shakespeare's input.txt)")
+    ap.add_argument("--smoke", action="store_true", help="a tiny Llama GGUF, batch 2 x 16, 2 steps")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS))
     ap.add_argument("--work", default=str(ROOT / ".work" / "memory"), help="artifacts are kept here between runs")
     ap.add_argument("--child-eager", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--out", default=str(ROOT / "results" / "memory.json"))
+    ap.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/memory.json")
     a = ap.parse_args()
-    work = Path(a.work)
+    work = Path(a.work) / ("smoke" if a.smoke else "")
+    work.mkdir(parents=True, exist_ok=True)
+    configure(a.smoke, work)
     if a.child_eager:
         print("RESULT " + json.dumps(eager_child(work, a.threads, a.steps)))
         return
     import warnings
 
     warnings.filterwarnings("ignore")
-    work.mkdir(parents=True, exist_ok=True)
-    text = train_text(work)
+    a.out = a.out or common.default_out("memory", a.smoke)
+    if a.smoke:
+        a.steps = min(a.steps, 2)
+    text = train_text(work, common.smoke_text(work) if a.smoke else common.require(a.data, "the training text"))
     sys.path.insert(0, str(ROOT))
     from step_latency import matmul_peak_gflops
 
@@ -184,9 +209,9 @@ def main():
         try:
             if runtime == "eager":
                 prepare_eager(work, text)
-                p = subprocess.run([sys.executable, __file__, "--child-eager", "--work", str(work), "--threads",
-                                    str(a.threads), "--steps", str(a.steps)], capture_output=True, text=True,
-                                   env={**os.environ, "PYTHONWARNINGS": "ignore"})
+                p = subprocess.run([sys.executable, __file__, "--child-eager", "--work", a.work, "--threads",
+                                    str(a.threads), "--steps", str(a.steps)] + ["--smoke"] * a.smoke,
+                                   capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
                 line = [l for l in p.stdout.splitlines() if l.startswith("RESULT ")]
                 if p.returncode or not line:
                     raise RuntimeError((p.stderr.strip().splitlines() or ["no output"])[-1][:500])
@@ -214,12 +239,11 @@ def main():
             r["rss_ratio_to_eager"] = round(r["peak_rss_mb"] / base["peak_rss_mb"], 3)
         if fp32_mb and r["artifact_mb"]:
             r["artifact_ratio_to_fp32"] = round(r["artifact_mb"] / fp32_mb, 3)
-    out = {"config": {"model": "SmolLM2-135M-Instruct", "batch": BATCH, "seq": SEQ, "adapter_r": R,
-                      "threads": a.threads, "data": "tiny_shakespeare",
+    out = {"config": {"model": "SmolLM2-135M-Instruct" if MODEL == "smollm2" else "tiny Llama GGUF",
+                      "batch": BATCH, "seq": SEQ, "adapter_r": R, "threads": a.threads, "data": str(a.data or "demo notes"),
                       "step_gflop": round(flops / 1e9, 3) if flops else None, "matmul_peak_gflops": round(peak, 1)},
            "rows": rows}
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(out, indent=1))
+    common.write_json(a.out, out, a.threads, a.smoke)
     print(f"\n{'row':<26}{'quant':<28}{'step MB':>9}{'x fp32':>8}{'peak RSS MB':>13}{'x eager':>9}"
           f"{'ms/step':>10}{'x eager':>9}")
     dash = "-"

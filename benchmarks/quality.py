@@ -7,7 +7,12 @@ per seed) and ``full`` (all 10,003). Every method gets the same batches, schedul
 (AdamW, 6% warm-up then linear decay) and number of steps; each row's learning rate
 is in ROWS. Trainable parameters exclude the 77-way head, reported separately.
 
-    python benchmarks/quality.py [--data DIR] [--settings fewshot full] [--seeds 0 1 2] [--rows ...]
+    python benchmarks/quality.py --data ../shared/data/banking77 [--settings fewshot full] [--seeds 0 1 2] [--rows ...]
+    python benchmarks/quality.py --smoke     # the tiny classifier on the demo notes, 2 rows, 1 seed
+
+JSON keys: config, rows (setting, method, adapter, lr, quant, buckets, embedding_rows,
+trainable_params, head_params, acc_mean, acc_std, accs, seeds, steps, seconds, loss_curve),
+environment, smoke.
 
 Writes benchmarks/results/quality.json and quality.md. The quantized-base rows (frozen int8 /
 int4 MiniLM, fp32 adapters) were run with their fp32 row in one run:
@@ -26,20 +31,28 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
-import json
 import statistics
-import sys
 import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import common
+
 ROOT = Path(__file__).resolve().parent
-DEFAULT_DATA = ROOT.parent.parent / "shared" / "data" / "banking77"
+MODEL = "minilm"
 BATCH, SEQ = 16, 40  # 95% of BANKING77 texts fit in 40 tokens
 EPOCHS = {"fewshot": 5, "full": 1}
 PER_CLASS = 10
+SMOKE_ROWS = ["head only", "LoRA r=8"]
+
+
+def configure(smoke: bool) -> None:
+    """--smoke: the tiny classifier at batch 4 x 16, 2 examples per class, one epoch."""
+    global MODEL, BATCH, SEQ, EPOCHS, PER_CLASS
+    if smoke:
+        MODEL, BATCH, SEQ, EPOCHS, PER_CLASS = "tiny", 4, 16, {"fewshot": 1, "full": 1}, 2
 
 
 @dataclass
@@ -115,7 +128,7 @@ def run_one(row: Row, train_csv: Path, test_csv: Path, seed: int, steps: int, wo
     from device_harness.runner import Trainer, evaluate
     from edgetune.app.classifier import ClassifierPlan, export_classifier
 
-    plan = ClassifierPlan(model="minilm", adapter=dict(row.adapter, targets=TARGETS) if row.adapter else None,
+    plan = ClassifierPlan(model=MODEL, adapter=dict(row.adapter, targets=TARGETS) if row.adapter else None,
                           embedding_rows=row.embedding_rows, train_head=True,
                           optimizer={"name": "adamw", "lr": row.lr, "weight_decay": 0.0},
                           batch_size=BATCH, seq_len=SEQ, seed=seed, quant=row.quant, seq_buckets=list(row.buckets))
@@ -140,18 +153,23 @@ def main(argv=None):
     from tqdm import tqdm
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="directory with train.csv and test.csv")
+    ap.add_argument("--data", type=Path, default=None, help="directory with train.csv and test.csv (text,category)")
+    ap.add_argument("--smoke", action="store_true", help="the tiny classifier on the demo notes, 2 rows, 1 seed")
     ap.add_argument("--settings", nargs="+", default=["fewshot", "full"], choices=["fewshot", "full"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--rows", nargs="+", default=None, help="row names (default: all)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--test-limit", type=int, default=None, help="evaluate on the first N test rows (pilots only)")
     ap.add_argument("--lr", type=float, default=None, help="override every row's learning rate (pilots only)")
-    ap.add_argument("--out", type=Path, default=ROOT / "results" / "quality.json")
+    ap.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/quality.json")
     a = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
-    if not (a.data / "train.csv").is_file():
-        sys.exit(f"{a.data}/train.csv not found; pass --data DIR (BANKING77: train.csv and test.csv, text,category)")
+    configure(a.smoke)
+    a.out = a.out or common.default_out("quality", a.smoke)
+    if a.smoke:
+        a.data = common.smoke_classification(Path(tempfile.mkdtemp(prefix="quality_smoke.")))
+        a.settings, a.seeds, a.rows = ["fewshot"], [0], a.rows or SMOKE_ROWS
+    common.require(a.data and a.data / "train.csv", "train.csv and test.csv (text,category; BANKING77's layout)")
     rows = [r for r in ROWS if a.rows is None or r.name in a.rows]
     if a.lr is not None:
         rows = [dataclasses.replace(r, lr=a.lr) for r in rows]
@@ -190,12 +208,12 @@ def write_results(a, rows: list[Row], runs: dict, test_examples: int) -> str:
                          "acc_std": statistics.stdev(accs) if len(accs) > 1 else 0.0, "accs": accs,
                          "seeds": [r.seed for r in rs], "steps": rs[0].steps,
                          "seconds": statistics.mean(r.seconds for r in rs), "loss_curve": rs[0].losses})
-    result = {"config": {"model": "all-MiniLM-L6-v2", "data": "BANKING77", "batch": BATCH, "seq": SEQ,
+    result = {"config": {"model": "all-MiniLM-L6-v2" if MODEL == "minilm" else MODEL, "data": str(a.data),
+                         "batch": BATCH, "seq": SEQ,
                          "epochs": EPOCHS, "per_class": PER_CLASS, "targets": TARGETS, "runtime": "onnx",
                          "threads": a.threads, "test_examples": test_examples, "schedule": "linear, 6% warm-up"},
               "rows": out_rows}
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(result, indent=1))
+    common.write_json(a.out, result, a.threads, a.smoke)
     table = markdown(out_rows)
     a.out.with_suffix(".md").write_text(table + "\n")
     return table

@@ -16,7 +16,11 @@ bucket programs 16/24/32/48/64 that holds it.
 Every row runs in its own process that does only that loop (exports happen in the
 parent), so its peak RSS is the loop's; every runtime gets --threads.
 
-    python benchmarks/step_latency.py [--threads N] [--steps 20] [--max-seconds 60] [--data DIR]
+    python benchmarks/step_latency.py --data ../shared/data/banking77 [--threads N] [--steps 20] [--max-seconds 60]
+    python benchmarks/step_latency.py --smoke    # the tiny classifier, batch 4 x 16, 3 steps per row
+
+JSON keys: config, rows and natural_rows (name, ms_per_step, ratio_to_eager, peak_rss_mb,
+rss_ratio_to_eager, artifact_mb, error, ...), environment, smoke.
 """
 from __future__ import annotations
 
@@ -30,14 +34,23 @@ import tempfile
 import time
 from pathlib import Path
 
+import common
+
 ROOT = Path(__file__).resolve().parent
-DEFAULT_DATA = ROOT.parent.parent / "shared" / "data" / "banking77"
 ROWS = ["eager_peft", "edgetune_onnx", "edgetune_executorch", "edgetune_int8_onnx", "edgetune_int8_executorch",
         "et_training_module", "ort_training_artifacts"]
 NATURAL_ROWS = ["natural_eager_peft", "natural_edgetune_onnx", "natural_edgetune_onnx_buckets",
                 "natural_edgetune_int8_onnx_buckets"]
+MODEL = "minilm"
 BATCH, SEQ, LABELS, R, ALPHA = 8, 64, 77, 8, 16.0
 NAT_BATCH, NAT_BUCKETS = 16, [16, 24, 32, 48]
+
+
+def configure(smoke: bool) -> None:
+    """--smoke: the tiny classifier (MiniLM's tokenizer) at batch 4 x 16, one bucket."""
+    global MODEL, BATCH, SEQ, NAT_BATCH, NAT_BUCKETS
+    if smoke:
+        MODEL, BATCH, SEQ, NAT_BATCH, NAT_BUCKETS = "tiny", 4, 16, 4, [8]
 INT8 = "w8a8g8"
 LR = 1e-4
 # row -> (artifact directory, runtime) for edgetune rows
@@ -61,9 +74,9 @@ def peft_classifier():
     """MiniLM + PEFT LoRA on query/value + trainable head: the baseline users write today."""
     import peft
 
-    from edgetune.models.minilm import load_minilm_classifier
+    from edgetune.app.classifier import load_classifier
 
-    clf, _ = load_minilm_classifier(LABELS)
+    clf, _ = load_classifier(MODEL, LABELS)
     for p in clf.parameters():
         p.requires_grad_(False)
     clf.encoder = peft.get_peft_model(clf.encoder, peft.LoraConfig(r=R, lora_alpha=ALPHA, lora_dropout=0.0,
@@ -75,12 +88,9 @@ def peft_classifier():
 
 def edgetune_prepared(quant: str | None = None):
     from edgetune import FullyTrainable, LoRA, prepare
-    from edgetune.models.minilm import load_minilm_classifier
-    from edgetune.quant import config_from, quantize
+    from edgetune.app.classifier import load_classifier
 
-    clf, _ = load_minilm_classifier(LABELS)
-    if quant:
-        quantize(clf, config_from(quant))
+    clf, _ = load_classifier(MODEL, LABELS, quant=quant)
     return prepare(clf, [LoRA(targets=("query", "value"), r=R, alpha=ALPHA), FullyTrainable(("head",))])
 
 
@@ -235,8 +245,9 @@ def step_flops() -> float:
     return float(fc.get_total_flops())
 
 
-def export_all(work: Path, data: Path, n_texts: int) -> dict[str, float | str]:
-    """Every artifact the rows run -> program sizes in MB (step program + state) by row."""
+def export_all(work: Path, data: Path, n_texts: int, rows: list[str]) -> dict[str, float | str]:
+    """Every artifact ``rows`` run -> program sizes in MB (step program + state) by row."""
+    needed = {ARTIFACTS[r][0] for r in rows if r in ARTIFACTS}
     from edgetune import AdamW, compile_step
     from edgetune.app.classifier import ClassifierPlan, export_classifier
     from exporters.artifact import export_artifact
@@ -247,17 +258,20 @@ def export_all(work: Path, data: Path, n_texts: int) -> dict[str, float | str]:
         return ((art / m.programs["step"].files[rt]).stat().st_size + (art / "state.safetensors").stat().st_size) / 2**20
 
     for name, quant in (("fp32", None), ("int8", INT8)):
-        print(f"  exporting MiniLM {name} (ONNX and ExecuTorch)", flush=True)
+        if name not in needed:
+            continue
+        print(f"  exporting {MODEL} {name} (ONNX and ExecuTorch)", flush=True)
         compiled = compile_step(edgetune_prepared(quant), AdamW(lr=LR), BATCH, SEQ)
         m = export_artifact(compiled, work / name, ("onnx", "executorch"), overwrite=True)
         for row, (art, rt) in ARTIFACTS.items():
             if art == name:
                 sizes[row] = size(work / name, m, rt)
-    print("  exporting the ExecuTorch TrainingModule program", flush=True)
-    try:
-        sizes["et_training_module"] = export_et_training(work / "et_training.pte")
-    except Exception as e:  # a baseline that cannot be built is reported, not hidden
-        sizes["et_training_module"] = f"{type(e).__name__}: {e}"[:500]
+    if "et_training_module" in rows:
+        print("  exporting the ExecuTorch TrainingModule program", flush=True)
+        try:
+            sizes["et_training_module"] = export_et_training(work / "et_training.pte")
+        except Exception as e:  # a baseline that cannot be built is reported, not hidden
+            sizes["et_training_module"] = f"{type(e).__name__}: {e}"[:500]
     texts = natural_texts(data, n_texts)
     csv_path = work / "natural.csv"
     import csv
@@ -266,8 +280,10 @@ def export_all(work: Path, data: Path, n_texts: int) -> dict[str, float | str]:
         csv.writer(f).writerows([("text", "label"), *texts])
     for name, quant, buckets in (("nat_fp32", None, []), ("nat_buckets", None, NAT_BUCKETS),
                                  ("nat_int8_buckets", INT8, NAT_BUCKETS)):
+        if name not in needed and not (name == "nat_fp32" and "natural_eager_peft" in rows):
+            continue
         print(f"  exporting {name} (ONNX, batch {NAT_BATCH} x {SEQ}, buckets {buckets})", flush=True)
-        plan = ClassifierPlan(model="minilm", adapter={"method": "lora", "r": R, "alpha": ALPHA, "targets": ["query", "value"]},
+        plan = ClassifierPlan(model=MODEL, adapter={"method": "lora", "r": R, "alpha": ALPHA, "targets": ["query", "value"]},
                               embedding_rows=0, optimizer={"name": "adamw", "lr": LR, "weight_decay": 0.0},
                               batch_size=NAT_BATCH, seq_len=SEQ, quant=quant, seq_buckets=buckets)
         m, _ = export_classifier(plan, csv_path, work / name, ("onnx",), overwrite=True)
@@ -345,7 +361,7 @@ def run_child(row: str, a, work: Path) -> dict:
     """The row's loop in a fresh process -> its RESULT dict, or {"error": last stderr line}."""
     p = subprocess.run([sys.executable, __file__, "--child", row, "--work", str(work), "--threads", str(a.threads),
                         "--steps", str(a.steps), "--max-seconds", str(a.max_seconds), "--data", str(a.data),
-                        "--texts", str(a.texts)],
+                        "--texts", str(a.texts)] + ["--smoke"] * a.smoke,
                        capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     line = [l for l in p.stdout.splitlines() if l.startswith("RESULT ")]
     if p.returncode or not line:
@@ -358,12 +374,16 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--max-seconds", type=float, default=60.0, help="cap per row (at least 3 timed steps)")
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="BANKING77 directory (train.csv) for table 2")
+    ap.add_argument("--data", type=Path, default=None, help="BANKING77 directory (train.csv) for table 2")
+    ap.add_argument("--smoke", action="store_true", help="the tiny classifier, batch 4 x 16, 3 steps per row")
     ap.add_argument("--texts", type=int, default=960, help="texts per row in table 2")
+    ap.add_argument("--rows", nargs="+", choices=ROWS + NATURAL_ROWS, default=ROWS + NATURAL_ROWS,
+                    help="rows to run (default: all; the ratios need the eager row of each table)")
     ap.add_argument("--child", choices=ROWS + NATURAL_ROWS, help=argparse.SUPPRESS)
     ap.add_argument("--work", help=argparse.SUPPRESS)
-    ap.add_argument("--out", default=str(ROOT / "results" / "step_latency.json"))
+    ap.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/step_latency.json")
     a = ap.parse_args()
+    configure(a.smoke)
     if a.child:
         res = (natural_child(a.child, Path(a.work), a.threads, a.data, a.texts) if a.child in NATURAL_ROWS
                else child(a.child, Path(a.work), a.threads, a.steps, a.max_seconds))
@@ -372,8 +392,11 @@ def main():
     import warnings
 
     warnings.filterwarnings("ignore")
-    if not (a.data / "train.csv").is_file():
-        sys.exit(f"{a.data}/train.csv not found; pass --data DIR (BANKING77: train.csv with text,category)")
+    a.out = a.out or common.default_out("step_latency", a.smoke)
+    if a.smoke:
+        a.steps, a.max_seconds, a.texts = min(a.steps, 3), min(a.max_seconds, 5.0), min(a.texts, 12)
+        a.data = common.smoke_classification(Path(tempfile.mkdtemp(prefix="step_latency_smoke.")))
+    common.require(a.data and a.data / "train.csv", "BANKING77's train.csv (text,category)")
     print(f"threads={a.threads}; measuring the step's FLOPs and the matmul peaks")
     flops = step_flops()
     peak = matmul_peak_gflops(a.threads)
@@ -383,8 +406,8 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         print("exporting")
-        sizes = export_all(work, a.data, a.texts)
-        for row in ROWS + NATURAL_ROWS:
+        sizes = export_all(work, a.data, a.texts, a.rows)
+        for row in a.rows:
             print(f"running {row}", flush=True)
             res = {"name": row, "ms_per_step": None, "ratio_to_eager": None, "peak_rss_mb": None, "error": None}
             size = sizes.get(row)
@@ -403,19 +426,19 @@ def main():
                 res["delegation"] = delegation(work, row)
             (rows if row in ROWS else natural).append(res)
     for table in (rows, natural):
-        eager = table[0]
+        eager = table[0] if table and "eager" in table[0]["name"] else {"ms_per_step": None}
         for r in table:
             if r["ms_per_step"] and eager["ms_per_step"]:
                 r["ratio_to_eager"] = round(r["ms_per_step"] / eager["ms_per_step"], 3)
                 r["rss_ratio_to_eager"] = round(r["peak_rss_mb"] / eager["peak_rss_mb"], 3)
-    out = {"config": {"model": "all-MiniLM-L6-v2", "batch": BATCH, "seq": SEQ, "lora_r": R, "threads": a.threads,
+    out = {"config": {"model": "all-MiniLM-L6-v2" if MODEL == "minilm" else MODEL, "batch": BATCH, "seq": SEQ,
+                      "lora_r": R, "threads": a.threads,
                       "step_gflop": round(flops / 1e9, 3), "matmul_peak_gflops": round(peak, 1),
                       "int8_matmul_peak_gops": round(peak8, 1), "int8_quant": INT8,
                       "natural": {"batch": NAT_BATCH, "max_seq": SEQ, "buckets": NAT_BUCKETS + [SEQ], "texts": a.texts,
-                                  "data": "BANKING77 train.csv (first texts)"}},
+                                  "data": f"{a.data}/train.csv (first texts)"}},
            "rows": rows, "natural_rows": natural}
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(out, indent=1))
+    common.write_json(a.out, out, a.threads, a.smoke)
     print(f"\nTable 1: batch {BATCH} x seq {SEQ} (% peak: of the fp32 matmul peak; int8 rows: of the int8 one)")
     print(f"{'row':<26}{'ms/step':>9}{'x eager':>9}{'G(FL)OP/s':>10}{'% peak':>8}{'peak RSS MB':>12}{'x eager':>9}"
           f"{'MB':>7}  delegated to XNNPACK")
@@ -426,8 +449,9 @@ def main():
         d = r.get("delegation")
         cov = (f"{d['delegated_ops']}/{d['total_ops']} ops, {d['delegated_matmuls']}/{d['matmuls']} matmuls"
                if d else "")
-        print(f"{r['name']:<26}{r['ms_per_step']:>9.1f}{r['ratio_to_eager']:>9.2f}{r['gflops']:>10.1f}"
-              f"{r['pct_of_peak']:>8.1f}{r['peak_rss_mb']:>12.0f}{r['rss_ratio_to_eager']:>9.2f}"
+        nan = float("nan")
+        print(f"{r['name']:<26}{r['ms_per_step']:>9.1f}{r['ratio_to_eager'] or nan:>9.2f}{r['gflops']:>10.1f}"
+              f"{r['pct_of_peak']:>8.1f}{r['peak_rss_mb']:>12.0f}{r.get('rss_ratio_to_eager') or nan:>9.2f}"
               + (f"{r['artifact_mb']:>7.1f}" if r.get("artifact_mb") is not None else f"{'-':>7}") + f"  {cov}")
     print(f"\nTable 2: BANKING77 natural lengths, batch {NAT_BATCH}, {a.texts} texts, one pass")
     print(f"{'row':<36}{'ms/batch':>9}{'x eager':>9}{'tokens used':>12}{'peak RSS MB':>12}")
@@ -435,7 +459,8 @@ def main():
         if r["error"]:
             print(f"{r['name']:<36}  error: {r['error'][:110]}")
             continue
-        print(f"{r['name']:<36}{r['ms_per_step']:>9.1f}{r['ratio_to_eager']:>9.2f}{r['token_efficiency']:>12.0%}"
+        print(f"{r['name']:<36}{r['ms_per_step']:>9.1f}{r['ratio_to_eager'] or float('nan'):>9.2f}"
+              f"{r['token_efficiency']:>12.0%}"
               f"{r['peak_rss_mb']:>12.0f}")
     print(f"\nstep = {flops / 1e9:.2f} GFLOP, fp32 matmul peak = {peak:.1f} GFLOP/s, int8 = {peak8:.1f} GOP/s on "
           f"{a.threads} threads; wrote {a.out}")

@@ -14,9 +14,12 @@ at checkpoints, plotted against forward passes (a ZO step is 2 forwards; a first
 1 forward + 1 backward), and each low-rank method against MeZO at the same checkpoints.
 ZO steps use a constant learning rate (as MeZO/LOZO do), first-order the linear schedule.
 
-    python benchmarks/zo.py [--part memory quality] [--zo-steps-factor 20] [--seeds 0 1 2]
+    python benchmarks/zo.py --data ../shared/data/banking77 [--part memory quality] [--zo-steps-factor 20] [--seeds 0 1 2]
+    python benchmarks/zo.py --smoke          # the tiny classifier on the demo notes, LOZO only, 2x steps
 
 Writes benchmarks/results/zo.json (seeds accumulate over invocations) and zo.png.
+JSON keys: config, memory (runtime, row, ms, peak_rss_mb, error, ratios), quality
+(seed -> run -> curve, final, ...), vs_mezo, over_seeds, environment, smoke.
 """
 from __future__ import annotations
 
@@ -34,9 +37,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
+import common  # noqa: E402
 import quality  # noqa: E402  (the shared BANKING77 protocol)
 
-BATCH, SEQ = quality.BATCH, quality.SEQ
 LORA = {"method": "lora", "r": 8, "alpha": 16.0, "targets": ["query", "value"]}
 FO_LR = 2e-3
 # MeZO's lr from 800-step probes (1e-4, 3e-4; at 1e-3 it drifted down, 81.0 -> 77.2% by step
@@ -51,8 +54,9 @@ ZO_COMMON = {"eps": 1e-3, "rank": RANK, "nu": 50, "weight_decay": 0.0}
 def plan(optimizer: dict, seed: int = 0, head_init: str = "random"):
     from edgetune.app.classifier import ClassifierPlan
 
-    return ClassifierPlan(model="minilm", adapter=dict(LORA), embedding_rows=0, train_head=True, head_init=head_init,
-                          optimizer=optimizer, batch_size=BATCH, seq_len=SEQ, seed=seed)
+    return ClassifierPlan(model=quality.MODEL, adapter=dict(LORA), embedding_rows=0, train_head=True,
+                          head_init=head_init, optimizer=optimizer, batch_size=quality.BATCH, seq_len=quality.SEQ,
+                          seed=seed)
 
 
 def run_optimizer(name: str, run: dict) -> dict:
@@ -76,7 +80,7 @@ def child(kind: str, runtime: str, art: str, data: str, steps: int) -> None:
     d = Path(art)
     manifest = load_manifest(d, runtime)
     arrays = encode_file(d, manifest, data)
-    batch = {k: v[:BATCH] for k, v in arrays.items()}
+    batch = {k: v[:manifest.batch_size] for k, v in arrays.items()}
     times = []
     if kind == "infer":
         from edgetune.contract.state import load_state
@@ -171,7 +175,7 @@ def quality_part(a, work: Path) -> dict:
     out = {}
     for seed in a.seeds:
         train_csv = quality.write_csv(work / "fewshot.csv", quality.fewshot(train, quality.PER_CLASS, seed))
-        fo_steps = -(-len(quality.fewshot(train, quality.PER_CLASS, seed)) * quality.EPOCHS["fewshot"] // BATCH)
+        fo_steps = -(-len(quality.fewshot(train, quality.PER_CLASS, seed)) * quality.EPOCHS["fewshot"] // quality.BATCH)
         adamw = {"name": "adamw", "lr": FO_LR, "weight_decay": 0.0}
         runs = {name: train_curve(adamw, head, train_csv, test_csv, fo_steps, [fo_steps], seed, work, a.threads,
                                   f"s{seed} {name}", "linear")
@@ -184,7 +188,7 @@ def quality_part(a, work: Path) -> dict:
         for name, r in runs.items():
             per_step = 1 if name.startswith("lora_adamw") else 2
             for pt in r["curve"]:
-                pt["forward_passes"] = pt["step"] * per_step * BATCH
+                pt["forward_passes"] = pt["step"] * per_step * quality.BATCH
         out[seed] = runs
     return out
 
@@ -235,7 +239,7 @@ def plot(result: dict, path: Path) -> None:
             continue
         windows = [runs[name]["loss_every_50"] for runs in seeds]
         mean = [statistics.fmean(w[i] for w in windows) for i in range(len(windows[0]))]
-        ax.plot([min(50 * (i + 1), zo_steps) * 2 * BATCH for i in range(len(mean))],
+        ax.plot([min(50 * (i + 1), zo_steps) * 2 * result["config"]["batch"] for i in range(len(mean))],
                 [statistics.fmean(mean[max(0, i - 4):i + 1]) for i in range(len(mean))], lw=1, label=name)
     ax.set_xlabel("forward passes (examples)")
     ax.set_ylabel("training loss (mean of the last 250 steps)")
@@ -253,27 +257,38 @@ def main(argv=None):
     ap.add_argument("--child", nargs=5, metavar=("KIND", "RUNTIME", "ARTIFACT", "DATA", "STEPS"), help=argparse.SUPPRESS)
     ap.add_argument("--part", nargs="+", default=["memory", "quality"], choices=["memory", "quality", "tables"],
                     help="tables: only recompute the comparisons, tables and plot from the JSON")
-    ap.add_argument("--data", type=Path, default=quality.DEFAULT_DATA)
+    ap.add_argument("--data", type=Path, default=None, help="BANKING77 directory (train.csv, test.csv: text,category)")
+    ap.add_argument("--smoke", action="store_true", help="the tiny classifier on the demo notes, LOZO only, 2x steps")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
     ap.add_argument("--zo-methods", nargs="+", default=["mezo", "lozo", "lozo_m"],
                     help="runs: METHOD (its learning rate above) or METHOD@LR; results are added to the JSON's")
     ap.add_argument("--zo-steps-factor", type=int, default=20, help="ZO steps as a multiple of first-order steps")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", type=Path, default=ROOT / "results" / "zo.json")
+    ap.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/zo.json")
     a = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
     if a.child:
         kind, runtime, art, data, steps = a.child
         return child(kind, runtime, art, data, int(steps))
+    quality.configure(a.smoke)
+    a.out = a.out or common.default_out("zo", a.smoke)
+    mem_steps = {"onnx": 20, "executorch": 2}
+    if a.smoke:
+        a.data = common.smoke_classification(Path(tempfile.mkdtemp(prefix="zo_smoke.")))
+        a.seeds, a.zo_methods, a.zo_steps_factor, mem_steps = [0], ["lozo"], 2, {"onnx": 3, "executorch": 2}
+        a.out.unlink(missing_ok=True)  # smoke results never accumulate
+    if "tables" not in a.part or len(a.part) > 1:
+        common.require(a.data and a.data / "train.csv", "train.csv and test.csv (text,category; BANKING77's layout)")
     result = json.loads(a.out.read_text()) if a.out.exists() else {}
-    result["config"] = {"model": "all-MiniLM-L6-v2", "adapter": LORA, "batch": BATCH, "seq": SEQ, "threads": a.threads,
+    result["config"] = {"model": "all-MiniLM-L6-v2" if quality.MODEL == "minilm" else quality.MODEL, "adapter": LORA,
+                        "batch": quality.BATCH, "seq": quality.SEQ, "threads": a.threads,
                         "zo": {m: {**ZO_COMMON, **ZO[m]} for m in ZO}, "first_order_lr": FO_LR}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         if "memory" in a.part:
             # one example per class: the same 77-way model as the quality part
             data_csv = quality.write_csv(work / "mem.csv", quality.fewshot(quality.read_split(a.data / "train.csv"), 1, 0))
-            result["memory"] = memory_part(work, data_csv, {"onnx": 20, "executorch": 2})
+            result["memory"] = memory_part(work, data_csv, mem_steps)
         if "quality" in a.part:
             # seeds accumulate across invocations (each run records its own optimizer settings)
             for seed, runs in quality_part(a, work).items():
@@ -281,9 +296,8 @@ def main(argv=None):
     if "quality" in result:
         result["vs_mezo"] = {seed: compare_to_mezo(runs) for seed, runs in result["quality"].items()}
         result["over_seeds"] = over_seeds(result["quality"])
-    from edgetune.files import write_atomic
-
-    write_atomic(a.out, json.dumps(result, indent=1).encode())  # a killed run leaves the old results whole
+    result.pop("environment", None), result.pop("smoke", None)
+    common.write_json(a.out, result, a.threads, a.smoke)  # atomic: a killed run leaves the old results whole
     print_tables(result)
     if "quality" in result:
         plot(result, a.out.with_suffix(".png"))

@@ -1,0 +1,124 @@
+"""What every benchmark shares: the machine it ran on, its data (explicit, or a smoke-sized
+stand-in), the runner's step records, and the JSON it writes.
+
+Every script takes ``--smoke``: the same code path on a tiny model and a handful of steps
+(seconds, not minutes), so the suite runs each script and notices when the code under it
+moves (tests/benchmarks/test_smoke.py). Smoke numbers measure nothing and say so
+(``"smoke": true`` in the JSON).
+"""
+from __future__ import annotations
+
+import csv
+import importlib.metadata
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Iterable
+
+ROOT = Path(__file__).resolve().parent
+PACKAGES = ("torch", "executorch", "onnxruntime", "onnx", "transformers", "peft", "numpy", "edgetune")
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware", "cpu model")):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_features() -> list[str]:
+    """The instruction-set extensions that move these ratios (AVX2, AVX-512, VNNI, AMX; NEON/dotprod on ARM)."""
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile", "amx_int8", "neon", "asimd", "asimddp", "i8mm")
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("flags", "features")):
+                have = set(line.split(":", 1)[1].split())
+                return [f for f in wanted if f in have]
+    except OSError:
+        pass
+    return []
+
+
+def environment(threads: int | None) -> dict:
+    """The CPU, cores, threads and package versions a result was measured with."""
+    versions = {}
+    for p in PACKAGES:
+        try:
+            versions[p] = importlib.metadata.version(p)
+        except importlib.metadata.PackageNotFoundError:
+            versions[p] = None
+    return {"cpu": cpu_model(), "cpu_features": cpu_features(), "machine": platform.machine(),
+            "logical_cores": os.cpu_count(),
+            "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+            "threads": threads, "python": platform.python_version(), "versions": versions}
+
+
+def write_json(path: str | Path, result: dict, threads: int | None, smoke: bool) -> None:
+    """``result`` plus ``environment`` and ``smoke``, written atomically."""
+    from edgetune.files import write_atomic
+
+    out = {**result, "environment": environment(threads), "smoke": smoke}
+    write_atomic(Path(path), json.dumps(out, indent=1).encode("utf-8"))
+
+
+def require(path: Path | None, what: str, flag: str = "--data") -> Path:
+    """``path`` if it exists, else exit with one line naming the flag and what it must hold."""
+    if path is None or not Path(path).exists():
+        sys.exit(f"error: {what} not found at {path}; pass {flag} (or --smoke for a tiny stand-in)")
+    return Path(path)
+
+
+def step_records(lines: Iterable[str]) -> list[dict]:
+    """The device runner's step records among its output lines (`edgetune.contract.lines`)."""
+    from edgetune.contract.lines import step_records as records
+
+    return records(lines)
+
+
+def smoke_classification(work: Path) -> Path:
+    """A directory shaped like BANKING77 (train.csv, test.csv with text,category) from the demo data."""
+    from edgetune.data.demo import write_demo_data
+    from edgetune.data.text import read_examples
+
+    d = work / "smoke_data"
+    train, test = write_demo_data(d / "demo", n_train=12, n_test=4)
+    for src, name in ((train, "train.csv"), (test, "test.csv")):
+        with open(d / name, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["text", "category"])
+            w.writerows((e.text, e.label) for e in read_examples(src))
+    return d
+
+
+def smoke_text(work: Path) -> Path:
+    """Running text for language-model smoke runs (the demo's notes)."""
+    from edgetune.data.demo import write_demo_text
+
+    train, held = write_demo_text(work / "smoke_text")
+    joined = work / "smoke_text" / "all.txt"
+    joined.write_text(train.read_text(encoding="utf-8") + held.read_text(encoding="utf-8"), encoding="utf-8")
+    return joined
+
+
+def tiny_gguf(work: Path) -> Path:
+    """A 2-layer Llama GGUF with SmolLM2's tokenizer and integer blocks (the tests' generator,
+    loaded by path: tests/ on sys.path would shadow the packages)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gguf_files", ROOT.parent / "tests" / "helpers" / "gguf_files.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    path = work / "tiny.gguf"
+    if not path.exists():
+        mod.write_tiny_llama(path, hidden=64, ffn=128, layers=2, tokenizer_from=mod.smollm2_path())
+    return path
+
+
+def default_out(name: str, smoke: bool) -> Path:
+    """benchmarks/results/NAME.json; smoke runs write beside their work, never over a result."""
+    return ROOT / ".work" / "smoke" / f"{name}.json" if smoke else ROOT / "results" / f"{name}.json"

@@ -1,0 +1,94 @@
+"""Every benchmark script runs at its --smoke size and writes its JSON with the documented
+keys, the machine it ran on, and no row error: a benchmark broken by a change under it
+fails here, not months later on a quiet machine."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+# ONNX Runtime's training package cannot sit beside the pinned onnxruntime: that row says so
+UNAVAILABLE = {"ort_training_artifacts": "onnxruntime-training is not installed"}
+
+
+def run(script: str, tmp_path: Path, *args: str, out_flag: Path | None = None) -> dict:
+    """Run ``script --smoke``; -> its JSON. ``out_flag``: what --out takes when it is not the JSON's path."""
+    out = tmp_path / f"{script}.json"
+    p = subprocess.run([sys.executable, str(BENCH / f"{script}.py"), "--smoke", "--out", str(out_flag or out), *args],
+                       capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert p.returncode == 0, p.stdout[-1500:] + p.stderr[-2500:]
+    return json.loads(out.read_text())
+
+
+def check_common(result: dict, keys: set[str]) -> None:
+    assert keys | {"environment", "smoke"} <= set(result), sorted(result)
+    env = result["environment"]
+    assert result["smoke"] is True and env["cpu"] and env["versions"]["onnxruntime"] and env["logical_cores"] >= 1
+
+
+def check_rows(rows: list[dict]) -> None:
+    assert rows
+    for r in rows:
+        name = r.get("name") or r.get("row") or r.get("method")
+        if name in UNAVAILABLE:
+            assert r["error"].startswith(UNAVAILABLE[name]), r["error"]
+        else:
+            assert not r.get("error"), (name, r.get("error"))
+
+
+def test_quality(tmp_path):
+    res = run("quality", tmp_path)
+    check_common(res, {"config", "rows"})
+    check_rows(res["rows"])
+    assert {r["method"] for r in res["rows"]} == {"head only", "LoRA r=8"}
+    assert all(0 <= r["acc_mean"] <= 1 and r["steps"] > 0 for r in res["rows"])
+    assert (tmp_path / "quality.md").is_file()
+
+
+def test_perplexity(tmp_path):
+    res = run("perplexity", tmp_path, "--work", str(tmp_path / "work"))
+    check_common(res, {"config", "perplexity_before", "perplexity_after", "relative_drop", "median_ms_per_step",
+                       "peak_rss_mb", "generation"})
+    assert res["config"]["steps"] == 4 and res["perplexity_before"] > 1 and res["peak_rss_mb"] > 0
+
+
+@pytest.mark.slow
+def test_memory(tmp_path):
+    res = run("memory", tmp_path, "--work", str(tmp_path / "work"), "--rows", "eager_peft_fp32", "edgetune_int4_onnx")
+    check_common(res, {"config", "rows"})
+    check_rows(res["rows"])
+    int4 = res["rows"][1]
+    assert int4["ms_per_step"] > 0 and int4["rss_ratio_to_eager"] > 0 and int4["artifact_mb"] > 0
+
+
+@pytest.mark.slow
+def test_step_latency(tmp_path):
+    res = run("step_latency", tmp_path, "--rows", "eager_peft", "edgetune_onnx", "ort_training_artifacts",
+              "natural_eager_peft", "natural_edgetune_onnx_buckets")
+    check_common(res, {"config", "rows", "natural_rows"})
+    check_rows(res["rows"] + res["natural_rows"])
+    assert res["rows"][1]["ratio_to_eager"] > 0 and res["natural_rows"][1]["token_efficiency"] > 0
+
+
+@pytest.mark.slow
+def test_zo(tmp_path):
+    res = run("zo", tmp_path)
+    check_common(res, {"config", "memory", "quality", "over_seeds"})
+    check_rows(res["memory"])
+    assert set(res["quality"]["0"]) == {"lora_adamw", "lora_adamw_centroids", "lozo"}
+    assert (tmp_path / "zo.png").is_file()
+
+
+@pytest.mark.slow
+def test_device_profile(tmp_path):
+    if not shutil.which("sshd") and not Path("/usr/sbin/sshd").exists():
+        pytest.skip("OpenSSH's server is not installed (the README's test command installs it)")
+    res = run("device_profile", tmp_path, "--runtime", "onnx", out_flag=tmp_path / "device_profile")  # the report's dir
+    assert (tmp_path / "device_profile" / "report.md").is_file()
+    check_common(res, {"steps", "warmup", "device", "rows"})
+    assert [r["row"] for r in res["rows"]] == ["onnx local", "onnx ssh", "onnx ssh + pi4-2gb", "onnx ssh + phone-2gb"]
+    assert all(r["ms_p50"] > 0 for r in res["rows"])
