@@ -24,6 +24,7 @@ from device_harness.host.budgets import Budget
 from device_harness.host.transports.base import ConnectionLost, Finished, Transport, TransportError
 from device_harness.runner import EXIT_DONE, EXIT_INTERRUPTED, EXIT_OVER_BUDGET
 from edgetune.contract import load_manifest
+from edgetune.contract.lines import parse_line, step_records
 from edgetune.errors import ArtifactError, ConfigError, EdgetuneError
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
@@ -191,13 +192,16 @@ def run_on_device(transport: Transport, artifact: str | Path, data: str | Path, 
                     finished = item
                     continue
                 try:
-                    rec = json.loads(item)
-                except json.JSONDecodeError:
+                    parsed = parse_line(item)
+                except ArtifactError:
+                    parsed = None
+                if parsed is None:  # not a runner line: a library's warning, shown as it is
                     progress(f"device: {item}")
                     continue
-                if rec.get("event") == "start":
+                kind, rec = parsed
+                if kind == "event" and rec["event"] == "start":
                     starts.append(rec)
-                elif rec.get("event") == "end":
+                elif kind == "event":
                     end = rec
                 else:
                     streamed[rec["step"]] = rec
@@ -252,10 +256,8 @@ def merge_log(lines: list[str], streamed: dict[int, dict]) -> list[dict]:
     """One record per step, in order: the device's log (complete even when a line never
     reached the host), with a hard-killed attempt's unsaved steps replaced by their rerun."""
     by_step = dict(streamed)
-    for line in lines:
-        if line.strip():
-            rec = json.loads(line)
-            by_step[rec["step"]] = rec
+    for rec in step_records(lines):
+        by_step[rec["step"]] = rec
     return [by_step[s] for s in sorted(by_step)]
 
 

@@ -14,6 +14,7 @@ from edgetune.adapters import ADAPTERS, LinearAdapterConfig
 from edgetune.app.classifier import HEAD_INITS, MODELS, ClassifierPlan
 from edgetune.app.lm import LMPlan
 from edgetune.contract import RUNTIMES
+from edgetune.contract.lines import step_records
 from edgetune.errors import EdgetuneError
 from edgetune.quant import QUANT_MODES
 from edgetune.step.optimizers import OPTIMIZERS, ZO_METHODS, ZerothOrder
@@ -208,10 +209,9 @@ def _train_subprocess(art, data, runtime, steps, state, threads) -> list[dict]:
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as p, \
             _bar(total=steps, desc=f"train {runtime}", unit="step") as bar:
         for line in p.stdout:
-            rec = json.loads(line) if line.startswith("{") else {}
-            if "loss" in rec:  # a step record (the start/end events carry no loss)
+            for rec in step_records([line]):  # the start/end events are not steps
                 recs.append(rec)
-                bar.set_postfix(loss=f"{recs[-1]['loss']:.4f}", ms=f"{recs[-1]['ms']:.0f}")
+                bar.set_postfix(loss=f"{rec['loss']:.4f}", ms=f"{rec['ms']:.0f}")
                 bar.update(1)
         err = p.stderr.read()
     if p.returncode != 0 or not recs:
