@@ -2,9 +2,10 @@
 
 Every adapter config is a frozen dataclass registered under its ``method`` name
 (`edgetune.adapters.registry.AdapterConfig`: validate, select, check, apply, param_count).
-A new method is one file here (a `LinearAdapterConfig` needs only ``wrap`` and ``values``),
-an import below, its example in tests/helpers/method_examples.py and its test file; the
-registry-driven tests then check its count, its initial no-op and its export parity.
+A new method is one file here (a `LinearAdapterConfig` needs only ``wrap`` and ``values``;
+every module of this package is imported below, so its ``@register`` runs), its test file
+and its example in tests/helpers/method_examples.py; the registry-driven tests then check
+its count, its initial no-op and its export parity.
 The mathematics of each method is in docs/methods.md.
 """
 from edgetune.adapters.calibration import Calibration
@@ -34,3 +35,15 @@ __all__ = ["ADAPTERS", "AdaptedModule", "AdapterConfig", "ApplyContext", "Linear
            "LoRA", "LoRALinear", "LoRAXS", "CoreLinear", "LoRASB", "PiCa", "PiCaLinear", "LoRASP", "LoRASPLinear",
            "Kronecker", "KroneckerLinear", "Fastfood", "FastfoodLinear", "FastfoodTransform",
            "EmbeddingRows", "TrainableRowsEmbedding", "EmbeddingDelta", "DeltaEmbedding", "FullyTrainable"]
+
+
+def _import_every_method() -> None:
+    """Import every module of the package, so that each method's ``@register`` has run."""
+    import importlib
+    import pkgutil
+
+    for info in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{info.name}")
+
+
+_import_every_method()
