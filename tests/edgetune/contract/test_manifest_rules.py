@@ -52,6 +52,7 @@ BROKEN = [
         {"name": "momentum", "shape": [], "dtype": "float32", "role": "hyper"}), "hyper input 'momentum'"),
     ("batch input of another shape", lambda d: next(t for t in _step(d)["inputs"] if t["name"] == "input_ids")
      .update(shape=[4, 99]), "batch input 'input_ids'"),
+    ("a program of unknown name", lambda d: d["programs"].update(extra=d["programs"]["infer"]), "do not match"),
     ("program file outside the artifact", lambda d: _step(d)["files"].update(onnx="../step.onnx"), "is not a"),
 ]
 
