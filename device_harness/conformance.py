@@ -113,6 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     except EdgetuneError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except (KeyError, TypeError, ValueError) as e:  # a kit.json of the right format but not its shape
+        print(f"error: kit {a.kit} is malformed ({type(e).__name__}: {e}); write it again with `edgetune conformance`",
+              file=sys.stderr)
+        return 2
     print(json.dumps(report))
     if report["failures"]:
         print(f"error: {len(report['failures'])} of {report['checks']} conformance checks failed; first: "
