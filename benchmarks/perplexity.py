@@ -59,8 +59,15 @@ def main():
     plan = LMPlan(model=model, quant=a.quant, optimizer={"name": "adamw", "lr": a.lr, "weight_decay": 0.0}, **size)
     art = work / f"artifact_{a.quant}"
     t0 = time.time()
-    export_lm(plan, work / "train.txt", art, ("onnx",), overwrite=True,
-              progress=lambda m: print(f"  {m} ({time.time() - t0:.0f} s)", flush=True))
+    try:  # an artifact of the same plan from an earlier run is reused (exporting SmolLM2 takes minutes)
+        from edgetune.contract import load_manifest
+
+        reuse = load_manifest(art, "onnx").model.get("plan") == plan.to_dict()
+    except Exception:  # absent or stale: export
+        reuse = False
+    if not reuse:
+        export_lm(plan, work / "train.txt", art, ("onnx",), overwrite=True,
+                  progress=lambda m: print(f"  {m} ({time.time() - t0:.0f} s)", flush=True))
     state = work / f"trained_{a.quant}.safetensors"
     state.unlink(missing_ok=True)
     print("held-out perplexity before", flush=True)
