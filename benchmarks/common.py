@@ -1,5 +1,6 @@
 """What every benchmark shares: the machine it ran on, its data (explicit, or a smoke-sized
-stand-in), the runner's step records, and the JSON it writes.
+stand-in), and the JSON it writes. (Runner output is read with
+`edgetune.contract.lines.step_records`, as everywhere else.)
 
 Every script takes ``--smoke``: the same code path on a tiny model and a handful of steps
 (seconds, not minutes), so the suite runs each script and notices when the code under it
@@ -15,7 +16,6 @@ import os
 import platform
 import sys
 from pathlib import Path
-from typing import Iterable
 
 ROOT = Path(__file__).resolve().parent
 PACKAGES = ("torch", "executorch", "onnxruntime", "onnx", "transformers", "peft", "numpy", "edgetune")
@@ -71,13 +71,6 @@ def require(path: Path | None, what: str, flag: str = "--data") -> Path:
     if path is None or not Path(path).exists():
         sys.exit(f"error: {what} not found at {path}; pass {flag} (or --smoke for a tiny stand-in)")
     return Path(path)
-
-
-def step_records(lines: Iterable[str]) -> list[dict]:
-    """The device runner's step records among its output lines (`edgetune.contract.lines`)."""
-    from edgetune.contract.lines import step_records as records
-
-    return records(lines)
 
 
 def smoke_classification(work: Path) -> Path:

@@ -33,6 +33,8 @@ from pathlib import Path
 
 import common
 
+from edgetune.contract.lines import step_records
+
 ROOT = Path(__file__).resolve().parent
 BATCH, SEQ, R = 4, 128, 16
 MODEL = "smollm2"  # or a GGUF path (--smoke: a tiny Llama)
@@ -144,7 +146,7 @@ def runner_child(art: Path, runtime: str, text: Path, threads: int, steps: int, 
     cmd = [sys.executable, "-m", "device_harness.runner", "train", str(art), str(text), "--runtime", runtime,
            "--steps", str(steps), "--state", str(state), "--threads", str(threads), "--lr", str(LR)]
     p = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
-    recs = common.step_records(p.stdout.splitlines())
+    recs = step_records(p.stdout.splitlines())
     if p.returncode or not recs:
         raise RuntimeError((p.stderr.strip().splitlines() or ["no output"])[-1][:500])
     return {"ms": [r["ms"] for r in recs], "peak_rss_mb": max(r["peak_rss_mb"] for r in recs), "loss": recs[-1]["loss"]}

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import common
 
+from edgetune.contract.lines import step_records
+
 ROOT = Path(__file__).resolve().parent
 
 
@@ -81,7 +83,7 @@ def main():
     losses, ms, rss = [], [], []
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"}) as p:
         for line in p.stdout:
-            for r in common.step_records([line]):
+            for r in step_records([line]):
                 losses.append(r["loss"]), ms.append(r["ms"]), rss.append(r["peak_rss_mb"])
                 if r["step"] % 20 == 0:
                     print(f"  step {r['step']}: loss {sum(losses[-20:]) / 20:.3f} ({r['ms']:.0f} ms)", flush=True)

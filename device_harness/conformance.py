@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from device_harness.runner import Trainer
-from edgetune.contract import RUNTIMES, load_manifest
+from edgetune.contract import RUNTIMES
 from edgetune.contract.conformance import RESUME_FILE, mismatch, prefixed, read_kit
 from edgetune.contract.hyper import linear_schedule
 from edgetune.contract.names import LOSS
@@ -43,10 +43,21 @@ def replay(artifact_dir: str | Path, kit_dir: str | Path, runtime: str = "onnx",
     """-> {"checks": n, "failures": [...], "cases": [...]} for the kit at ``kit_dir``."""
     d, k = Path(artifact_dir), Path(kit_dir)
     kit, tensors = read_kit(k)
-    manifest = load_manifest(d, runtime)
-    if kit["artifact_id"] != manifest.artifact_id:
-        raise ArtifactError(f"kit {k} was written for artifact {kit['artifact_id']!r}, not {manifest.artifact_id!r}")
-    c = _Checks()
+    with tempfile.TemporaryDirectory() as tmp:
+        tr = Trainer(d, runtime, Path(tmp) / "state.safetensors", threads)  # checks the manifest and its hashes
+        if kit["artifact_id"] != tr.manifest.artifact_id:
+            raise ArtifactError(f"kit {k} was written for artifact {kit['artifact_id']!r}, "
+                                f"not {tr.manifest.artifact_id!r}")
+        c = _Checks()
+        _replay_inputs(d, tr.manifest, kit, tensors, c)
+        for case in kit["cases"]:
+            _replay_case(tr, case, kit, tensors, k, tr.manifest, c)
+    return {"checks": c.count, "failures": c.failures, "cases": [case["name"] for case in kit["cases"]],
+            "runtime": runtime}
+
+
+def _replay_inputs(d: Path, manifest, kit: dict, tensors: dict, c: _Checks) -> None:
+    """The tokenizer's ids and masks (exactly) and the linear schedule's values."""
     tok = kit.get("tokenizer")
     if tok:
         ids, mask = TextEncoder(d / manifest.tokenizer, tok["seq_len"]).encode(tok["texts"])
@@ -57,12 +68,6 @@ def replay(artifact_dir: str | Path, kit_dir: str | Path, runtime: str = "onnx",
     sch = kit["schedule"]
     lrs = [linear_schedule(s, sch["total"], sch["peak"]) for s in range(1, sch["total"] + 1)]
     c.check("linear schedule", None if np.allclose(lrs, sch["linear"], rtol=1e-12, atol=0) else f"{lrs} != {sch['linear']}")
-    with tempfile.TemporaryDirectory() as tmp:
-        tr = Trainer(d, runtime, Path(tmp) / "state.safetensors", threads)
-        for case in kit["cases"]:
-            _replay_case(tr, case, kit, tensors, k, manifest, c)
-    return {"checks": c.count, "failures": c.failures, "cases": [case["name"] for case in kit["cases"]],
-            "runtime": runtime}
 
 
 def _replay_case(tr: Trainer, case: dict, kit: dict, tensors: dict, kit_dir: Path, manifest, c: _Checks) -> None:

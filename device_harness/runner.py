@@ -32,7 +32,7 @@ import numpy as np
 from device_harness.facts import energy_used, facts, missing_packages, read_energy
 from device_harness.runtimes import open_program
 from edgetune.contract import RUNTIMES, Manifest, load_manifest
-from edgetune.contract.hyper import SCHEDULES, hyper_feeds, scheduled_lr
+from edgetune.contract.hyper import SCHEDULES, check_schedule, hyper_feeds, scheduled_lr
 from edgetune.contract.lines import StepRecord
 from edgetune.contract.names import ATTENTION_MASK, INPUT_IDS, LABELS, LOGITS, LOSS
 from edgetune.contract.state import load_state, save_state
@@ -151,7 +151,7 @@ class Trainer:
         """
         if steps < 0:
             raise ConfigError(f"steps={steps} must be >= 0")
-        scheduled_lr(schedule, 1, 1, 1.0)  # refuses an unknown schedule before any work
+        check_schedule(schedule)
         peak = lr if lr is not None else float(self.manifest.optimizer["lr"])
         total = total_steps or self.step + steps
         arrays = encode_file(self.dir, self.manifest, data_path)

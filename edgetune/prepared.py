@@ -6,8 +6,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
-from edgetune.adapters import AdaptedModule, AdapterConfig, ApplyContext
-from edgetune.adapters.registry import Selection
+from edgetune.adapters import AdaptedModule, AdapterConfig, ApplyContext, Selection
 from edgetune.errors import ConfigError
 
 

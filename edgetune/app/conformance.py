@@ -41,13 +41,14 @@ KIT_LR = 1e-4
 POISON = 3e38  # every trainable value of the non-finite case: the next forward overflows
 
 
-def kit_batches(compiled: CompiledStep, encoder: TextEncoder | None, steps: int) -> list[dict[str, np.ndarray]]:
-    """Batch of step t (1-based): rows (t-1) b .. t b - 1 of the kit texts, cyclically; labels
-    cycle over the classes. Without a tokenizer, the compiled step's random batches."""
-    if encoder is None:
+def kit_batches(compiled: CompiledStep, encoded: tuple[np.ndarray, np.ndarray] | None,
+                steps: int) -> list[dict[str, np.ndarray]]:
+    """Batch of step t (1-based): rows (t-1) b .. t b - 1 of the encoded kit texts (ids, mask),
+    cyclically; labels cycle over the classes. Without a tokenizer, the compiled step's random batches."""
+    if encoded is None:
         return [{k: v.numpy() for k, v in compiled.example_batch(seed=t).items()} for t in range(1, steps + 1)]
-    ids, mask = encoder.encode(KIT_TEXTS)
-    b, n = compiled.batch_size, len(KIT_TEXTS)
+    ids, mask = encoded
+    b, n = compiled.batch_size, len(ids)
     out = []
     for t in range(1, steps + 1):
         rows = np.arange((t - 1) * b, t * b) % n
@@ -79,8 +80,8 @@ def write_kit(compiled: CompiledStep, artifact_dir: str | Path, out_dir: str | P
         raise ConfigError(f"{out} exists; choose another directory or pass --overwrite")
     spec = manifest.step
     feeds_of = {t.feeds: t.name for t in spec.outputs if t.feeds}
-    encoder = TextEncoder(d / manifest.tokenizer, manifest.seq_len) if manifest.tokenizer else None
-    batches = kit_batches(compiled, encoder, steps)
+    encoded = TextEncoder(d / manifest.tokenizer, manifest.seq_len).encode(KIT_TEXTS) if manifest.tokenizer else None
+    batches = kit_batches(compiled, encoded, steps)
     state0, _ = load_state(d / "state.safetensors", manifest)
     tensors: dict[str, np.ndarray] = {f"train/start/{k}": v for k, v in state0.items()}
 
@@ -125,8 +126,8 @@ def write_kit(compiled: CompiledStep, artifact_dir: str | Path, out_dir: str | P
                   {"name": "resume", "start": RESUME_FILE, "start_step": resume_at, "steps": resume_steps},
                   {"name": "nonfinite", "start": "nonfinite/start/", "start_step": 0, "steps": [bad_entry]}],
     }
-    if encoder is not None:
-        ids, mask = encoder.encode(KIT_TEXTS)
+    if encoded is not None:
+        ids, mask = encoded
         tensors.update({"tokenize/input_ids": ids, "tokenize/attention_mask": mask})
         kit["tokenizer"] = {"seq_len": manifest.seq_len, "texts": list(KIT_TEXTS),
                             "input_ids": "tokenize/input_ids", "attention_mask": "tokenize/attention_mask"}

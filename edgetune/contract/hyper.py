@@ -26,9 +26,13 @@ def linear_schedule(step: int, total: int, peak: float, warmup_frac: float = WAR
     return peak * max(0.0, (total - step + 1) / max(1, total - warmup + 1))
 
 
-def scheduled_lr(schedule: str, step: int, total: int, peak: float) -> float:
+def check_schedule(schedule: str) -> None:
     if schedule not in SCHEDULES:
         raise ConfigError(f"schedule={schedule!r}; choose one of {SCHEDULES}")
+
+
+def scheduled_lr(schedule: str, step: int, total: int, peak: float) -> float:
+    """Learning rate of ``step`` (1-based) under a schedule `check_schedule` accepted."""
     return peak if schedule == "constant" else linear_schedule(step, total, peak)
 
 
