@@ -76,7 +76,7 @@ def require(path: Path | None, what: str, flag: str = "--data") -> Path:
 def smoke_classification(work: Path) -> Path:
     """A directory shaped like BANKING77 (train.csv, test.csv with text,category) from the demo data."""
     from edgetune.data.demo import write_demo_data
-    from edgetune.data.text import read_examples
+    from edgetune.data.records import read_examples
 
     d = work / "smoke_data"
     train, test = write_demo_data(d / "demo", n_train=12, n_test=4)

@@ -83,10 +83,10 @@ def child(kind: str, runtime: str, art: str, data: str, steps: int) -> None:
     batch = {k: v[:manifest.batch_size] for k, v in arrays.items()}
     times = []
     if kind == "infer":
-        from edgetune.contract.state import load_state
+        from edgetune.contract.state import resume_or_initial
 
         prog = open_program(d, manifest, "infer", runtime)
-        state, _ = load_state(d / "state.safetensors", manifest)
+        state, _ = resume_or_initial(d, manifest, None)
         feeds = {t.name: (state | batch)[t.name] for t in prog.spec.inputs}
         for _ in range(steps + 1):
             t0 = time.perf_counter()

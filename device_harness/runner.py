@@ -34,10 +34,14 @@ from device_harness.runtimes import open_program
 from edgetune.contract import RUNTIMES, Manifest, load_manifest
 from edgetune.contract.hyper import SCHEDULES, check_schedule, hyper_feeds, scheduled_lr
 from edgetune.contract.lines import StepRecord
+from edgetune.contract.manifest import STATE_FILE
 from edgetune.contract.names import ATTENTION_MASK, INPUT_IDS, LABELS, LOGITS, LOSS
-from edgetune.contract.state import load_state, save_state
-from edgetune.data.text import TextEncoder, fixed_batches, label_indices, read_examples, read_text
-from edgetune.errors import ArtifactError, ConfigError, EdgetuneError, NonFiniteLossError
+from edgetune.contract.state import resume_or_initial, save_state
+from edgetune.data.records import iter_examples, iter_text_chunks
+from edgetune.data.rows import encode_examples, encode_windows
+from edgetune.data.text import TextEncoder, fixed_batches
+from edgetune.errors import ArtifactError, ConfigError, NonFiniteLossError, error_line
+from edgetune.files import remove_stale_temporaries
 
 TRAINED_STATE = "trained.{runtime}.safetensors"
 
@@ -58,21 +62,17 @@ def rss_mb() -> tuple[float, float]:
         return peak, peak
 
 
-def encode_file(artifact_dir: Path, manifest: Manifest, data_path: str | Path) -> dict[str, np.ndarray]:
-    """A text,label file -> arrays named like the program's batch inputs."""
+def encode_file(artifact_dir: Path, manifest: Manifest, data_path: str | Path):
+    """A text,label file (or running .txt for a language model) -> an `edgetune.data.rows`
+    object whose batches are named like the program's batch inputs. Read as a stream into a
+    temporary file: memory does not grow with the file. Close it when done."""
     if manifest.tokenizer is None:
         raise ArtifactError(f"{artifact_dir} has no tokenizer; text data needs an artifact exported with one")
     need_labels = manifest.task == "sequence_classification"
-    enc = TextEncoder(artifact_dir / manifest.tokenizer, manifest.seq_len)
+    enc = TextEncoder(Path(artifact_dir) / manifest.tokenizer, manifest.seq_len)
     if not need_labels and Path(data_path).suffix.lower() == ".txt":  # running text: next-token windows
-        ids, mask = enc.windows(read_text(data_path))
-        return {INPUT_IDS: ids, ATTENTION_MASK: mask}
-    examples = read_examples(data_path, need_labels=need_labels)
-    ids, mask = enc.encode([e.text for e in examples])
-    arrays = {INPUT_IDS: ids, ATTENTION_MASK: mask}
-    if need_labels:
-        arrays[LABELS] = label_indices(examples, manifest.labels or [])
-    return arrays
+        return encode_windows(enc, iter_text_chunks(data_path))
+    return encode_examples(enc, iter_examples(data_path, need_labels), (manifest.labels or []) if need_labels else None)
 
 
 # exit statuses of `train` besides 2 (an error): the host resumes after EXIT_INTERRUPTED
@@ -96,8 +96,10 @@ class Trainer:
         self.program = open_program(self.dir, self.manifest, "step", runtime, threads)
         self._programs = {"step": self.program}  # shorter step programs load when first needed
         self.state_path = Path(state_path) if state_path else self.dir / TRAINED_STATE.format(runtime=runtime)
-        start = self.state_path if self.state_path.exists() else self.dir / "state.safetensors"
-        self.state, self.step = load_state(start, self.manifest)
+        if self.state_path.resolve() == (self.dir / STATE_FILE).resolve():
+            raise ConfigError(f"--state {self.state_path} is the artifact's initial state, which a trainer never "
+                              "writes; pass another path (the default is trained.<runtime>.safetensors)")
+        self.state, self.step = resume_or_initial(self.dir, self.manifest, self.state_path)
         self.feeds_of = {t.feeds: t.name for t in self.program.spec.of_role("state", outputs=True)}
         self.opened = time.perf_counter()
 
@@ -138,7 +140,7 @@ class Trainer:
         return self._programs[name], {k: np.ascontiguousarray(v[:, :n]) if v.ndim == 2 else v for k, v in batch.items()}
 
     def save(self) -> None:
-        save_state(self.state_path, self.state, self.manifest.artifact_id, self.step)
+        save_state(self.state_path, self.state, self.manifest, self.step)
 
     def train(self, data_path: str | Path, steps: int, lr: float | None = None, seed: int = 0,
               save_every: int = 10, schedule: str = "constant", total_steps: int | None = None) -> Iterator[StepRecord]:
@@ -154,8 +156,8 @@ class Trainer:
         check_schedule(schedule)
         peak = lr if lr is not None else float(self.manifest.optimizer["lr"])
         total = total_steps or self.step + steps
-        arrays = encode_file(self.dir, self.manifest, data_path)
-        batches = fixed_batches(arrays, self.manifest.batch_size, seed=seed, start=self.step,
+        rows = encode_file(self.dir, self.manifest, data_path)
+        batches = fixed_batches(rows, self.manifest.batch_size, seed=seed, start=self.step,
                                 by_length=bool(self.manifest.seq_buckets))
         saved = self.step
         try:
@@ -167,6 +169,7 @@ class Trainer:
                     saved = self.step
                 yield rec
         finally:
+            rows.close()
             if self.step != saved:
                 self.save()
 
@@ -177,31 +180,32 @@ def open_inference(artifact_dir: str | Path, manifest: Manifest, runtime: str, s
     state, else the artifact's initial state)."""
     d = Path(artifact_dir)
     prog = open_program(d, manifest, "infer", runtime, threads)
-    path = Path(state_path) if state_path else d / TRAINED_STATE.format(runtime=runtime)
-    state, _ = load_state(path if path.exists() else d / "state.safetensors", manifest)
+    if state_path:  # named by the user: it must exist (a typo must not evaluate the untrained state)
+        state, _ = resume_or_initial(d, manifest, state_path, must_exist=True)
+    else:
+        state, _ = resume_or_initial(d, manifest, d / TRAINED_STATE.format(runtime=runtime))
     return prog, {t.name: state[t.name] for t in prog.spec.inputs if t.role == "state"}
 
 
-def _logit_batches(artifact_dir: str | Path, arrays: dict[str, np.ndarray], runtime: str,
-                   state_path: str | Path | None, threads: int | None,
-                   manifest: Manifest | None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(row indices, logits) per program batch over every row of ``arrays`` (the last partial
+def _logit_batches(prog, params: dict[str, np.ndarray], rows, batch_size: int) -> Iterator[tuple[dict, np.ndarray]]:
+    """(the batch's rows, logits) per program batch over every row of ``rows`` (the last partial
     batch is padded by repetition and trimmed)."""
-    manifest = manifest or load_manifest(Path(artifact_dir), runtime)  # hashes every program file: do it once
-    prog, params = open_inference(artifact_dir, manifest, runtime, state_path, threads)
-    n, b = len(arrays[INPUT_IDS]), manifest.batch_size
-    for i in range(0, n, b):
-        idx = np.arange(i, i + b) % n
-        out = prog.run({**params, INPUT_IDS: arrays[INPUT_IDS][idx], ATTENTION_MASK: arrays[ATTENTION_MASK][idx]})
-        keep = min(b, n - i)
-        yield idx[:keep], out[LOGITS][:keep]
+    for i in range(0, rows.n, batch_size):
+        batch = rows.take(np.arange(i, i + batch_size) % rows.n)
+        out = prog.run({**params, INPUT_IDS: batch[INPUT_IDS], ATTENTION_MASK: batch[ATTENTION_MASK]})
+        keep = min(batch_size, rows.n - i)
+        yield {k: v[:keep] for k, v in batch.items()}, out[LOGITS][:keep]
 
 
 def predict(artifact_dir: str | Path, arrays: dict[str, np.ndarray], runtime: str = "onnx",
             state_path: str | Path | None = None, threads: int | None = None,
             manifest: Manifest | None = None) -> np.ndarray:
     """Logits for every row of ``arrays`` through the inference program."""
-    return np.concatenate([lg for _, lg in _logit_batches(artifact_dir, arrays, runtime, state_path, threads, manifest)])
+    from edgetune.data.rows import ArrayRows
+
+    manifest = manifest or load_manifest(Path(artifact_dir), runtime)  # hashes every program file: do it once
+    prog, params = open_inference(artifact_dir, manifest, runtime, state_path, threads)
+    return np.concatenate([lg for _, lg in _logit_batches(prog, params, ArrayRows(arrays), manifest.batch_size)])
 
 
 def _log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -217,24 +221,27 @@ def evaluate(artifact_dir: str | Path, data_path: str | Path, runtime: str = "on
     whole file would not fit."""
     d = Path(artifact_dir)
     manifest = load_manifest(d, runtime)
-    arrays = encode_file(d, manifest, data_path)
-    batches = _logit_batches(d, arrays, runtime, state_path, threads, manifest)
-    nll, count = 0.0, 0
-    if manifest.task == "sequence_classification":
-        hits = 0
-        for idx, lg in batches:
-            labels = arrays[LABELS][idx]
-            hits += int((lg.argmax(-1) == labels).sum())
-            nll -= float(np.take_along_axis(_log_softmax(lg), labels[:, None], -1).sum())
-        n = len(arrays[LABELS])
-        return {"accuracy": hits / n, "loss": nll / n, "examples": int(n)}
-    for idx, lg in batches:
-        lp = _log_softmax(lg[:, :-1])
-        tgt = arrays[INPUT_IDS][idx, 1:]
-        valid = arrays[ATTENTION_MASK][idx, 1:] * arrays[ATTENTION_MASK][idx, :-1]
-        nll -= float((np.take_along_axis(lp, tgt[..., None], -1)[..., 0] * valid).sum())
-        count += int(valid.sum())
-    return {"perplexity": float(np.exp(nll / max(1, count))), "tokens": count}
+    prog, params = open_inference(d, manifest, runtime, state_path, threads)  # before the data: errors first
+    rows = encode_file(d, manifest, data_path)
+    try:
+        batches = _logit_batches(prog, params, rows, manifest.batch_size)
+        nll, count = 0.0, 0
+        if manifest.task == "sequence_classification":
+            hits = 0
+            for batch, lg in batches:
+                labels = batch[LABELS]
+                hits += int((lg.argmax(-1) == labels).sum())
+                nll -= float(np.take_along_axis(_log_softmax(lg), labels[:, None], -1).sum())
+            return {"accuracy": hits / rows.n, "loss": nll / rows.n, "examples": int(rows.n)}
+        for batch, lg in batches:
+            lp = _log_softmax(lg[:, :-1])
+            tgt, mask = batch[INPUT_IDS][:, 1:], batch[ATTENTION_MASK]
+            valid = mask[:, 1:] * mask[:, :-1]
+            nll -= float((np.take_along_axis(lp, tgt[..., None], -1)[..., 0] * valid).sum())
+            count += int(valid.sum())
+        return {"perplexity": float(np.exp(nll / max(1, count))), "tokens": count}
+    finally:
+        rows.close()
 
 
 class _StopRequest:
@@ -306,6 +313,7 @@ def run_training(a, out: Callable[[str], None]) -> int:
     # a budget's runtime threads: one per core it was pinned to (more would oversubscribe them)
     threads = a.threads or (len(budget["cpus"]) if "cpus" in budget else None)
     with exclusive(state.with_name(state.name + ".lock"), a.lock_timeout):
+        remove_stale_temporaries(state)  # a writer killed mid-save (SIGKILL) left them; none is alive now
         tr = Trainer(a.artifact, a.runtime, state, threads)
         steps = a.steps if a.until is None else max(0, a.until - tr.step)
         energy0 = read_energy()
@@ -374,8 +382,8 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] | None = None
             return run_training(a, out)
 
         out(json.dumps(evaluate(a.artifact, a.data, a.runtime, a.state, a.threads)))
-    except EdgetuneError as e:
-        print(f"error: {e}", file=sys.stderr)
+    except Exception as e:  # one line, never a traceback: the host parses stderr
+        print(error_line(e), file=sys.stderr)
         return 2
     return 0
 

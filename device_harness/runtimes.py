@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from edgetune.contract import NP_DTYPES, Manifest, ProgramSpec
-from edgetune.errors import ArtifactError, BatchError
+from edgetune.errors import ArtifactError, BatchError, shorten
 
 
 def check_feeds(spec: ProgramSpec, feeds: dict[str, np.ndarray]) -> None:
@@ -25,6 +25,28 @@ def check_feeds(spec: ProgramSpec, feeds: dict[str, np.ndarray]) -> None:
             hint = (" (the artifact has a fixed batch shape; pad or trim the batch, or re-export with "
                     "--batch-size/--seq-len)") if t.role == "batch" else ""
             raise BatchError(f"input {t.name!r} has shape {tuple(a.shape)}, the program takes {t.shape}{hint}")
+
+
+# how each runtime names the manifest's dtypes in a loaded program's signature
+ONNX_TYPES = {"float32": "tensor(float)", "int64": "tensor(int64)", "int32": "tensor(int32)", "bool": "tensor(bool)"}
+EXECUTORCH_TYPES = {"float32": 6, "int64": 4, "int32": 3, "bool": 11}  # c10::ScalarType codes
+
+
+def check_signature(path: Path, spec: ProgramSpec, kind: str, have: list[tuple]) -> None:
+    """Refuse a program whose ``kind`` ("inputs" or "outputs") differ from the manifest's:
+    ``have`` lists what the runtime reports for the loaded program, per position, as
+    (name or None where the runtime keeps no names, dtype as the runtime names it, shape
+    with None for a symbolic dimension), with the dtype already mapped by the caller."""
+    want = spec.inputs if kind == "inputs" else spec.outputs
+    if len(have) != len(want):
+        raise ArtifactError(f"{path} has {len(have)} {kind}, the manifest lists {len(want)}: the manifest "
+                            "belongs to another artifact; re-export")
+    for i, (t, (name, dtype, shape)) in enumerate(zip(want, have)):
+        same_shape = len(shape) == len(t.shape) and all(d is None or d == w for d, w in zip(shape, t.shape))
+        if (name is not None and name != t.name) or dtype != t.dtype or not same_shape:
+            raise ArtifactError(f"{path}: {kind[:-1]} {i} is {shorten(name or '?')} {dtype}{list(shape)}, the manifest "
+                                f"says {shorten(t.name)} {t.dtype}{list(t.shape)}: the manifest belongs to another "
+                                "artifact or was edited; re-export")
 
 
 class Program:
@@ -58,7 +80,7 @@ class OnnxProgram(Program):
         opts.enable_mem_pattern = False
         # Entries the exporter chose for this program (e.g. no weight prepacking for
         # forward-only steps: see exporters.artifact.ZO_SESSION_CONFIG).
-        config = spec.lowering.get("onnx", {}).get("session_config", {})
+        config = spec.lowering.get("onnx", {}).get("session_config", {})  # lowering values are JSON objects (schema)
         if not isinstance(config, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in config.items()):
             raise ArtifactError(f"{path}: the manifest's onnx session_config {config!r} is not a map of strings; "
                                 "re-export the artifact")
@@ -71,11 +93,10 @@ class OnnxProgram(Program):
             self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own non-Exception-derived types too
             raise ArtifactError(f"onnxruntime cannot load {path}: {e}") from e
-        have = [i.name for i in self.session.get_inputs()]
-        want = [t.name for t in spec.inputs]
-        if have != want:
-            raise ArtifactError(f"{path} takes inputs {have[:4]}..., the manifest lists {want[:4]}...: "
-                                "the manifest belongs to another artifact; re-export")
+        dtypes = {v: k for k, v in ONNX_TYPES.items()}
+        for kind, args in (("inputs", self.session.get_inputs()), ("outputs", self.session.get_outputs())):
+            check_signature(path, spec, kind, [(a.name, dtypes.get(a.type, a.type),
+                                                [d if isinstance(d, int) else None for d in a.shape]) for a in args])
         self.output_names = [t.name for t in spec.outputs]
 
     def _run(self, args):
@@ -100,6 +121,13 @@ class ExecuTorchProgram(Program):
             self.method = Runtime.get().load_program(str(path)).load_method("forward")
         except Exception as e:
             raise ArtifactError(f"ExecuTorch cannot load {path}: {e}") from e
+        meta = self.method.metadata
+        dtypes = {v: k for k, v in EXECUTORCH_TYPES.items()}
+        for kind, n, get in (("inputs", meta.num_inputs(), meta.input_tensor_meta),
+                             ("outputs", meta.num_outputs(), meta.output_tensor_meta)):
+            infos = [get(i) for i in range(n)]
+            check_signature(path, spec, kind, [(None, dtypes.get(int(t.dtype()), str(t.dtype())), list(t.sizes()))
+                                               for t in infos])
 
     def _run(self, args):
         outs = self.method.execute([self._torch.from_numpy(np.require(a, requirements="C")) for a in args])

@@ -40,3 +40,22 @@ class NonFiniteLossError(EdgetuneError):
 
 class InternalError(EdgetuneError):
     """edgetune broke its own contract (for example an exporter changed the step's numbers)."""
+
+
+def shorten(value, limit: int = 80) -> str:
+    """``repr(value)`` cut to about ``limit`` characters, for echoing untrusted values in a message
+    (a 100 MB label or name must not be printed whole)."""
+    r = repr(value)
+    return r if len(r) <= limit else f"{r[:limit]}... ({len(r)} characters)"
+
+
+def error_line(e: BaseException, limit: int = 1000) -> str:
+    """The one ``error: ...`` line a command prints for ``e``: the message of an error of this
+    family, or, for any other exception, a line that says it is a bug in edgetune."""
+    if isinstance(e, EdgetuneError) and not isinstance(e, InternalError):
+        msg = str(e)
+    else:
+        msg = (f"internal error ({type(e).__name__}: {e}); this is a bug in edgetune, not in your input: "
+               "please report it with the command that caused it")
+    msg = " ".join(msg.split())
+    return "error: " + (msg if len(msg) <= limit else msg[:limit] + "...")

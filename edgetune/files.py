@@ -1,6 +1,7 @@
 """Atomic file replacement, shared by the state store and the adapter writers (torch-free)."""
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
 from pathlib import Path
@@ -28,3 +29,14 @@ def write_atomic(path: str | Path, data: bytes) -> None:
         os.fsync(dfd)
     finally:
         os.close(dfd)
+
+
+def remove_stale_temporaries(path: str | Path) -> list[Path]:
+    """Delete the temporary files a killed `write_atomic` of ``path`` left (SIGKILL runs no
+    cleanup). Only safe when no writer of ``path`` is alive, e.g. under its lock."""
+    p = Path(path)
+    # the names write_atomic gives them: .<name>.<random>.tmp beside the target
+    stale = [t for t in p.parent.glob(f".{glob.escape(p.name)}.*.tmp") if t.is_file()] if p.parent.is_dir() else []
+    for t in stale:
+        t.unlink(missing_ok=True)
+    return stale

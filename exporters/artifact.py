@@ -1,7 +1,6 @@
 """Write an artifact directory from a compiled step: programs per runtime, manifest, state, tokenizer."""
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tempfile
 from dataclasses import replace
@@ -13,6 +12,7 @@ import torch
 
 from edgetune.contract import RUNTIMES, Manifest, ProgramSpec, bucket_program, sha256_file
 from edgetune.contract.conformance import TOLERANCE, mismatch
+from edgetune.contract.manifest import ID_PLACEHOLDER, STATE_FILE
 from edgetune.errors import ConfigError, InternalError
 from edgetune.step.compile import CompiledStep
 from edgetune.step.zeroth_order import ZOStep
@@ -166,23 +166,24 @@ def export_artifact(compiled: CompiledStep, out_dir: str | Path, formats: Sequen
                 files[program][fmt] = fname
                 if info:
                     lowering[program][fmt] = info
-        hashes = {f: sha256_file(tmp / f) for p in files.values() for f in p.values()}
-        artifact_id = hashlib.sha256("".join(sorted(hashes.values())).encode()).hexdigest()[:16]
         programs = {p: ProgramSpec(specs[p].inputs, specs[p].outputs, files[p], lowering[p]) for p in specs}
         if tokenizer_json is not None:
             shutil.copyfile(tokenizer_json, tmp / "tokenizer.json")
         manifest = Manifest(
-            artifact_id=artifact_id, task=compiled.task, batch_size=compiled.batch_size, seq_len=compiled.seq_len,
-            programs=programs, optimizer=compiled.optimizer.to_dict() if compiled.optimizer else {}, hashes=hashes, labels=labels,
-            tokenizer="tokenizer.json" if tokenizer_json is not None else None, model=model_info or {},
+            artifact_id=ID_PLACEHOLDER, task=compiled.task, batch_size=compiled.batch_size, seq_len=compiled.seq_len,
+            programs=programs, optimizer=compiled.optimizer.to_dict() if compiled.optimizer else {}, hashes={},
+            labels=labels, tokenizer="tokenizer.json" if tokenizer_json is not None else None, model=model_info or {},
             adapters=compiled.prepared.report.to_dict(), seq_buckets=sorted(set(seq_buckets)))
-        save_state(tmp / "state.safetensors", {k: v.numpy() for k, v in compiled.initial_state().items()},
-                   artifact_id, step=0)
+        save_state(tmp / STATE_FILE, {k: v.numpy() for k, v in compiled.initial_state().items()}, manifest,
+                   step=0, initial=True)
+        hashed = [f for p in files.values() for f in p.values()] + [STATE_FILE] + (
+            [manifest.tokenizer] if manifest.tokenizer else [])
+        manifest, raw = replace(manifest, hashes={f: sha256_file(tmp / f) for f in hashed}).stamped()
         if not compiled.inference_only:  # the adapters' frozen factors, to restore or merge trained state
             from edgetune.adapters.io import save_adapter
 
             save_adapter(compiled.prepared, tmp, base=model_info)
-        (tmp / "manifest.json").write_text(manifest.to_json(), encoding="utf-8")
+        (tmp / "manifest.json").write_bytes(raw)
         for fmt in formats:
             progress(f"checking the {fmt} programs against eager PyTorch")
             self_check(tmp, manifest, variants, fmt)

@@ -11,7 +11,9 @@ import torch
 from edgetune.adapters import EmbeddingRows, FullyTrainable
 from edgetune.app.common import adapter_config, calibration_sample
 from edgetune.contract import RUNTIMES
-from edgetune.data.text import TextEncoder, label_indices, read_examples
+from edgetune.data.records import read_examples
+from edgetune.data.rows import label_indices
+from edgetune.data.text import TextEncoder
 from edgetune.errors import ConfigError
 from edgetune.prepared import PreparedModel, prepare
 from edgetune.step.build import compile_step

@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgetune.contract import load_manifest
+from edgetune.contract import Manifest, load_manifest
 from edgetune.contract.conformance import KIT_FILE, KIT_FORMAT, KIT_VERSION, RESUME_FILE, TENSORS_FILE, TOLERANCE
 from edgetune.contract.hyper import hyper_feeds, linear_schedule
 from edgetune.contract.names import ATTENTION_MASK, INPUT_IDS, LABELS, LOSS, PARAM_PREFIX
-from edgetune.contract.state import load_state, save_state
+from edgetune.contract.state import resume_or_initial, save_state
 from edgetune.data.text import TextEncoder
 from edgetune.errors import ConfigError, InternalError
 from edgetune.files import write_atomic
@@ -82,7 +82,7 @@ def write_kit(compiled: CompiledStep, artifact_dir: str | Path, out_dir: str | P
     feeds_of = {t.feeds: t.name for t in spec.outputs if t.feeds}
     encoded = TextEncoder(d / manifest.tokenizer, manifest.seq_len).encode(KIT_TEXTS) if manifest.tokenizer else None
     batches = kit_batches(compiled, encoded, steps)
-    state0, _ = load_state(d / "state.safetensors", manifest)
+    state0, _ = resume_or_initial(d, manifest, None)
     tensors: dict[str, np.ndarray] = {f"train/start/{k}": v for k, v in state0.items()}
 
     def step_entry(case: str, t: int, state: dict[str, np.ndarray], accepted: bool):
@@ -131,11 +131,11 @@ def write_kit(compiled: CompiledStep, artifact_dir: str | Path, out_dir: str | P
         tensors.update({"tokenize/input_ids": ids, "tokenize/attention_mask": mask})
         kit["tokenizer"] = {"seq_len": manifest.seq_len, "texts": list(KIT_TEXTS),
                             "input_ids": "tokenize/input_ids", "attention_mask": "tokenize/attention_mask"}
-    _write_dir(out, kit, tensors, states[resume_at], manifest.artifact_id, resume_at)
+    _write_dir(out, kit, tensors, states[resume_at], manifest, resume_at)
     return kit
 
 
-def _write_dir(out: Path, kit: dict, tensors: dict, resume_state: dict, artifact_id: str, resume_at: int) -> None:
+def _write_dir(out: Path, kit: dict, tensors: dict, resume_state: dict, manifest: Manifest, resume_at: int) -> None:
     """Build the kit in a temporary sibling and move it into place: never a half kit."""
     from safetensors.numpy import save
 
@@ -144,7 +144,7 @@ def _write_dir(out: Path, kit: dict, tensors: dict, resume_state: dict, artifact
     try:
         # np.require, not np.ascontiguousarray: the latter turns 0-d arrays (hyper inputs) into 1-d ones
         write_atomic(tmp / TENSORS_FILE, save({k: np.require(v, requirements="C") for k, v in tensors.items()}))
-        save_state(tmp / RESUME_FILE, resume_state, artifact_id, resume_at)
+        save_state(tmp / RESUME_FILE, resume_state, manifest, resume_at)
         write_atomic(tmp / KIT_FILE, json.dumps(kit, indent=1).encode("utf-8"))
         if out.exists():
             shutil.rmtree(out)

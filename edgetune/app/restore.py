@@ -20,7 +20,7 @@ def restore_prepared(artifact_dir: str | Path, state_path: str | Path | None = N
     from edgetune.app.classifier import load_classifier
     from edgetune.contract import load_manifest
     from edgetune.contract.names import param_input
-    from edgetune.contract.state import load_state
+    from edgetune.contract.state import resume_or_initial
 
     d = Path(artifact_dir)
     manifest = load_manifest(d, verify=False)
@@ -37,7 +37,7 @@ def restore_prepared(artifact_dir: str | Path, state_path: str | Path | None = N
     else:
         raise ConfigError(f"{d} was not exported by edgetune's recipes (no plan in its manifest)")
     prepared = load_adapter(model, d)
-    state, _ = load_state(Path(state_path) if state_path else d / "state.safetensors", manifest)
+    state, _ = resume_or_initial(d, manifest, state_path, must_exist=True)
     with torch.no_grad():
         for name, p in prepared.trainable().items():
             p.copy_(torch.from_numpy(state[param_input(name)]))

@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
+from edgetune.contract import schema
 from edgetune.contract.names import (
     ATTENTION_MASK,
     EPS,
@@ -42,7 +44,7 @@ from edgetune.contract.names import (
     RESAMPLE,
     next_name,
 )
-from edgetune.errors import ArtifactError
+from edgetune.errors import ArtifactError, InternalError, shorten
 
 MANIFEST_FORMAT = "edgetune.artifact"
 MANIFEST_VERSION = 1
@@ -53,13 +55,12 @@ NP_DTYPES = {"float32": np.dtype(np.float32), "int64": np.dtype(np.int64), "int3
 DTYPES = tuple(NP_DTYPES)
 RUNTIMES = {"onnx": ".onnx", "executorch": ".pte"}  # runtime name -> program file suffix
 TASKS = ("sequence_classification", "causal_lm")
-
-
-def whole(x, field: str) -> int:
-    """``x`` if it is a non-negative whole number (JSON 4, not 4.7, "4" or true), else ValueError."""
-    if isinstance(x, bool) or not isinstance(x, int) or x < 0:
-        raise ValueError(f"{field} must be a non-negative whole number, not {x!r}")
-    return x
+OPTIMIZERS = ("adamw", "sgd", "zo")
+STATE_FILE = "state.safetensors"  # the initial state, never written by a trainer
+ID_PLACEHOLDER = "0" * 16  # artifact_id while the manifest's digest is taken
+MAX_MANIFEST_BYTES = 16 * 2**20
+FIELDS = ("format", "version", "artifact_id", "task", "batch_size", "seq_len", "programs", "seq_buckets",
+          "optimizer", "hashes", "labels", "tokenizer", "model", "adapters")
 
 
 @dataclass(frozen=True)
@@ -72,16 +73,26 @@ class TensorSpec:
 
     def __post_init__(self):
         if self.role not in ROLES:
-            raise ArtifactError(f"tensor {self.name!r}: role {self.role!r} is not one of {ROLES}")
+            raise ArtifactError(f"tensor {shorten(self.name)}: role {shorten(self.role)} is not one of {ROLES}")
         if self.dtype not in DTYPES:
-            raise ArtifactError(f"tensor {self.name!r}: dtype {self.dtype!r} is not one of {DTYPES}")
+            raise ArtifactError(f"tensor {shorten(self.name)}: dtype {shorten(self.dtype)} is not one of {DTYPES}")
 
     @staticmethod
-    def from_dict(d: dict) -> "TensorSpec":
-        try:
-            return TensorSpec(d["name"], tuple(whole(x, "shape") for x in d["shape"]), d["dtype"], d["role"], d.get("feeds"))
-        except (KeyError, TypeError, ValueError) as e:
-            raise ArtifactError(f"manifest tensor entry {d!r} is malformed ({e}); re-export the artifact") from e
+    def from_dict(d, where: str) -> "TensorSpec":
+        """One tensor entry of untrusted JSON; ValueError names what is wrong."""
+        d = schema.mapping(d, where)
+        name = schema.text(d.get("name"), f"{where} name")
+        where = f"tensor {shorten(name)}"
+        shape = tuple(schema.whole(x, f"{where} shape", hi=schema.MAX_ELEMENTS)
+                      for x in schema.listing(d.get("shape"), f"{where} shape", limit=8))
+        if math.prod(shape) > schema.MAX_ELEMENTS:
+            raise ValueError(f"{where} has {math.prod(shape)} elements, more than {schema.MAX_ELEMENTS}")
+        feeds = d.get("feeds")
+        if set(d) - {"name", "shape", "dtype", "role", "feeds"}:
+            raise ValueError(f"{where} has unknown keys {shorten(sorted(set(d) - {'name', 'shape', 'dtype', 'role', 'feeds'}))}")
+        for key in ("dtype", "role"):
+            schema.text(d.get(key), f"{where} {key}", limit=16)
+        return TensorSpec(name, shape, d["dtype"], d["role"], None if feeds is None else schema.text(feeds, f"{where} feeds"))
 
 
 @dataclass(frozen=True)
@@ -120,34 +131,71 @@ class Manifest:
         d = asdict(self)
         return json.dumps(d, indent=1, sort_keys=True)
 
+    def stamped(self) -> tuple["Manifest", bytes]:
+        """(this manifest with its artifact_id set to its digest, the bytes of manifest.json).
+        The id is the first 16 hex digits of the sha256 of the file with the id written as
+        16 zeros (`manifest_digest`), so any edit of the file is detected, and state files,
+        which carry the id, belong to exactly this manifest."""
+        raw = replace(self, artifact_id=ID_PLACEHOLDER).to_json().encode("ascii")
+        aid = manifest_digest(raw, ID_PLACEHOLDER)
+        if aid is None:
+            raise InternalError("the manifest repeats the artifact_id key; this is a bug in edgetune")
+        return replace(self, artifact_id=aid), raw.replace(_id_field(ID_PLACEHOLDER), _id_field(aid))
+
     @staticmethod
     def from_json(text: str, where: str = "manifest.json") -> "Manifest":
         try:
             d = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ArtifactError(f"{where} is not valid JSON ({e}); re-export the artifact") from e
+        except (ValueError, RecursionError) as e:  # JSONDecodeError, a 5,000-digit number, nesting too deep
+            raise ArtifactError(f"{where} is not valid JSON ({shorten(str(e), 120)}); re-export the artifact") from e
         if not isinstance(d, dict) or d.get("format") != MANIFEST_FORMAT:
             found = d.get("format") if isinstance(d, dict) else None
-            raise ArtifactError(f"{where} is not an edgetune manifest (format={found!r})")
+            raise ArtifactError(f"{where} is not an edgetune manifest (format={shorten(found)})")
         if d.get("version") != MANIFEST_VERSION:
             raise ArtifactError(
-                f"{where} has manifest version {d.get('version')!r}; this edgetune reads version "
+                f"{where} has manifest version {shorten(d.get('version'))}; this edgetune reads version "
                 f"{MANIFEST_VERSION}: re-export the artifact with this edgetune")
         try:
-            programs = {
-                name: ProgramSpec(
-                    tuple(TensorSpec.from_dict(t) for t in p["inputs"]),
-                    tuple(TensorSpec.from_dict(t) for t in p["outputs"]),
-                    dict(p.get("files", {})), dict(p.get("lowering", {})))
-                for name, p in d["programs"].items()}
-            return Manifest(
-                artifact_id=str(d["artifact_id"]), task=str(d["task"]), batch_size=whole(d["batch_size"], "batch_size"),
-                seq_len=whole(d["seq_len"], "seq_len"), programs=programs, optimizer=dict(d.get("optimizer") or {}),
-                hashes=dict(d["hashes"]), labels=d.get("labels"), tokenizer=d.get("tokenizer"),
-                model=dict(d.get("model", {})), adapters=dict(d.get("adapters", {})),
-                seq_buckets=[whole(n, "seq_buckets") for n in d.get("seq_buckets", [])])
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
-            raise ArtifactError(f"{where} is missing or has a malformed field ({e!r}); re-export the artifact") from e
+            return Manifest._from_dict(d)
+        except (KeyError, TypeError, ValueError, ArtifactError) as e:
+            raise ArtifactError(f"{where} is missing or has a malformed field: {shorten(str(e), 200)}; "
+                                "re-export the artifact") from e
+
+    @staticmethod
+    def _from_dict(d: dict) -> "Manifest":
+        if set(d) - set(FIELDS):
+            raise ValueError(f"unknown keys {shorten(sorted(set(d) - set(FIELDS)))}")
+        for key in ("artifact_id", "task", "batch_size", "seq_len", "programs", "hashes"):
+            if key not in d:
+                raise ValueError(f"{key!r} is missing")
+        programs = {}
+        for name, p in schema.mapping(d["programs"], "programs").items():
+            schema.text(name, "program name", limit=32)
+            p = schema.mapping(p, f"program {name!r}")
+            files = {schema.text(rt, f"program {name!r} runtime", limit=32): schema.file_name(f, f"program {name!r} file")
+                     for rt, f in schema.mapping(p.get("files", {}), f"program {name!r} files").items()}
+            lowering = {rt: schema.mapping(v, f"program {name!r} lowering.{shorten(rt)}")
+                        for rt, v in schema.mapping(p.get("lowering", {}), f"program {name!r} lowering").items()}
+            programs[name] = ProgramSpec(
+                *(tuple(TensorSpec.from_dict(t, f"program {name!r} {key}") for t in
+                        schema.listing(p.get(key), f"program {name!r} {key}", limit=1 << 16))
+                  for key in ("inputs", "outputs")), files, lowering)
+        labels = d.get("labels")
+        if labels is not None:
+            labels = [schema.text(x, "label") for x in schema.listing(labels, "labels", limit=1 << 16)]
+        tokenizer = d.get("tokenizer")
+        return Manifest(
+            artifact_id=schema.text(d["artifact_id"], "artifact_id", limit=16),
+            task=schema.text(d["task"], "task", limit=64),
+            batch_size=schema.whole(d["batch_size"], "batch_size", 1, schema.MAX_BATCH),
+            seq_len=schema.whole(d["seq_len"], "seq_len", 2, schema.MAX_SEQ_LEN),
+            programs=programs, optimizer=schema.mapping(d.get("optimizer") or {}, "optimizer"),
+            hashes={schema.file_name(f, "hashes key"): schema.sha256_hex(h, f"hashes[{shorten(f)}]")
+                    for f, h in schema.mapping(d["hashes"], "hashes").items()},
+            labels=labels, tokenizer=None if tokenizer is None else schema.file_name(tokenizer, "tokenizer"),
+            model=schema.mapping(d.get("model", {}), "model"), adapters=schema.mapping(d.get("adapters", {}), "adapters"),
+            seq_buckets=[schema.whole(n, "seq_buckets", 2, schema.MAX_SEQ_LEN)
+                         for n in schema.listing(d.get("seq_buckets", []), "seq_buckets", limit=64)])
 
     @property
     def step(self) -> ProgramSpec:
@@ -177,13 +225,25 @@ def manifest_problems(m: Manifest) -> list[str]:
     out: list[str] = []
     if m.task not in TASKS:
         out.append(f"task {m.task!r} is not one of {TASKS}")
-    if m.batch_size < 1 or m.seq_len < 2:
-        out.append(f"batch_size={m.batch_size} must be >= 1 and seq_len={m.seq_len} >= 2")
+    if not (1 <= m.batch_size <= schema.MAX_BATCH and 2 <= m.seq_len <= schema.MAX_SEQ_LEN) \
+            or m.batch_size * m.seq_len > schema.MAX_BATCH_TOKENS:
+        out.append(f"batch_size={m.batch_size} must lie in [1, {schema.MAX_BATCH}], seq_len={m.seq_len} in "
+                   f"[2, {schema.MAX_SEQ_LEN}], their product at most {schema.MAX_BATCH_TOKENS}")
+    if not (len(m.artifact_id) == 16 and all(c in "0123456789abcdef" for c in m.artifact_id)):
+        out.append(f"artifact_id {shorten(m.artifact_id)} must be 16 lowercase hex digits")
+    files = {f for p in m.programs.values() for f in p.files.values()} | {STATE_FILE} | (
+        {m.tokenizer} if m.tokenizer else set())
+    if set(m.hashes) != files:
+        out.append(f"hashes must list exactly the artifact's files {shorten(sorted(files))}, "
+                   f"not {shorten(sorted(m.hashes))}")
+    if "step" in m.programs:
+        out += _optimizer_problems(m.optimizer)
     if "infer" not in m.programs:
         out.append("there is no infer program")
     expected = {"infer"} | ({"step"} | {bucket_program(n) for n in m.seq_buckets} if "step" in m.programs else set())
     if set(m.programs) != expected:
-        out.append(f"programs {sorted(m.programs)} do not match seq_buckets {m.seq_buckets} (expected {sorted(expected)})")
+        out.append(f"programs {shorten(sorted(m.programs))} do not match seq_buckets {m.seq_buckets} "
+                   f"(expected {sorted(expected)})")
     if any(not 2 <= n < m.seq_len for n in m.seq_buckets):
         out.append(f"seq_buckets {m.seq_buckets} must lie in [2, seq_len={m.seq_len})")
     for name, prog in m.programs.items():
@@ -195,7 +255,7 @@ def manifest_problems(m: Manifest) -> list[str]:
         state = {t.name: t for t in m.step.of_role("state")}
         for t in m.programs["infer"].of_role("state"):
             if state.get(t.name) != t:
-                out.append(f"infer input {t.name!r} is not a state input of the step with the same shape and dtype")
+                out.append(f"infer input {shorten(t.name)} is not a state input of the step with the same shape and dtype")
         for name, prog in m.programs.items():
             if name.startswith("step_s") and {t.name: t for t in prog.of_role("state")} != state:
                 out.append(f"program {name!r} has other state inputs than 'step'")
@@ -205,9 +265,31 @@ def manifest_problems(m: Manifest) -> list[str]:
             out.append("labels are for sequence classification")
         elif (not isinstance(m.labels, list) or len(set(m.labels)) != len(m.labels)
               or not all(isinstance(x, str) for x in m.labels)):
-            out.append(f"labels {m.labels!r} must be distinct strings")
+            out.append(f"labels {shorten(m.labels)} must be distinct strings")
         elif n_logits is not None and len(m.labels) != n_logits:
             out.append(f"{len(m.labels)} labels but the logits have {n_logits} classes")
+    return out
+
+
+def _optimizer_problems(opt: dict) -> list[str]:
+    """The optimizer entry of a training artifact: a known name, a learning rate, plain values."""
+    out = []
+    if opt.get("name") not in OPTIMIZERS:
+        out.append(f"optimizer name {shorten(opt.get('name'))} must be one of {OPTIMIZERS}")
+    for key, value in opt.items():
+        try:
+            if key in ("lr", "eps"):
+                schema.number(value, f"optimizer {key}", positive=True)
+            elif key in ("nu", "rank"):
+                schema.whole(value, f"optimizer {key}", 1, 1 << 20)
+            elif key not in ("name", "method") and not isinstance(value, bool):
+                schema.number(value, f"optimizer {shorten(key)}")
+            elif key == "method" and not isinstance(value, str):
+                raise ValueError(f"optimizer method must be a string, not {shorten(value)}")
+        except ValueError as e:
+            out.append(str(e))
+    if "lr" not in opt:
+        out.append("the optimizer entry has no default lr")
     return out
 
 
@@ -216,12 +298,11 @@ def _program_problems(m: Manifest, name: str, prog: ProgramSpec, seq: int) -> li
     for kind, specs in (("input", prog.inputs), ("output", prog.outputs)):
         names = [t.name for t in specs]
         if len(set(names)) != len(names):
-            out.append(f"{kind} names repeat: {sorted({n for n in names if names.count(n) > 1})}")
+            out.append(f"{kind} names repeat: {shorten(sorted({n for n in names if names.count(n) > 1}))}")
     for rt, fname in prog.files.items():
         if rt not in RUNTIMES or not fname.endswith(RUNTIMES.get(rt, "?")) or "/" in fname or fname.startswith("."):
-            out.append(f"file {fname!r} for runtime {rt!r} is not a {sorted(RUNTIMES)} program file in the artifact")
-        elif fname not in m.hashes:
-            out.append(f"file {fname!r} has no sha256 in hashes")
+            out.append(f"file {shorten(fname)} for runtime {shorten(rt)} is not a {sorted(RUNTIMES)} program file "
+                       "in the artifact")
     b = m.batch_size
     batch = {t.name: t for t in prog.of_role("batch")}
     want = {INPUT_IDS: ((b, seq), "int64"), ATTENTION_MASK: ((b, seq), "int64")}
@@ -232,13 +313,13 @@ def _program_problems(m: Manifest, name: str, prog: ProgramSpec, seq: int) -> li
         if t is None or t.shape != shape or t.dtype != dtype:
             out.append(f"batch input {n!r} must be {dtype}{list(shape)}, is {t and (t.dtype, list(t.shape))}")
     if set(batch) - set(want):
-        out.append(f"unknown batch inputs {sorted(set(batch) - set(want))}")
+        out.append(f"unknown batch inputs {shorten(sorted(set(batch) - set(want)))}")
     for t in prog.of_role("hyper"):
         if t.name not in HYPER_INPUTS or t.shape != () or t.dtype != "float32":
-            out.append(f"hyper input {t.name!r} must be a float32 scalar named one of {HYPER_INPUTS}")
+            out.append(f"hyper input {shorten(t.name)} must be a float32 scalar named one of {HYPER_INPUTS}")
     for t in prog.of_role("noise"):
         if not t.name.startswith((NOISE_U_PREFIX, NOISE_V_PREFIX, NOISE_Z_PREFIX)) or t.dtype != "float32":
-            out.append(f"noise input {t.name!r} must be float32 and named noise.U./noise.V./noise.z.<tensor>")
+            out.append(f"noise input {shorten(t.name)} must be float32 and named noise.U./noise.V./noise.z.<tensor>")
     if any(t.feeds for t in prog.inputs):
         out.append("inputs may not name a 'feeds' target")
     if name == "infer":
@@ -256,18 +337,19 @@ def _program_problems(m: Manifest, name: str, prog: ProgramSpec, seq: int) -> li
         if t.role == "state":
             src = state_in.get(t.feeds or "")
             if src is None:
-                out.append(f"state output {t.name!r} feeds {t.feeds!r}, which is not a state input")
+                out.append(f"state output {shorten(t.name)} feeds {shorten(t.feeds)}, which is not a state input")
             elif t.feeds in fed:
-                out.append(f"state outputs {fed[t.feeds]!r} and {t.name!r} both feed {t.feeds!r}")
+                out.append(f"state outputs {shorten(fed[t.feeds])} and {shorten(t.name)} both feed {shorten(t.feeds)}")
             elif (src.shape, src.dtype) != (t.shape, t.dtype) or t.name != next_name(t.feeds):
-                out.append(f"state output {t.name!r} must be named {next_name(t.feeds)!r} with the shape and dtype "
-                           f"of {t.feeds!r}")
+                out.append(f"state output {shorten(t.name)} must be named {shorten(next_name(t.feeds))} with the "
+                           f"shape and dtype of {shorten(t.feeds)}")
             else:
                 fed[t.feeds] = t.name
         elif t.feeds:
-            out.append(f"output {t.name!r} has role {t.role!r} but feeds {t.feeds!r}: only state outputs feed inputs")
+            out.append(f"output {shorten(t.name)} has role {t.role!r} but feeds {shorten(t.feeds)}: "
+                       "only state outputs feed inputs")
     if set(state_in) - set(fed):
-        out.append(f"state inputs {sorted(set(state_in) - set(fed))[:3]} are fed by no output")
+        out.append(f"state inputs {shorten(sorted(set(state_in) - set(fed))[:3])} are fed by no output")
     hyper = {t.name for t in prog.of_role("hyper")}
     if EPS in hyper and "eps" not in m.optimizer:
         out.append("the step takes 'eps' but the optimizer entry has no eps")
@@ -289,36 +371,61 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def load_manifest(artifact_dir: str | os.PathLike, runtime: str | None = None, verify: bool = True) -> Manifest:
-    """Read and check an artifact's manifest.
+def _id_field(artifact_id: str) -> bytes:
+    return b'"artifact_id": "' + artifact_id.encode("ascii", "replace") + b'"'
 
-    With ``verify`` the program files of ``runtime`` (all runtimes when None) are
-    hashed and compared, so a manifest copied from another artifact is refused.
+
+def manifest_digest(raw: bytes, artifact_id: str) -> str | None:
+    """The artifact id that manifest.json's bytes ``raw`` must carry: the first 16 hex digits
+    of the sha256 of ``raw`` with its one ``"artifact_id": "<id>"`` field written with 16
+    zeros. None when that field does not occur exactly once."""
+    key = _id_field(artifact_id)
+    if raw.count(key) != 1:
+        return None
+    return hashlib.sha256(raw.replace(key, _id_field(ID_PLACEHOLDER))).hexdigest()[:16]
+
+
+def load_manifest(artifact_dir: str | os.PathLike, runtime: str | None = None, verify: bool = True) -> Manifest:
+    """Read and check an artifact's manifest: its schema and every rule of the contract.
+
+    With ``verify`` the manifest's digest (its artifact_id) is checked, so a hand-edited
+    value is refused, and the files ``runtime`` needs (programs of that runtime, all
+    runtimes when None, the initial state, the tokenizer) are hashed and compared, so a
+    manifest copied from another artifact or a changed file is refused.
     """
     d = Path(artifact_dir)
     mpath = d / "manifest.json"
     if not mpath.is_file():
         raise ArtifactError(f"{d} has no manifest.json: is it an edgetune artifact directory? "
                             "Create one with `edgetune export`.")
-    m = Manifest.from_json(mpath.read_text(encoding="utf-8"), str(mpath))
-    m.validate(str(mpath))
     if runtime is not None and runtime not in RUNTIMES:
-        raise ArtifactError(f"runtime {runtime!r} is unknown; choose one of {sorted(RUNTIMES)}")
-    if verify:
-        for prog_name, prog in m.programs.items():
-            for rt, fname in prog.files.items():
-                if runtime is not None and rt != runtime:
-                    continue
-                f = d / fname
-                if not f.is_file():
-                    raise ArtifactError(f"{f} is listed in the manifest but missing; copy the whole artifact directory")
-                want = m.hashes.get(fname)
-                if want is None or sha256_file(f) != want:
-                    raise ArtifactError(
-                        f"{f} does not match manifest.json (sha256 differs): the manifest belongs to another "
-                        "artifact or the file was changed; re-export or copy the artifact directory as a whole")
-        if runtime is not None and not any(runtime in p.files for p in m.programs.values()):
-            have = sorted({r for p in m.programs.values() for r in p.files})
-            raise ArtifactError(f"{d} has no {runtime} program (it has {have}); "
-                                f"re-export with --format {runtime}")
+        raise ArtifactError(f"runtime {shorten(runtime)} is unknown; choose one of {sorted(RUNTIMES)}")
+    size = mpath.stat().st_size
+    if size > MAX_MANIFEST_BYTES:
+        raise ArtifactError(f"{mpath} is {size} bytes, more than any manifest ({MAX_MANIFEST_BYTES}); re-export the artifact")
+    raw = mpath.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ArtifactError(f"{mpath} is not UTF-8 text ({e.reason} at byte {e.start}); re-export the artifact") from e
+    m = Manifest.from_json(text, str(mpath))
+    m.validate(str(mpath))
+    if not verify:
+        return m
+    if manifest_digest(raw, m.artifact_id) != m.artifact_id:
+        raise ArtifactError(f"{mpath} was changed after export (its content does not match its artifact_id "
+                            f"{m.artifact_id}); re-export the artifact instead of editing its manifest")
+    if runtime is not None and not any(runtime in p.files for p in m.programs.values()):
+        have = sorted({r for p in m.programs.values() for r in p.files})
+        raise ArtifactError(f"{d} has no {runtime} program (it has {have}); re-export with --format {runtime}")
+    needed = [STATE_FILE] + ([m.tokenizer] if m.tokenizer else []) + [
+        f for p in m.programs.values() for rt, f in p.files.items() if runtime is None or rt == runtime]
+    for fname in dict.fromkeys(needed):
+        f = d / fname
+        if not f.is_file():
+            raise ArtifactError(f"{f} is listed in the manifest but missing; copy the whole artifact directory")
+        if sha256_file(f) != m.hashes[fname]:
+            raise ArtifactError(
+                f"{f} does not match manifest.json (sha256 differs): the manifest belongs to another "
+                "artifact or the file was changed; re-export or copy the artifact directory as a whole")
     return m

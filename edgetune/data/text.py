@@ -5,64 +5,18 @@ uses it too, so eager references and runtimes see the same token ids.
 """
 from __future__ import annotations
 
-import csv
-import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
 
-from edgetune.errors import DataError
+from edgetune.data.rows import ArrayRows
+from edgetune.errors import DataError, shorten
 
-
-@dataclass(frozen=True)
-class Example:
-    text: str
-    label: str | None = None
-
-
-def read_examples(path: str | Path, need_labels: bool = True) -> list[Example]:
-    """Read a CSV (header with ``text`` and ``label`` columns) or JSONL file
-    (objects with ``text`` and ``label``) into examples.
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise DataError(f"data file {p} does not exist")
-    rows: list[dict] = []
-    try:
-        if p.suffix.lower() in (".jsonl", ".json"):
-            for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
-                if line.strip():
-                    try:
-                        obj = json.loads(line)
-                    except json.JSONDecodeError as e:
-                        raise DataError(f"{p}:{i} is not valid JSON ({e.msg}); each line must be an object "
-                                        '{"text": ..., "label": ...}') from e
-                    if not isinstance(obj, dict):
-                        raise DataError(f"{p}:{i} is {type(obj).__name__}, expected an object with 'text'")
-                    rows.append(obj)
-        elif p.suffix.lower() in (".csv", ".tsv"):
-            with p.open(newline="", encoding="utf-8") as f:
-                rows = list(csv.DictReader(f, delimiter="\t" if p.suffix.lower() == ".tsv" else ","))
-        else:
-            raise DataError(f"data file {p} has suffix {p.suffix!r}; use .csv (text,label header) or .jsonl "
-                            "(or .txt running text for a language model)")
-    except UnicodeDecodeError as e:
-        raise DataError(f"data file {p} is not UTF-8 text ({e})") from e
-    out = []
-    for i, r in enumerate(rows, 1):
-        text = r.get("text")
-        if not isinstance(text, str) or not text.strip():
-            raise DataError(f"{p}: example {i} has no 'text' field (keys: {sorted(r)}); "
-                            "the file needs a 'text' column")
-        label = r.get("label")
-        if need_labels and (label is None or str(label) == ""):
-            raise DataError(f"{p}: example {i} has no 'label'; a classification artifact needs text,label rows")
-        out.append(Example(text, None if label is None else str(label)))
-    if not out:
-        raise DataError(f"data file {p} holds no examples")
-    return out
+# A text is cut to CHARS_PER_TOKEN * seq_len characters (before its last lone space) before it
+# is tokenized: its first seq_len tokens are the same unless they average more characters than
+# that, and a huge text costs no more than that.
+CHARS_PER_TOKEN = 64
 
 
 class TextEncoder:
@@ -79,26 +33,41 @@ class TextEncoder:
         except Exception as e:  # tokenizers raises plain Exception subclasses
             raise DataError(f"cannot read tokenizer {tokenizer_json}: {e}") from e
         self.seq_len = seq_len
+        self.max_chars = CHARS_PER_TOKEN * seq_len
         pad_id = self.tok.token_to_id("[PAD]")
         if pad_id is None:
             pad_id = self.tok.token_to_id("<pad>")
+        self.pad_id = pad_id or 0
+        self._whole = None  # the same tokenizer without truncation or padding, for running text
         self.tok.enable_truncation(max_length=seq_len)
-        self.tok.enable_padding(length=seq_len, pad_id=pad_id or 0)
+        self.tok.enable_padding(length=seq_len, pad_id=self.pad_id)
+
+    def cut(self, text: str) -> str:
+        """``text`` cut to `max_chars` before tokenizing (see CHARS_PER_TOKEN)."""
+        if len(text) <= self.max_chars:
+            return text
+        space = text.rfind(" ", self.max_chars // 2, self.max_chars)
+        return text[:space if space > 0 else self.max_chars]
 
     def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        encs = self.tok.encode_batch(list(texts))
+        """-> (input_ids int64 [n, seq_len], attention_mask int64 [n, seq_len])."""
+        try:
+            encs = self.tok.encode_batch([self.cut(t) for t in texts])
+        except Exception as e:  # tokenizers raises plain Exceptions
+            raise DataError(f"the tokenizer refused a text ({shorten(str(e), 120)})") from e
         ids = np.array([e.ids for e in encs], dtype=np.int64)
         mask = np.array([e.attention_mask for e in encs], dtype=np.int64)
         return ids, mask
 
     def tokens(self, text: str) -> list[int]:
         """All token ids of ``text`` (no truncation, padding or special tokens)."""
-        from tokenizers import Tokenizer
+        if self._whole is None:
+            from tokenizers import Tokenizer
 
-        whole = Tokenizer.from_str(self.tok.to_str())
-        whole.no_truncation()
-        whole.no_padding()
-        return whole.encode(text, add_special_tokens=False).ids
+            self._whole = Tokenizer.from_str(self.tok.to_str())
+            self._whole.no_truncation()
+            self._whole.no_padding()
+        return self._whole.encode(text, add_special_tokens=False).ids
 
     def windows(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """Running text -> consecutive non-overlapping windows of ``seq_len`` tokens
@@ -107,15 +76,15 @@ class TextEncoder:
         ids = np.array(self.tokens(text), dtype=np.int64)
         n = len(ids) // self.seq_len
         if n == 0:
-            pad = self.tok.padding["pad_id"] if self.tok.padding else 0
             mask = (np.arange(self.seq_len) < len(ids)).astype(np.int64)[None]
-            return np.concatenate([ids, np.full(self.seq_len - len(ids), pad, np.int64)])[None], mask
+            return np.concatenate([ids, np.full(self.seq_len - len(ids), self.pad_id, np.int64)])[None], mask
         ids = ids[: n * self.seq_len].reshape(n, self.seq_len)
         return ids, np.ones_like(ids)
 
 
 def read_text(path: str | Path) -> str:
-    """A plain UTF-8 text file (a person's writing) for next-token training."""
+    """A plain UTF-8 text file (a person's writing), whole: for the host's small files (the
+    device side streams text with `edgetune.data.records.iter_text_chunks`)."""
     p = Path(path)
     if not p.is_file():
         raise DataError(f"text file {p} does not exist")
@@ -138,65 +107,56 @@ def split_text(text: str, held_out: float = 0.1) -> tuple[str, str]:
     return text[:cut], text[cut:]
 
 
-def label_indices(examples: Sequence[Example], labels: Sequence[str]) -> np.ndarray:
-    """Map string labels to indices of ``labels``; an unknown label is a DataError."""
-    index = {l: i for i, l in enumerate(labels)}
-    out = np.empty(len(examples), dtype=np.int64)
-    for i, ex in enumerate(examples):
-        if ex.label not in index:
-            raise DataError(f"example {i + 1} has label {ex.label!r}, which the artifact does not know; "
-                            f"known labels: {list(labels)}")
-        out[i] = index[ex.label]
-    return out
-
-
 LENGTH_POOL = 50  # batches whose texts are sorted by length together (length bucketing)
 
 
-def fixed_batches(arrays: dict[str, np.ndarray], batch_size: int, *, seed: int = 0,
-                  shuffle: bool = True, start: int = 0, by_length: bool = False) -> Iterator[dict[str, np.ndarray]]:
-    """Endless fixed-size batches over equally long arrays.
+def fixed_batches(rows, batch_size: int, *, seed: int = 0, shuffle: bool = True, start: int = 0,
+                  by_length: bool = False) -> Iterator[dict[str, np.ndarray]]:
+    """Endless fixed-size batches over ``rows`` (an `edgetune.data.rows` object, or a dict of
+    equally long arrays).
 
     Epochs are reshuffled with ``seed + epoch``; a short last batch is filled by
     wrapping around, so every batch has exactly ``batch_size`` rows (the step
     program has a fixed shape). ``start`` skips that many batches, so a resumed
     run continues with the batch it would have seen next.
 
-    ``by_length`` (needs an ``attention_mask``): each run of `LENGTH_POOL` batches of
-    the shuffled epoch is sorted by text length, cut into batches, and those batches are
-    shuffled, so a batch holds texts of similar length and can run padding-free
+    ``by_length`` (needs token lengths): each run of `LENGTH_POOL` batches of the shuffled
+    epoch is sorted by text length, cut into batches, and those batches are shuffled, so a
+    batch holds texts of similar length and can run padding-free
     (`Manifest.step_program_for`) while the epoch still visits every text once.
     """
-    n = len(next(iter(arrays.values())))
-    if n == 0:
+    rows = ArrayRows(rows) if isinstance(rows, dict) else rows
+    if rows.n == 0:
         raise DataError("no examples to batch")
-    if by_length and "attention_mask" not in arrays:
+    if by_length and rows.lengths is None:
         raise DataError("batching by length needs an attention_mask")
-    per_epoch = -(-n // batch_size)
+    per_epoch = -(-rows.n // batch_size)
     k = start
     epoch_order = None
     while True:
         epoch, pos = divmod(k, per_epoch)
         if epoch_order is None or epoch_order[0] != epoch:
-            epoch_order = (epoch, _epoch_order(arrays, n, batch_size, seed + epoch, shuffle, by_length))
-        idx = epoch_order[1][pos]
-        yield {name: a[idx] for name, a in arrays.items()}
+            epoch_order = (epoch, _epoch_order(rows, batch_size, seed + epoch, shuffle, by_length))
+        yield rows.take(epoch_order[1][pos])
         k += 1
 
 
-def _epoch_order(arrays, n: int, batch_size: int, seed: int, shuffle: bool, by_length: bool) -> list[np.ndarray]:
-    """One epoch's batches as index arrays [batch_size] (the last one wraps around)."""
+def _epoch_order(rows, batch_size: int, seed: int, shuffle: bool, by_length: bool) -> np.ndarray:
+    """One epoch's batches as row indices [batches, batch_size] (the last one wraps around);
+    int32 (half the memory of numpy's int64) while every index fits."""
     rng = np.random.default_rng(seed)
-    order = rng.permutation(n) if shuffle else np.arange(n)
+    n = rows.n
+    small = np.int32 if n < 2**31 else np.int64
+    order = (rng.permutation(n) if shuffle else np.arange(n)).astype(small)
     per_epoch = -(-n // batch_size)
-    order = np.take(order, np.arange(per_epoch * batch_size), mode="wrap")
-    batches = order.reshape(per_epoch, batch_size)
+    batches = np.take(order, np.arange(per_epoch * batch_size, dtype=small), mode="wrap").reshape(per_epoch, batch_size)
+    del order
     if not by_length:
-        return list(batches)
-    lengths = arrays["attention_mask"].sum(axis=1)
-    out = []
+        return batches
+    lengths = rows.lengths
+    out = np.empty_like(batches)
     for lo in range(0, per_epoch, LENGTH_POOL):
         pool = batches[lo:lo + LENGTH_POOL].reshape(-1)
         pool = pool[np.argsort(lengths[pool], kind="stable")].reshape(-1, batch_size)
-        out += [pool[i] for i in rng.permutation(len(pool))]
+        out[lo:lo + len(pool)] = pool[rng.permutation(len(pool))]
     return out
