@@ -121,7 +121,7 @@ def natural_child(row: str, work: Path, threads: int, data: Path, n_texts: int) 
     """One pass over the same texts: ms per batch (mean), tokens computed vs tokens of text."""
     import numpy as np
 
-    from device_harness.runner import Trainer, encode_file, rss_mb
+    from device_harness.runner import Trainer, encode_arrays, rss_mb
     from edgetune.data.text import fixed_batches
 
     art = work / ARTIFACTS.get(row, ("nat_fp32",))[0]
@@ -132,7 +132,7 @@ def natural_child(row: str, work: Path, threads: int, data: Path, n_texts: int) 
         from edgetune.contract import load_manifest
 
         manifest = load_manifest(art, verify=False)
-    arrays = encode_file(art, manifest, csv_path)
+    arrays = encode_arrays(art, manifest, csv_path)
     n_batches = -(-len(arrays["input_ids"]) // NAT_BATCH)
     batches = fixed_batches(arrays, NAT_BATCH, seed=0, by_length=bool(manifest.seq_buckets))
     batches = [next(batches) for _ in range(n_batches)]

@@ -73,13 +73,13 @@ def zo_optimizer(run: str) -> dict:
 # ------------------------------------------------------------------ memory and speed
 def child(kind: str, runtime: str, art: str, data: str, steps: int) -> None:
     """One loop in this process; prints RESULT {...} with ms per iteration and peak RSS."""
-    from device_harness.runner import Trainer, encode_file, rss_mb
+    from device_harness.runner import Trainer, encode_arrays, rss_mb
     from device_harness.runtimes import open_program
     from edgetune.contract import load_manifest
 
     d = Path(art)
     manifest = load_manifest(d, runtime)
-    arrays = encode_file(d, manifest, data)
+    arrays = encode_arrays(d, manifest, data)
     batch = {k: v[:manifest.batch_size] for k, v in arrays.items()}
     times = []
     if kind == "infer":

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from device_harness.runner import Trainer
+from device_harness.runner import OneLineParser, Trainer
 from edgetune.contract import RUNTIMES
 from edgetune.contract.conformance import RESUME_FILE, mismatch, prefixed, read_kit
 from edgetune.contract.hyper import linear_schedule
@@ -107,7 +107,7 @@ def _replay_case(tr: Trainer, case: dict, kit: dict, tensors: dict, kit_dir: Pat
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m device_harness.conformance", description=__doc__.split("\n")[0])
+    ap = OneLineParser(prog="python -m device_harness.conformance", description=__doc__.split("\n")[0])
     ap.add_argument("artifact")
     ap.add_argument("kit", help="a directory written by `edgetune conformance`")
     ap.add_argument("--runtime", default="onnx", choices=list(RUNTIMES))

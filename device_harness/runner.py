@@ -75,6 +75,15 @@ def encode_file(artifact_dir: Path, manifest: Manifest, data_path: str | Path):
     return encode_examples(enc, iter_examples(data_path, need_labels), (manifest.labels or []) if need_labels else None)
 
 
+def encode_arrays(artifact_dir: Path, manifest: Manifest, data_path: str | Path) -> dict[str, np.ndarray]:
+    """`encode_file`, every row in memory: for small files (benchmarks' splits, tests)."""
+    rows = encode_file(artifact_dir, manifest, data_path)
+    try:
+        return rows.take(np.arange(rows.n))
+    finally:
+        rows.close()
+
+
 # exit statuses of `train` besides 2 (an error): the host resumes after EXIT_INTERRUPTED
 EXIT_DONE, EXIT_INTERRUPTED, EXIT_OVER_BUDGET = 0, 3, 4
 
@@ -151,8 +160,11 @@ class Trainer:
         run's last step), then decay linearly to 0; the position is the saved step counter,
         so a resumed run continues the same schedule.
         """
-        if steps < 0:
-            raise ConfigError(f"steps={steps} must be >= 0")
+        for name, value in (("--steps", steps), ("--save-every", save_every), ("--seed", seed)):
+            if value < 0:
+                raise ConfigError(f"{name} {value} must be >= 0")
+        if total_steps is not None and total_steps < 1:
+            raise ConfigError(f"--total-steps {total_steps} must be >= 1")
         check_schedule(schedule)
         peak = lr if lr is not None else float(self.manifest.optimizer["lr"])
         total = total_steps or self.step + steps
@@ -344,9 +356,16 @@ def run_training(a, out: Callable[[str], None]) -> int:
     return EXIT_DONE if reason == "done" else EXIT_OVER_BUDGET if reason.startswith("over budget") else EXIT_INTERRUPTED
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one ``error:`` line, like every other refusal."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message}; see {self.prog} --help\n")
+
+
 def main(argv: list[str] | None = None, out: Callable[[str], None] | None = None) -> int:
     out = out or (lambda line: print(line, flush=True))  # flushed: the host streams the lines
-    ap = argparse.ArgumentParser(prog="python -m device_harness.runner", description=__doc__.split("\n")[0])
+    ap = OneLineParser(prog="python -m device_harness.runner", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     check = sub.add_parser("check", help="device facts, missing packages and the artifact's manifest, as JSON")
     check.add_argument("artifact", nargs="?")

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from edgetune.contract import NP_DTYPES, Manifest, ProgramSpec
-from edgetune.errors import ArtifactError, BatchError, shorten
+from edgetune.errors import ArtifactError, BatchError, ConfigError, shorten
 
 
 def check_feeds(spec: ProgramSpec, feeds: dict[str, np.ndarray]) -> None:
@@ -140,6 +140,8 @@ _CLASSES = {"onnx": OnnxProgram, "executorch": ExecuTorchProgram}
 def open_program(artifact_dir: str | Path, manifest: Manifest, program: str = "step",
                  runtime: str = "onnx", threads: int | None = None) -> Program:
     """Load ``program`` ('step' or 'infer') of an artifact for ``runtime``."""
+    if threads is not None and threads < 1:
+        raise ConfigError(f"--threads {threads} must be >= 1 (leave it out for the runtime's default)")
     if program not in manifest.programs:
         raise ArtifactError(f"{artifact_dir} has no {program} program (it has {sorted(manifest.programs)}); "
                             + ("it is inference-only: train the artifact it was merged from" if program == "step" else

@@ -35,7 +35,7 @@ DEVICE_MODULE_GLOBS = (
     "device_harness/__init__.py", "device_harness/facts.py", "device_harness/runner.py",
     "device_harness/runtimes.py", "device_harness/conformance.py",
     "edgetune/__init__.py", "edgetune/errors.py", "edgetune/files.py", "edgetune/contract/*.py",
-    "edgetune/data/__init__.py", "edgetune/data/text.py",
+    "edgetune/data/__init__.py", "edgetune/data/text.py", "edgetune/data/records.py", "edgetune/data/rows.py",
 )
 
 

@@ -6,11 +6,14 @@ optimizer entry, the learning rate of that step and the run's seed
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from edgetune.contract.manifest import ProgramSpec
 from edgetune.contract.names import EPS, LR, RESAMPLE, STEP
 from edgetune.contract.noise import resample_due, zo_noise
+from edgetune.contract.schema import FLOAT32_MAX
 from edgetune.errors import ConfigError
 
 SCHEDULES = ("constant", "linear")
@@ -40,8 +43,8 @@ def hyper_feeds(spec: ProgramSpec, optimizer: dict, step: int, lr: float, seed: 
     """The step program's hyper and noise inputs for step ``step`` (1-based) at learning rate ``lr``:
     ``lr``; ``step`` (Adam's bias correction); ``eps`` from the optimizer entry; for
     forward-only steps the perturbations drawn from (seed, step) and LOZO's resampling flag."""
-    if lr is None or not np.isfinite(np.float32(lr)) or lr <= 0:
-        raise ConfigError(f"learning rate {lr!r} must be a positive number that fits float32")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or not 0 < lr <= FLOAT32_MAX:
+        raise ConfigError(f"learning rate {lr!r} must be a positive number that fits float32 (--lr)")
     names = {t.name for t in spec.inputs}
     h = {LR: np.array(lr, dtype=np.float32)}
     if STEP in names:

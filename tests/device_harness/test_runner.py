@@ -1,5 +1,6 @@
 """The device-side runner: training, resuming, and bad input that changes nothing on disk."""
 import json
+from dataclasses import replace
 import shutil
 import subprocess
 import sys
@@ -7,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from device_harness.runner import Trainer, encode_file, evaluate, main, predict
+from device_harness.runner import Trainer, encode_arrays, evaluate, main, predict
 from edgetune.contract import load_manifest
 from edgetune.contract.state import load_state
 from edgetune.errors import ArtifactError, BatchError, EdgetuneError, NonFiniteLossError, StateError
@@ -72,7 +73,7 @@ def test_json_lines_and_eval_from_the_command_line(art, demo_data, tmp_path):
     import torch
 
     manifest = load_manifest(art, "onnx")
-    arrays = encode_file(art, manifest, demo_data[1])
+    arrays = encode_arrays(art, manifest, demo_data[1])
     logits = torch.from_numpy(predict(art, arrays, "onnx", tmp_path / "s.st"))
     labels = torch.from_numpy(arrays["labels"]).long()
     assert res["loss"] == pytest.approx(float(torch.nn.functional.cross_entropy(logits, labels)), rel=1e-5)
@@ -137,8 +138,8 @@ def test_missing_corrupt_and_foreign_state(art, tiny_artifact, demo_data, tmp_pa
     # A state file whose artifact id differs.
     from edgetune.contract.state import save_state
 
-    st, _ = load_state(art / "state.safetensors", manifest)
-    save_state(tmp_path / "other.st", st, "0123456789abcdef", 5)
+    st, _ = load_state(art / "state.safetensors", manifest, initial=True)
+    save_state(tmp_path / "other.st", st, replace(manifest, artifact_id="0123456789abcdef"), 5)
     with pytest.raises(StateError, match="belongs to artifact '0123456789abcdef'"):
         Trainer(art, "onnx", tmp_path / "other.st")
 

@@ -22,7 +22,7 @@ def test_minilm_step_parity(minilm_artifact, runtime):
     ref, _ = run_parity(*minilm_artifact, runtime)
     # The trainable state really moved: parity of a frozen step would prove nothing.
     art, manifest, _ = minilm_artifact
-    init, _ = load_state(art / "state.safetensors", manifest)
+    init, _ = load_state(art / "state.safetensors", manifest, initial=True)
     moved = [k for k in init if k.startswith("param.") and not np.allclose(init[k], ref[k].numpy())]
     assert len(moved) == sum(k.startswith("param.") for k in init)
 

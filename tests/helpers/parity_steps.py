@@ -9,7 +9,7 @@ from exporters.artifact import PARITY_LR, compare_outputs
 
 def run_parity(art_dir, manifest, compiled, runtime, steps=5, lr=PARITY_LR):
     prog = open_program(art_dir, manifest, "step", runtime)
-    state, _ = load_state(art_dir / "state.safetensors", manifest)
+    state, _ = load_state(art_dir / "state.safetensors", manifest, initial=True)
     ref = {k: torch.from_numpy(v.copy()) for k, v in state.items()}
     feeds_of = {t.feeds: t.name for t in prog.spec.outputs if t.feeds}
     for t in range(1, steps + 1):

@@ -41,7 +41,7 @@ def test_first_loss_is_the_models_cross_entropy_on_the_batch(tiny_artifact, tiny
 def test_start_state_is_the_artifacts_and_resume_follows_train(tiny_artifact, tiny_kit):
     art, manifest, _ = tiny_artifact
     out, kit, tensors = tiny_kit
-    state0, _ = load_state(art / "state.safetensors", manifest)
+    state0, _ = load_state(art / "state.safetensors", manifest, initial=True)
     train, resume, bad = kit["cases"]
     assert all(np.array_equal(state0[k], v) for k, v in prefixed(tensors, train["start"]).items())
     resumed, step = load_state(out / RESUME_FILE, manifest)

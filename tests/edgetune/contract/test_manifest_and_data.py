@@ -2,15 +2,16 @@ import numpy as np
 import pytest
 
 from edgetune.contract import Manifest, ProgramSpec, TensorSpec
-from edgetune.data.text import fixed_batches, read_examples
+from edgetune.data.records import read_examples
+from edgetune.data.text import fixed_batches
 from edgetune.errors import ArtifactError, DataError
 
 
 def test_manifest_round_trip():
     spec = ProgramSpec((TensorSpec("x", (2, 3), "float32", "state"),),
                        (TensorSpec("next.x", (2, 3), "float32", "state", feeds="x"),), {"onnx": "step.onnx"})
-    m = Manifest("abc", "sequence_classification", 2, 8, {"step": spec}, {"name": "sgd"}, {"step.onnx": "00"},
-                 labels=["a", "b"])
+    m = Manifest("0123456789abcdef", "sequence_classification", 2, 8, {"step": spec}, {"name": "sgd"},
+                 {"step.onnx": "0" * 64}, labels=["a", "b"])
     back = Manifest.from_json(m.to_json())
     assert back == m and back.state_specs()[0].name == "x"
     with pytest.raises(ArtifactError, match="role"):
@@ -23,7 +24,7 @@ def test_read_examples_csv_jsonl_and_errors(tmp_path):
     assert [e.label for e in read_examples(tmp_path / "a.csv")] == ["x", "y"]
     assert [e.label for e in read_examples(tmp_path / "a.jsonl")] == ["x", "3"]
     (tmp_path / "b.csv").write_text("sentence,label\nhi,x\n")
-    with pytest.raises(DataError, match="needs a 'text' column"):
+    with pytest.raises(DataError, match="has no 'text' column"):
         read_examples(tmp_path / "b.csv")
     (tmp_path / "c.jsonl").write_text('{"text": "hi"\n')
     with pytest.raises(DataError, match="c.jsonl:1 is not valid JSON"):
@@ -67,7 +68,7 @@ def test_batches_by_length_cover_the_epoch_and_group_lengths():
 def test_manifest_keeps_buckets_and_lowering():
     spec = ProgramSpec((TensorSpec("x", (2, 8), "int64", "batch"),), (TensorSpec("loss", (), "float32", "metric"),),
                        {"executorch": "step.pte"}, {"executorch": {"delegated_ops": 3, "total_ops": 4}})
-    m = Manifest("id", "sequence_classification", 2, 32, {"step": spec}, {}, {}, seq_buckets=[8, 16])
+    m = Manifest("0123456789abcdef", "sequence_classification", 2, 32, {"step": spec}, {}, {}, seq_buckets=[8, 16])
     back = Manifest.from_json(m.to_json())
     assert back.seq_buckets == [8, 16] and back.step.lowering == spec.lowering
     assert [back.step_program_for(n) for n in (1, 8, 12, 30)] == [("step_s8", 8), ("step_s8", 8),

@@ -53,7 +53,14 @@ BROKEN = [
     ("batch input of another shape", lambda d: next(t for t in _step(d)["inputs"] if t["name"] == "input_ids")
      .update(shape=[4, 99]), "batch input 'input_ids'"),
     ("a program of unknown name", lambda d: d["programs"].update(extra=d["programs"]["infer"]), "do not match"),
-    ("program file outside the artifact", lambda d: _step(d)["files"].update(onnx="../step.onnx"), "is not a"),
+    ("program file outside the artifact", lambda d: _step(d)["files"].update(onnx="../step.onnx"), "plain file name"),
+    ("batch size huge", lambda d: d.update(batch_size=10**9), "batch_size must be a whole number in"),
+    ("sequence length 1e9", lambda d: d.update(seq_len=10**9), "seq_len must be a whole number in"),
+    ("labels of another type", lambda d: d.update(labels="a,b"), "labels must be a JSON list"),
+    ("no learning rate", lambda d: d["optimizer"].pop("lr"), "no default lr"),
+    ("lowering of another type", lambda d: _step(d).update(lowering=[1]), "lowering must be a JSON object"),
+    ("the initial state unhashed", lambda d: d["hashes"].pop("state.safetensors"), "hashes must list exactly"),
+    ("an unknown field", lambda d: d.update(extra=1), "unknown keys"),
 ]
 
 
@@ -67,3 +74,40 @@ def test_a_manifest_that_breaks_a_rule_is_refused(tiny_artifact, tmp_path, what,
     (d / "manifest.json").write_text(json.dumps(data))
     with pytest.raises(ArtifactError, match=message):
         load_manifest(d, "onnx", verify=False)
+
+
+@pytest.mark.parametrize("raw, message", [
+    (b'{"format": "edgetune.artifact", "version": 1, "x": "caf\xe9"}', "not UTF-8"),
+    (b"[" * 100_000 + b"]" * 100_000, "not valid JSON"),
+    (b'{"format": "edgetune.artifact", "version": 1, "batch_size": ' + b"9" * 5000 + b"}", "not valid JSON"),
+], ids=["not UTF-8", "nested too deep", "5,000-digit number"])
+def test_unreadable_manifests_are_one_error(tiny_artifact, tmp_path, raw, message):
+    d = tmp_path / "art"
+    shutil.copytree(tiny_artifact[0], d)
+    (d / "manifest.json").write_bytes(raw)
+    with pytest.raises(ArtifactError, match=message):
+        load_manifest(d, "onnx")
+
+
+@pytest.mark.parametrize("edit", [lambda d: d.update(labels=d["labels"][::-1]),
+                                  lambda d: d["optimizer"].update(lr=0.5)], ids=["labels reversed", "lr changed"])
+def test_an_edit_that_obeys_every_rule_is_caught_by_the_digest(tiny_artifact, tmp_path, edit):
+    d = tmp_path / "art"
+    shutil.copytree(tiny_artifact[0], d)
+    data = json.loads((d / "manifest.json").read_text())
+    edit(data)
+    (d / "manifest.json").write_text(json.dumps(data, indent=1, sort_keys=True))
+    load_manifest(d, "onnx", verify=False)  # every rule holds
+    with pytest.raises(ArtifactError, match="changed after export"):
+        load_manifest(d, "onnx")
+
+
+@pytest.mark.parametrize("name", ["state.safetensors", "tokenizer.json"])
+def test_a_changed_state_or_tokenizer_is_refused(tiny_artifact, tmp_path, name):
+    d = tmp_path / "art"
+    shutil.copytree(tiny_artifact[0], d)
+    raw = bytearray((d / name).read_bytes())
+    raw[len(raw) // 2] ^= 1
+    (d / name).write_bytes(bytes(raw))
+    with pytest.raises(ArtifactError, match="sha256 differs"):
+        load_manifest(d, "onnx")
