@@ -11,7 +11,6 @@ file, and a state file written and read back.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile

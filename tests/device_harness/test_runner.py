@@ -1,9 +1,9 @@
 """The device-side runner: training, resuming, and bad input that changes nothing on disk."""
 import json
-from dataclasses import replace
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
