@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from edgetune.contract.manifest import ID_PLACEHOLDER, STATE_FILE, load_manifest, manifest_digest
+from edgetune.contract.manifest import ID_PLACEHOLDER, STATE_FILE, load_manifest, stamp
 from edgetune.contract.state import load_state
 from edgetune.errors import EdgetuneError
 
@@ -141,10 +141,7 @@ def mutate_json(rng: random.Random, d: dict) -> tuple[dict, str]:
 
 def restamp(d: dict) -> bytes:
     """Manifest bytes of ``d`` with the digest their content has (a consistent hand edit)."""
-    raw = _dump({**d, "artifact_id": ID_PLACEHOLDER})
-    aid = manifest_digest(raw, ID_PLACEHOLDER)
-    return raw if aid is None else raw.replace(b'"artifact_id": "' + ID_PLACEHOLDER.encode() + b'"',
-                                               b'"artifact_id": "' + aid.encode() + b'"')
+    return stamp(_dump({**d, "artifact_id": ID_PLACEHOLDER}))[1]
 
 
 def mutate_bytes(rng: random.Random, raw: bytes) -> tuple[bytes, str]:

@@ -192,10 +192,9 @@ def open_inference(artifact_dir: str | Path, manifest: Manifest, runtime: str, s
     state, else the artifact's initial state)."""
     d = Path(artifact_dir)
     prog = open_program(d, manifest, "infer", runtime, threads)
-    if state_path:  # named by the user: it must exist (a typo must not evaluate the untrained state)
-        state, _ = resume_or_initial(d, manifest, state_path, must_exist=True)
-    else:
-        state, _ = resume_or_initial(d, manifest, d / TRAINED_STATE.format(runtime=runtime))
+    # a path the user named must exist (a typo must not evaluate the untrained state)
+    state, _ = resume_or_initial(d, manifest, state_path or d / TRAINED_STATE.format(runtime=runtime),
+                                 must_exist=bool(state_path))
     return prog, {t.name: state[t.name] for t in prog.spec.inputs if t.role == "state"}
 
 

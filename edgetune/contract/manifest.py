@@ -136,11 +136,10 @@ class Manifest:
         The id is the first 16 hex digits of the sha256 of the file with the id written as
         16 zeros (`manifest_digest`), so any edit of the file is detected, and state files,
         which carry the id, belong to exactly this manifest."""
-        raw = replace(self, artifact_id=ID_PLACEHOLDER).to_json().encode("ascii")
-        aid = manifest_digest(raw, ID_PLACEHOLDER)
+        aid, raw = stamp(replace(self, artifact_id=ID_PLACEHOLDER).to_json().encode("ascii"))
         if aid is None:
             raise InternalError("the manifest repeats the artifact_id key; this is a bug in edgetune")
-        return replace(self, artifact_id=aid), raw.replace(_id_field(ID_PLACEHOLDER), _id_field(aid))
+        return replace(self, artifact_id=aid), raw
 
     @staticmethod
     def from_json(text: str, where: str = "manifest.json") -> "Manifest":
@@ -383,6 +382,13 @@ def manifest_digest(raw: bytes, artifact_id: str) -> str | None:
     if raw.count(key) != 1:
         return None
     return hashlib.sha256(raw.replace(key, _id_field(ID_PLACEHOLDER))).hexdigest()[:16]
+
+
+def stamp(raw: bytes) -> tuple[str | None, bytes]:
+    """Manifest bytes whose id is `ID_PLACEHOLDER` -> (their digest, the bytes carrying it);
+    (None, ``raw``) when the id field does not occur exactly once."""
+    aid = manifest_digest(raw, ID_PLACEHOLDER)
+    return aid, raw if aid is None else raw.replace(_id_field(ID_PLACEHOLDER), _id_field(aid))
 
 
 def load_manifest(artifact_dir: str | os.PathLike, runtime: str | None = None, verify: bool = True) -> Manifest:

@@ -24,6 +24,7 @@ from edgetune.files import write_atomic
 MAX_HEADER_BYTES = 100 * 2**20  # the safetensors library's own cap
 # safetensors dtype names of the manifest's dtypes
 ST_DTYPES = {"float32": "F32", "int64": "I64", "int32": "I32", "bool": "BOOL"}
+_ST_OF_NUMPY = {NP_DTYPES[k]: v for k, v in ST_DTYPES.items()}
 
 
 def tensors_digest(tensors: dict[str, np.ndarray]) -> str:
@@ -33,7 +34,7 @@ def tensors_digest(tensors: dict[str, np.ndarray]) -> str:
     h = hashlib.sha256()
     for name in sorted(tensors, key=lambda n: n.encode("utf-8")):
         a = np.require(tensors[name], requirements="C")
-        dtype = {v: ST_DTYPES[k] for k, v in NP_DTYPES.items()}.get(a.dtype, str(a.dtype))
+        dtype = _ST_OF_NUMPY.get(a.dtype, str(a.dtype))
         h.update(b"\0".join([name.encode("utf-8"), dtype.encode(), ",".join(map(str, a.shape)).encode(), b""]))
         h.update(a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes())
     return h.hexdigest()
