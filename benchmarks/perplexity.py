@@ -73,9 +73,9 @@ def main():
     state = work / f"trained_{a.quant}.safetensors"
     state.unlink(missing_ok=True)
     print("held-out perplexity before", flush=True)
-    before = evaluate(art, work / "held_out.txt", "onnx", state, a.threads)
+    before = evaluate(art, work / "held_out.txt", "onnx", None, a.threads)  # the initial state
     prompt = "ROMEO:\n"
-    gen_before = generate(art, prompt, 24, "onnx", state)
+    gen_before = generate(art, prompt, 24, "onnx")
     print(f"  {before}", flush=True)
     cmd = [sys.executable, "-m", "device_harness.runner", "train", str(art), str(work / "train.txt"), "--runtime",
            "onnx", "--steps", str(a.steps), "--state", str(state), "--threads", str(a.threads), "--lr", str(a.lr),

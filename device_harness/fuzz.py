@@ -58,6 +58,7 @@ class Case:
     state: Path
     state_before: bytes | None = None
     benign: bool = False  # the damage leaves the parsed content identical
+    damaged: Path | None = None  # the one artifact or state file changed (None: data or options)
 
 
 @dataclass
@@ -65,6 +66,7 @@ class Report:
     cases: int = 0
     by_kind: Counter = field(default_factory=Counter)
     outcomes: Counter = field(default_factory=Counter)  # exit 0, exit 2, ...
+    accepted: Counter = field(default_factory=Counter)  # kind -> cases run to exit 0 (benign ones not counted)
     failures: Counter = field(default_factory=Counter)
     examples: dict = field(default_factory=dict)  # failure -> first few (kind, what, stderr)
 
@@ -76,6 +78,7 @@ class Report:
 
     def to_dict(self) -> dict:
         return {"cases": self.cases, "by_kind": dict(self.by_kind), "outcomes": dict(self.outcomes),
+                "accepted_by_kind": dict(self.accepted),
                 "failures": {name: self.failures.get(name, 0) for name in FAILURES}, "examples": self.examples}
 
 
@@ -291,6 +294,8 @@ class CaseMaker:
         extra: list[str] = []
         benign = False
         what = ""
+        damaged = {"state": state, "initial-state": art / STATE_FILE, "tokenizer": art / "tokenizer.json"}.get(
+            kind, art / "manifest.json" if kind.startswith("manifest") else None)
         if kind in ("manifest-edited", "manifest-restamped"):
             edited, what = mutate_json(rng, self.manifest)
             _replace(art / "manifest.json", restamp(edited) if kind == "manifest-restamped" else _dump(edited))
@@ -312,7 +317,7 @@ class CaseMaker:
             name = rng.choice(self.programs)
             raw, what = mutate_bytes(rng, (art / name).read_bytes())
             _replace(art / name, raw)
-            what = f"{name}: {what}"
+            what, damaged = f"{name}: {what}", art / name
         elif kind == "data":
             raw, suffix, what = _data_cases(rng, self.data.read_bytes())
             data.unlink()
@@ -335,7 +340,7 @@ class CaseMaker:
                 argv += ["--save-every", "1"]
         elif extra and extra[0] not in ("--threads",):
             extra = []
-        return Case(kind, what, argv + extra, state, state.read_bytes() if state.exists() else None, benign)
+        return Case(kind, what, argv + extra, state, state.read_bytes() if state.exists() else None, benign, damaged)
 
 
 def _same_state(a: bytes, b: bytes) -> bool:
@@ -390,17 +395,20 @@ def worker() -> int:
 
 
 class Worker:
-    """A worker process; restarted after a crash, a hang or every RESTART_EVERY cases."""
+    """A worker process (by default the runner's, `worker`) answering one JSON line per JSON
+    request line; restarted after a crash, a hang or every RESTART_EVERY requests."""
 
-    def __init__(self):
+    def __init__(self, command: list[str] | None = None):
+        self.command = command or [sys.executable, "-m", "device_harness.fuzz", "--worker"]
         self.proc: subprocess.Popen | None = None
         self.used = 0
 
     def run(self, argv: list[str], timeout: float) -> dict:
+        """The worker's answer to ``argv``, or {"hang": True} / {"crash": exit code}."""
         if self.proc is None or self.proc.poll() is not None or self.used >= RESTART_EVERY:
             self.stop()
-            self.proc = subprocess.Popen([sys.executable, "-m", "device_harness.fuzz", "--worker"], stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, text=True, bufsize=1)
+            self.proc = subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                         bufsize=1)
             self.used = 0
         self.used += 1
         assert self.proc.stdin and self.proc.stdout
@@ -434,6 +442,7 @@ def judge(case: Case, result: dict, report: Report) -> None:
         return report.fail("crash", case, f"worker exited with {result['crash']}")
     code, err = result["code"], result["stderr"]
     report.outcomes[f"exit {code}"] += 1
+    report.accepted[case.kind] += code == 0 and not case.benign
     lines = [line for line in err.splitlines() if line.strip()]
     if "Traceback" in err:
         report.fail("traceback", case, err)
@@ -456,8 +465,10 @@ def judge(case: Case, result: dict, report: Report) -> None:
 
 
 def fuzz(artifact: Path, data: Path, cases: int, seed: int = 0, runtime: str = "onnx", timeout: float = 120.0,
-         progress: Callable[[Report], None] = lambda r: None) -> Report:
-    """Run ``cases`` damaged cases (the kinds in turn, the damage drawn from ``seed``)."""
+         progress: Callable[[Report], None] = lambda r: None,
+         before_run: Callable[[Case], None] = lambda c: None) -> Report:
+    """Run ``cases`` damaged cases (the kinds in turn, the damage drawn from ``seed``);
+    ``before_run`` sees each case once its files are damaged, before the runner does."""
     from device_harness import runner
 
     report = Report()
@@ -474,6 +485,7 @@ def fuzz(artifact: Path, data: Path, cases: int, seed: int = 0, runtime: str = "
         try:
             for i in range(cases):
                 case = maker.make(rng, KINDS[i % len(KINDS)], i % 4)
+                before_run(case)
                 judge(case, w.run(case.argv, timeout), report)
                 progress(report)
         finally:

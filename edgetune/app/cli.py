@@ -136,7 +136,7 @@ def _demo_classifier(wd: Path, steps, runtimes, threads):
     for rt in runtimes:
         state = wd / f"trained.{rt}.safetensors"
         state.unlink(missing_ok=True)
-        before = evaluate(art, test_csv, rt, state, threads)["accuracy"]
+        before = evaluate(art, test_csv, rt, None, threads)["accuracy"]  # the initial state
         recs = _train_subprocess(art, train_csv, rt, steps, state, threads)
         after = evaluate(art, test_csv, rt, state, threads)["accuracy"]
         rows.append((rt, f"{before:.1%}", f"{after:.1%}", *_run_stats(art, manifest, rt, recs)))
@@ -172,8 +172,8 @@ def _demo_llm(wd: Path, steps, runtimes, threads, model, text):
     for rt in runtimes:
         state = wd / f"llm-trained.{rt}.safetensors"
         state.unlink(missing_ok=True)
-        before = evaluate(art, held_txt, rt, state, threads)["perplexity"]
-        gen_before = generate(art, prompt, 16, rt, state)
+        before = evaluate(art, held_txt, rt, None, threads)["perplexity"]  # the initial state
+        gen_before = generate(art, prompt, 16, rt)
         recs = _train_subprocess(art, train_txt, rt, steps, state, threads)
         after = evaluate(art, held_txt, rt, state, threads)["perplexity"]
         samples.append((rt, gen_before, generate(art, prompt, 16, rt, state)))

@@ -92,3 +92,13 @@ def test_device_profile(tmp_path):
     check_common(res, {"steps", "warmup", "device", "rows"})
     assert [r["row"] for r in res["rows"]] == ["onnx local", "onnx ssh", "onnx ssh + pi4-2gb", "onnx ssh + phone-2gb"]
     assert all(r["ms_p50"] > 0 for r in res["rows"])
+
+
+def test_robustness(tmp_path):
+    res = run("robustness", tmp_path)
+    check_common(res, {"config", "rows", "outcomes", "failures", "seconds", "cases_per_second"})
+    assert res["config"]["cases"] == 45 and sum(r["cases"] for r in res["rows"]) == 45
+    assert res["failures"] == dict.fromkeys(res["failures"], 0) and res["failures"], res.get("examples")
+    # the stock loaders were asked about every damaged file, and edgetune accepted none of them
+    damaged = [r for r in res["rows"] if r["must_refuse"]]
+    assert sum(r["stock_checked"] for r in damaged) > 0 and sum(r["accepted"] for r in damaged) == 0

@@ -19,7 +19,7 @@ def test_training_lowers_held_out_perplexity(tiny_lm, runtime):
     d, _, train, held, manifest, _ = tiny_lm
     assert manifest.task == "causal_lm" and manifest.model["quant"] == "gguf"
     state = d / f"trained.{runtime}.safetensors"
-    before = evaluate(d / "art", held, runtime, state)
+    before = evaluate(d / "art", held, runtime)  # the initial state
     assert before["tokens"] > 0 and np.isfinite(before["perplexity"])
     recs = list(Trainer(d / "art", runtime, state).train(train, 12))
     after = evaluate(d / "art", held, runtime, state)
