@@ -18,8 +18,10 @@ from typing import BinaryIO, Iterator
 from edgetune.errors import DataError, shorten
 
 MAX_RECORD_BYTES = 1 << 20      # one example's line(s); a longer one is not a training example
-TEXT_CHUNK_BYTES = 1 << 20      # running text is read and tokenized this much at a time
-MAX_TEXT_CHUNK_CHARS = 1 << 22  # a chunk with no safe cut point (no line break, no space) is cut here
+# running text is read and tokenized this much at a time: the tokenizer's working memory
+# grows with the piece (about 0.5 GB for one 1 MiB piece), so pieces stay small
+TEXT_CHUNK_BYTES = 1 << 14
+MAX_TEXT_CHUNK_CHARS = 1 << 16  # a piece with no safe cut point (no line break, no space) is cut here
 SUFFIXES = (".csv", ".tsv", ".jsonl", ".json")
 
 

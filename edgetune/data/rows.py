@@ -8,6 +8,7 @@ even by a killed process.
 """
 from __future__ import annotations
 
+import itertools
 import os
 import tempfile
 from typing import Iterator, Sequence
@@ -18,6 +19,7 @@ from edgetune.data.records import Example
 from edgetune.errors import DataError, shorten
 
 ENCODE_CHUNK = 1024  # examples tokenized per call while a file is encoded
+TEXT_CHUNKS_PER_CALL = 8  # pieces of running text (`TEXT_CHUNK_BYTES` each) tokenized per call, in parallel
 
 
 class ArrayRows:
@@ -68,22 +70,25 @@ class DiskRows:
     def __init__(self, seq_len: int, labelled: bool):
         self.seq_len, self.labelled = seq_len, labelled
         self._rows = _TempInts(seq_len + 2)
-        self._lengths: list[np.ndarray] = []
+        self._lengths = _TempInts(1)  # also on disk: read once, and only when batching by length
+        self._lengths_read: np.ndarray | None = None
 
     @property
     def n(self) -> int:
         return self._rows.n
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """int32 [n]: tokens per row."""
+        if self._lengths_read is None:
+            self._lengths_read = self._lengths.read_span(0, self._lengths.n)
+        return self._lengths_read
 
     def append(self, ids: np.ndarray, mask: np.ndarray, labels: np.ndarray | None) -> None:
         lengths = mask.sum(axis=1).astype(np.int32)
         extra = np.stack([lengths, labels if labels is not None else np.full(len(ids), -1)], axis=1)
         self._rows.append(np.concatenate([ids, extra], axis=1))
         self._lengths.append(lengths)
-
-    def finish(self) -> "DiskRows":
-        self.lengths = np.concatenate(self._lengths) if self._lengths else np.zeros(0, np.int32)
-        del self._lengths
-        return self
 
     def take(self, idx: np.ndarray) -> dict[str, np.ndarray]:
         rows = self._rows.read(idx).astype(np.int64)
@@ -95,6 +100,7 @@ class DiskRows:
 
     def close(self) -> None:
         self._rows.close()
+        self._lengths.close()
 
 
 class DiskWindows:
@@ -158,7 +164,7 @@ def encode_examples(encoder, examples: Iterator[Example], labels: list[str] | No
     except BaseException:
         rows.close()
         raise
-    return rows.finish()
+    return rows
 
 
 def _append(rows: DiskRows, encoder, chunk: list[Example], labels: list[str] | None) -> None:
@@ -169,9 +175,11 @@ def _append(rows: DiskRows, encoder, chunk: list[Example], labels: list[str] | N
 def encode_windows(encoder, chunks: Iterator[str]) -> DiskWindows:
     """Running text, chunk by chunk, into token windows of the encoder's sequence length."""
     win = DiskWindows(encoder.seq_len, encoder.pad_id)
+    chunks = iter(chunks)
     try:
-        for text in chunks:
-            win.append(encoder.tokens(text))
+        while group := list(itertools.islice(chunks, TEXT_CHUNKS_PER_CALL)):
+            for ids in encoder.tokens_batch(group):  # in order: the windows run on across chunks
+                win.append(ids)
     except BaseException:
         win.close()
         raise

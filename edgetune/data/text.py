@@ -61,13 +61,17 @@ class TextEncoder:
 
     def tokens(self, text: str) -> list[int]:
         """All token ids of ``text`` (no truncation, padding or special tokens)."""
+        return self.tokens_batch([text])[0]
+
+    def tokens_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        """`tokens` of each text; the tokenizer spreads the texts over the cores."""
         if self._whole is None:
             from tokenizers import Tokenizer
 
             self._whole = Tokenizer.from_str(self.tok.to_str())
             self._whole.no_truncation()
             self._whole.no_padding()
-        return self._whole.encode(text, add_special_tokens=False).ids
+        return [e.ids for e in self._whole.encode_batch(list(texts), add_special_tokens=False)]
 
     def windows(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """Running text -> consecutive non-overlapping windows of ``seq_len`` tokens
@@ -136,27 +140,32 @@ def fixed_batches(rows, batch_size: int, *, seed: int = 0, shuffle: bool = True,
     while True:
         epoch, pos = divmod(k, per_epoch)
         if epoch_order is None or epoch_order[0] != epoch:
+            epoch_order = None  # one epoch's order in memory at a time
             epoch_order = (epoch, _epoch_order(rows, batch_size, seed + epoch, shuffle, by_length))
         yield rows.take(epoch_order[1][pos])
         k += 1
 
 
 def _epoch_order(rows, batch_size: int, seed: int, shuffle: bool, by_length: bool) -> np.ndarray:
-    """One epoch's batches as row indices [batches, batch_size] (the last one wraps around);
-    int32 (half the memory of numpy's int64) while every index fits."""
+    """One epoch's batches as row indices [batches, batch_size] (the last one wraps around).
+    Built in place in one int32 array while every index fits (4 bytes per row): the order
+    is ``default_rng(seed).permutation(n)``, which shuffles an arange the same way."""
     rng = np.random.default_rng(seed)
     n = rows.n
-    small = np.int32 if n < 2**31 else np.int64
-    order = (rng.permutation(n) if shuffle else np.arange(n)).astype(small)
     per_epoch = -(-n // batch_size)
-    batches = np.take(order, np.arange(per_epoch * batch_size, dtype=small), mode="wrap").reshape(per_epoch, batch_size)
-    del order
+    batches = np.empty(per_epoch * batch_size, dtype=np.int32 if n < 2**31 else np.int64)
+    order = batches[:n]
+    order[:] = np.arange(n, dtype=batches.dtype)
+    if shuffle:
+        rng.shuffle(order)
+    tail = batches[n:]
+    tail[:] = np.resize(order[:len(tail)], len(tail))  # wrap round (the tail is shorter than a batch)
+    batches = batches.reshape(per_epoch, batch_size)
     if not by_length:
         return batches
     lengths = rows.lengths
-    out = np.empty_like(batches)
     for lo in range(0, per_epoch, LENGTH_POOL):
         pool = batches[lo:lo + LENGTH_POOL].reshape(-1)
-        pool = pool[np.argsort(lengths[pool], kind="stable")].reshape(-1, batch_size)
-        out[lo:lo + len(pool)] = pool[rng.permutation(len(pool))]
-    return out
+        pool = pool[np.argsort(lengths[pool], kind="stable")].reshape(-1, batch_size)  # a copy
+        batches[lo:lo + len(pool)] = pool[rng.permutation(len(pool))]
+    return batches
