@@ -36,7 +36,7 @@ from pathlib import Path
 
 import common
 
-from device_harness.fuzz import FAILURES, KINDS, MUST_REFUSE, Case, Worker, fuzz
+from device_harness.fuzz import FAILURES, KINDS, MUST_REFUSE, Case, Worker, answer_channel, fuzz
 
 STOCK_CHECKED = MUST_REFUSE | {"manifest-restamped"}
 
@@ -70,9 +70,10 @@ def stock_loader_accepts(kind: str, path: str, runtime: str) -> bool:
 
 def stock_worker() -> int:
     """Answer {"accepted": bool} for each JSON [kind, path, runtime] line on stdin."""
+    answer = answer_channel()
     for line in sys.stdin:
         kind, path, runtime = json.loads(line)
-        print(json.dumps({"accepted": stock_loader_accepts(kind, path, runtime)}), flush=True)
+        answer.write(json.dumps({"accepted": stock_loader_accepts(kind, path, runtime)}) + "\n")
     return 0
 
 

@@ -359,6 +359,16 @@ def _same_state(a: bytes, b: bytes) -> bool:
 
 
 # ---------------------------------------------------------------- the worker
+def answer_channel():
+    """A line-buffered text file on the original stdout, with fd 1 itself sent to /dev/null,
+    so what a runtime's C++ code prints cannot get between a worker's answers."""
+    answer = os.fdopen(os.dup(1), "w", buffering=1)
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1)
+    os.close(null)
+    return answer
+
+
 def worker() -> int:
     """Read one JSON argv per line on stdin; run the runner in-process with fd 1 sent to
     /dev/null and fd 2 to a file (so C++ log lines are caught too); answer
@@ -367,9 +377,7 @@ def worker() -> int:
 
     from device_harness import runner
 
-    answer = os.fdopen(os.dup(1), "w", buffering=1)
-    null = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(null, 1)
+    answer = answer_channel()
     for line in sys.stdin:
         argv = json.loads(line)
         with tempfile.TemporaryFile() as err:
@@ -423,7 +431,11 @@ class Worker:
             code = self.proc.wait()
             self.proc = None
             return {"crash": code}
-        return json.loads(line)
+        try:
+            return json.loads(line)
+        except json.JSONDecodeError:  # something in the worker wrote to its answer channel
+            self.stop()
+            return {"crash": f"unreadable answer {line[:80]!r}"}
 
     def stop(self) -> None:
         if self.proc is not None:

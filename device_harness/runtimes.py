@@ -1,6 +1,10 @@
 """One `Program` interface over the runtimes: named numpy arrays in, named numpy arrays out."""
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -104,23 +108,46 @@ class OnnxProgram(Program):
         return self.session.run(self.output_names, feeds)
 
 
+@contextlib.contextmanager
+def native_log_captured():
+    """Send fd 2 to a temporary file while a runtime's C++ code logs what a user need not see
+    (ExecuTorch's CPU detection and thread-pool lines); yields a function that returns what
+    was written, for an error message. fd 2 is restored before an exception leaves."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as f:
+        os.dup2(f.fileno(), 2)
+        try:
+            yield lambda: (f.seek(0), f.read().decode("utf-8", "replace"))[1]
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _last_line(log: str) -> str:
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    return f" (runtime log: {shorten(lines[-1], 200)})" if lines else ""
+
+
 class ExecuTorchProgram(Program):
     def __init__(self, path: Path, spec: ProgramSpec, threads: int | None = None):
         super().__init__(spec)
-        try:
-            import torch
-            from executorch.runtime import Runtime
-        except ImportError as e:
-            raise ArtifactError("the ExecuTorch runtime is not installed: pip install executorch") from e
-        self._torch = torch
-        if threads:  # XNNPACK's delegates use ExecuTorch's own thread pool, portable ops run on one
-            from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+        with native_log_captured() as log:
+            try:
+                import torch
+                from executorch.runtime import Runtime
+            except ImportError as e:
+                raise ArtifactError("the ExecuTorch runtime is not installed: pip install executorch") from e
+            self._torch = torch
+            if threads:  # XNNPACK's delegates use ExecuTorch's own thread pool, portable ops run on one
+                from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
 
-            _unsafe_reset_threadpool(threads)
-        try:
-            self.method = Runtime.get().load_program(str(path)).load_method("forward")
-        except Exception as e:
-            raise ArtifactError(f"ExecuTorch cannot load {path}: {e}") from e
+                _unsafe_reset_threadpool(threads)
+            try:
+                self.method = Runtime.get().load_program(str(path)).load_method("forward")
+            except Exception as e:
+                raise ArtifactError(f"ExecuTorch cannot load {path}: {shorten(str(e), 200)}{_last_line(log())}") from e
         meta = self.method.metadata
         dtypes = {v: k for k, v in EXECUTORCH_TYPES.items()}
         for kind, n, get in (("inputs", meta.num_inputs(), meta.input_tensor_meta),

@@ -1,5 +1,6 @@
 """The device-side runner: training, resuming, and bad input that changes nothing on disk."""
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -86,6 +87,24 @@ def test_onnx_runner_does_not_import_torch(art, demo_data, tmp_path):
             "print('TORCH' if 'torch' in sys.modules else 'NO_TORCH', rc)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "NO_TORCH 0"
+
+
+def test_executorch_run_prints_nothing_on_stderr(art, demo_data, tmp_path):
+    """ExecuTorch's C++ start-up lines (CPU detection, thread pool) are the runtime's, not the user's."""
+    p = subprocess.run([sys.executable, "-m", "device_harness.runner", "train", str(art), str(demo_data[0]), "--runtime",
+                        "executorch", "--steps", "1", "--threads", "1", "--state", str(tmp_path / "x.st")],
+                       capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert p.returncode == 0 and p.stderr == "", p.stderr[-2000:]
+
+
+def test_native_log_is_captured_and_stderr_restored(capfd):
+    from device_harness.runtimes import native_log_captured
+
+    with native_log_captured() as log:
+        os.write(2, b"[cpuinfo_utils.cpp:125] a runtime line\n")
+        assert log() == "[cpuinfo_utils.cpp:125] a runtime line\n"
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "after\n"
 
 
 def _snapshot(path):
