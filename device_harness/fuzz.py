@@ -376,28 +376,20 @@ def worker() -> int:
     import traceback
 
     from device_harness import runner
+    from device_harness.runtimes import native_log_captured
 
     answer = answer_channel()
     for line in sys.stdin:
         argv = json.loads(line)
-        with tempfile.TemporaryFile() as err:
-            sys.stderr.flush()
-            saved = os.dup(2)
-            os.dup2(err.fileno(), 2)
+        with native_log_captured() as log:
             try:
-                try:
-                    code = runner.main(argv, out=lambda s: None)
-                except SystemExit as x:  # argparse
-                    code = x.code if isinstance(x.code, int) else 2
-                except BaseException:  # would have been a traceback
-                    traceback.print_exc()
-                    code = 1
-            finally:
-                sys.stderr.flush()
-                os.dup2(saved, 2)
-                os.close(saved)
-            err.seek(0)
-            text = err.read().decode("utf-8", "replace")
+                code = runner.main(argv, out=lambda s: None)
+            except SystemExit as x:  # argparse
+                code = x.code if isinstance(x.code, int) else 2
+            except BaseException:  # would have been a traceback
+                traceback.print_exc()
+                code = 1
+            text = log()
         answer.write(json.dumps({"code": code, "stderr": text[-4000:]}) + "\n")
     return 0
 

@@ -117,8 +117,13 @@ def native_log_captured():
     saved = os.dup(2)
     with tempfile.TemporaryFile() as f:
         os.dup2(f.fileno(), 2)
+        def written() -> str:
+            sys.stderr.flush()
+            f.seek(0)
+            return f.read().decode("utf-8", "replace")
+
         try:
-            yield lambda: (f.seek(0), f.read().decode("utf-8", "replace"))[1]
+            yield written
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)
