@@ -335,7 +335,7 @@ def ort_training_error() -> str:
 
 
 def int8_matmul_peak_gops(threads: int, n: int = 2048) -> float:
-    """onnxruntime's u8 x s8 MatMulInteger on n x n x n: the integer peak the int8 rows use."""
+    """onnxruntime's u8 x u8 MatMulInteger on n x n x n: the integer peak the int8 rows use."""
     import numpy as np
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
@@ -344,7 +344,7 @@ def int8_matmul_peak_gops(threads: int, n: int = 2048) -> float:
     graph = helper.make_graph([helper.make_node("MatMulInteger", ["A", "B"], ["Y"])], "mm",
                               [helper.make_tensor_value_info("A", TensorProto.UINT8, [n, n])],
                               [helper.make_tensor_value_info("Y", TensorProto.INT32, [n, n])],
-                              [numpy_helper.from_array(rng.integers(-127, 128, (n, n)).astype(np.int8), "B")])
+                              [numpy_helper.from_array(rng.integers(0, 256, (n, n)).astype(np.uint8), "B")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
     model.ir_version = 10
     opts = ort.SessionOptions()

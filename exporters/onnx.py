@@ -14,7 +14,7 @@ over INT8 or UINT4 initializers: the integers stay integers in the file and in o
 (its constant folding leaves DequantizeLinear alone).
 
 Integer matmuls (`edgetune::int8_matmul`) become per-row QuantizeLinear +
-MatMulInteger over the INT8 codes, with int32 accumulation; the int32 -> float cast is
+MatMulInteger over the codes shifted to uint8 (u8 x u8, exact on every CPU), with int32 accumulation; the int32 -> float cast is
 then folded into onnxruntime's MatMulIntegerToFloat (a com.microsoft op: such programs
 need onnxruntime, which is what edgetune's ONNX artifacts target).
 """
@@ -61,13 +61,18 @@ def _int8_matmul_onnx(a, q, scale, transpose: bool):
     axis = op.Constant(value_ints=[-1])  # max |a| per row [M, 1], without writing |a| out
     amax = op.Max(op.ReduceMax(a, axis, keepdims=1), op.Neg(op.ReduceMin(a, axis, keepdims=1)))
     s_a = op.Div(op.Max(amax, op.Constant(value_float=ROW_SCALE_FLOOR)), op.Constant(value_float=127.0))
-    # The codes travel as uint8 + 128: onnxruntime multiplies u8 x s8 on VNNI/AMX, but runs
-    # s8 x s8 MatMulInteger ~40x slower (measured, 512x384 @ 384x1536).
+    # Both operands travel as uint8 + 128 (zero point 128). A u8 x s8 graph is wrong on x86
+    # CPUs without VNNI (AVX2, AVX-512BW): onnxruntime sums its products in pairs with int16
+    # saturation (seen under `qemu-x86_64 -cpu Haswell`). u8 x u8 is exact everywhere, and
+    # onnxruntime folds the weight's shift at load and turns it back into its fast u8 x s8
+    # kernel only where the CPU has VNNI (seen in its optimized graph); s8 x s8 is ~10x slower.
     s_rows = op.Reshape(s_a, op.Constant(value_ints=[-1]))
     z_rows = op.Expand(op.Constant(value=onnx.helper.make_tensor("z", TensorProto.UINT8, [], [128])), op.Shape(s_rows))
     a_q = op.QuantizeLinear(a, s_rows, z_rows, axis=0)
     z = op.Constant(value=onnx.helper.make_tensor("z128", TensorProto.UINT8, [], [128]))
-    acc = op.Cast(op.MatMulInteger(a_q, op.Transpose(q, perm=[1, 0]) if transpose else q, z), to=1)
+    shift = op.Constant(value=onnx.helper.make_tensor("w128", TensorProto.INT32, [], [128]))
+    w_u8 = op.Cast(op.Add(op.Cast(q, to=TensorProto.INT32), shift), to=TensorProto.UINT8)
+    acc = op.Cast(op.MatMulInteger(a_q, op.Transpose(w_u8, perm=[1, 0]) if transpose else w_u8, z, z), to=1)
     return op.Mul(op.Mul(acc, s_a), s_w) if transpose else op.Mul(acc, s_a)  # eager's order of roundings
 
 
@@ -138,8 +143,9 @@ def _fuse_integer_matmuls(model: onnx.ModelProto) -> int:
         users = consumers.get(node.output[0], []) if node.op_type == "MatMulInteger" else []
         to = {a.name: a.i for a in users[0].attribute}.get("to") if len(users) == 1 else None
         if users and users[0].op_type == "Cast" and to == TensorProto.FLOAT:
-            a, b, a_zero = (list(node.input) + [""])[:3]
-            fused[id(node)] = helper.make_node("MatMulIntegerToFloat", [a, b, one, one, a_zero], [users[0].output[0]],
+            a, b, a_zero, b_zero = (list(node.input) + ["", ""])[:4]
+            fused[id(node)] = helper.make_node("MatMulIntegerToFloat", [a, b, one, one, a_zero, b_zero],
+                                               [users[0].output[0]],
                                                name=f"{node.name}_to_float", domain="com.microsoft")
             drop.add(id(users[0]))
     if fused:

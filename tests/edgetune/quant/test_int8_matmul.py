@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from edgetune.quant import QuantLinear, quantize_int8
-from edgetune.quant.int8_matmul import int8_matmul_reference, quantize_rows
+from edgetune.quant.int8_matmul import INT8_MATMUL_OP, int8_matmul_reference, quantize_rows
 
 
 def _exact(a: np.ndarray, q: np.ndarray, s_w: np.ndarray, transpose: bool) -> np.ndarray:
@@ -57,6 +57,54 @@ def test_onnx_lowering_matches_onnxruntime(tmp_path):
     export_onnx(ep, spec, tmp_path / "m.onnx")
     got = ort.InferenceSession(str(tmp_path / "m.onnx")).run(None, {"x": x.numpy()})[0]
     np.testing.assert_allclose(got, layer(x).detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+class _BothProducts(torch.nn.Module):
+    """The forward product (a @ W^T) and the backward's input-gradient product (dy @ W)."""
+
+    def __init__(self, qw):
+        super().__init__()
+        self.register_buffer("q", qw.q)
+        self.register_buffer("scale", qw.scale)
+
+    def forward(self, x, dy):
+        return INT8_MATMUL_OP(x, self.q, self.scale, True), INT8_MATMUL_OP(dy, self.q, self.scale, False)
+
+
+EMULATED_CPU = "Haswell"  # AVX2 without VNNI: onnxruntime's u8 x s8 kernels saturate int16 pair sums there
+
+
+def test_onnx_lowering_is_exact_on_a_cpu_without_vnni(tmp_path):
+    """onnxruntime picks its integer kernels by CPU. On x86 without VNNI (here an emulated
+    Haswell) its u8 x s8 MatMulInteger saturates, so the lowering must not depend on it: the
+    exported program gives the eager numbers there too. Runs onnxruntime under qemu-x86_64."""
+    import shutil
+    import subprocess
+    import sys
+
+    from edgetune.contract import ProgramSpec, TensorSpec
+    from exporters.onnx import export_onnx
+
+    if shutil.which("qemu-x86_64") is None:
+        pytest.skip("qemu-x86_64 is not installed (Debian: apt-get install qemu-user); .ci/run installs it")
+    g = torch.Generator().manual_seed(2)
+    qw = quantize_int8(torch.randn(32, 64, generator=g))  # codes near +-127: pairs of products overflow int16
+    x, dy = torch.randn(10, 64, generator=g), torch.randn(10, 32, generator=g)
+    module = _BothProducts(qw)
+    spec = ProgramSpec((TensorSpec("x", (10, 64), "float32", "batch"), TensorSpec("dy", (10, 32), "float32", "batch")),
+                       (TensorSpec("y", (10, 32), "float32", "metric"), TensorSpec("dx", (10, 64), "float32", "metric")))
+    export_onnx(torch.export.export(module, (x, dy)), spec, tmp_path / "m.onnx")
+    np.savez(tmp_path / "in.npz", x=x.numpy(), dy=dy.numpy())
+    run = ("import numpy as np, onnxruntime as ort, sys; d = dict(np.load(sys.argv[1] + '/in.npz')); "
+           "y, dx = ort.InferenceSession(sys.argv[1] + '/m.onnx').run(None, d); "
+           "np.savez(sys.argv[1] + '/out.npz', y=y, dx=dx)")
+    p = subprocess.run(["qemu-x86_64", "-cpu", EMULATED_CPU, sys.executable, "-c", run, str(tmp_path)],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    got = np.load(tmp_path / "out.npz")
+    want_y, want_dx = (t.numpy() for t in module(x, dy))
+    np.testing.assert_allclose(got["y"], want_y, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got["dx"], want_dx, rtol=1e-5, atol=1e-6)
 
 
 def test_integer_linear_stays_close_to_float():
