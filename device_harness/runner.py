@@ -32,7 +32,7 @@ import numpy as np
 from device_harness.facts import energy_used, facts, missing_packages, read_energy
 from device_harness.runtimes import open_program
 from edgetune.contract import RUNTIMES, Manifest, load_manifest
-from edgetune.contract.hyper import SCHEDULES, check_schedule, hyper_feeds, scheduled_lr
+from edgetune.contract.hyper import SCHEDULES, check_schedule, default_schedule, hyper_feeds, scheduled_lr
 from edgetune.contract.lines import StepRecord
 from edgetune.contract.manifest import STATE_FILE
 from edgetune.contract.names import ATTENTION_MASK, INPUT_IDS, LABELS, LOGITS, LOSS
@@ -83,6 +83,8 @@ def encode_arrays(artifact_dir: Path, manifest: Manifest, data_path: str | Path)
     finally:
         rows.close()
 
+
+DEFAULT_STEPS = 50
 
 # exit statuses of `train` besides 2 (an error): the host resumes after EXIT_INTERRUPTED
 EXIT_DONE, EXIT_INTERRUPTED, EXIT_OVER_BUDGET = 0, 3, 4
@@ -151,24 +153,38 @@ class Trainer:
     def save(self) -> None:
         save_state(self.state_path, self.state, self.manifest, self.step)
 
-    def train(self, data_path: str | Path, steps: int, lr: float | None = None, seed: int = 0,
-              save_every: int = 10, schedule: str = "constant", total_steps: int | None = None) -> Iterator[StepRecord]:
-        """Yield a record per step for ``steps`` more steps; state is saved every ``save_every``
-        steps and, whatever happens, at the end (only ever the last good state).
+    def encode(self, data_path: str | Path):
+        """The data file as rows for `train` (`encode_file`); close them when done."""
+        return encode_file(self.dir, self.manifest, data_path)
 
-        ``schedule="linear"``: warm up over the first 6% of ``total_steps`` (default: this
-        run's last step), then decay linearly to 0; the position is the saved step counter,
-        so a resumed run continues the same schedule.
+    def epoch_steps(self, rows, epochs: float) -> int:
+        """Steps that visit every row ``epochs`` times (the last batch of an epoch may wrap)."""
+        if isinstance(epochs, bool) or not isinstance(epochs, (int, float)) or not 0 < epochs <= 1e6:
+            raise ConfigError(f"--epochs {epochs!r} must be a number in (0, 1e6]")
+        return max(1, math.ceil(epochs * math.ceil(rows.n / self.manifest.batch_size)))
+
+    def train(self, data: str | Path, steps: int, lr: float | None = None, seed: int = 0,
+              save_every: int = 10, schedule: str | None = None, total_steps: int | None = None) -> Iterator[StepRecord]:
+        """Yield a record per step for ``steps`` more steps; state is saved every ``save_every``
+        steps and, whatever happens, at the end (only ever the last good state). ``data``: a
+        data file, or rows from `encode` (then the caller closes them).
+
+        ``schedule`` (default `default_schedule`: linear, constant for forward-only steps):
+        "linear" warms up over the first 6% of ``total_steps`` (default: this run's last
+        step), then decays linearly to 0; the position is the saved step counter, so a
+        resumed run continues the same schedule.
         """
         for name, value in (("--steps", steps), ("--save-every", save_every), ("--seed", seed)):
             if value < 0:
                 raise ConfigError(f"{name} {value} must be >= 0")
         if total_steps is not None and total_steps < 1:
             raise ConfigError(f"--total-steps {total_steps} must be >= 1")
+        schedule = schedule or default_schedule(self.manifest.optimizer)
         check_schedule(schedule)
         peak = lr if lr is not None else float(self.manifest.optimizer["lr"])
         total = total_steps or self.step + steps
-        rows = encode_file(self.dir, self.manifest, data_path)
+        owned = isinstance(data, (str, Path))
+        rows = self.encode(data) if owned else data
         batches = fixed_batches(rows, self.manifest.batch_size, seed=seed, start=self.step,
                                 by_length=bool(self.manifest.seq_buckets))
         saved = self.step
@@ -181,7 +197,8 @@ class Trainer:
                     saved = self.step
                 yield rec
         finally:
-            rows.close()
+            if owned:
+                rows.close()
             if self.step != saved:
                 self.save()
 
@@ -326,32 +343,44 @@ def run_training(a, out: Callable[[str], None]) -> int:
     with exclusive(state.with_name(state.name + ".lock"), a.lock_timeout):
         remove_stale_temporaries(state)  # a writer killed mid-save (SIGKILL) left them; none is alive now
         tr = Trainer(a.artifact, a.runtime, state, threads)
-        steps = a.steps if a.until is None else max(0, a.until - tr.step)
-        energy0 = read_energy()
-        connected = _emit(out, json.dumps({"event": "start", "step": tr.step, "target": tr.step + steps,
-                                           "budget": budget, "threads": threads, "energy": energy0}))
-        reason = "done"
-        records = tr.train(a.data, steps, a.lr, a.seed, a.save_every, a.schedule, a.total_steps)
+        rows = tr.encode(a.data)
         try:
-            for rec in records:
-                if log:
-                    log.write(rec.json() + "\n")
-                    log.flush()
-                connected = connected and _emit(out, rec.json())
-                if a.max_rss_mb and rec.peak_rss_mb > a.max_rss_mb:
-                    reason = (f"over budget: peak RSS {rec.peak_rss_mb:.0f} MB at step {rec.step} exceeds the "
-                              f"budget's {a.max_rss_mb:.0f} MB, so the run would not fit that device (state saved)")
-                    print(f"error: {reason}", file=sys.stderr)
-                    break
-                if not connected or stop.signal:
-                    reason = f"interrupted ({stop.signal or 'stdout closed'})"
-                    break
+            return _train_rows(a, out, tr, rows, budget, threads, stop, log)
         finally:
-            records.close()  # saves the last good step
+            rows.close()
+
+
+def _train_rows(a, out: Callable[[str], None], tr: Trainer, rows, budget: dict, threads, stop, log) -> int:
+    """The steps of `run_training` over encoded rows: start event, steps, end event."""
+    if a.epochs is not None:
+        steps = tr.epoch_steps(rows, a.epochs)
+    else:
+        steps = a.steps if a.until is None else max(0, a.until - tr.step)
+    energy0 = read_energy()
+    connected = _emit(out, json.dumps({"event": "start", "step": tr.step, "target": tr.step + steps,
+                                       "budget": budget, "threads": threads, "energy": energy0}))
+    reason = "done"
+    records = tr.train(rows, steps, a.lr, a.seed, a.save_every, a.schedule, a.total_steps)
+    try:
+        for rec in records:
             if log:
-                log.close()
-        end = {"event": "end", "step": tr.step, "reason": reason, "energy": energy_used(energy0, read_energy())}
-        _emit(out, json.dumps(end))
+                log.write(rec.json() + "\n")
+                log.flush()
+            connected = connected and _emit(out, rec.json())
+            if a.max_rss_mb and rec.peak_rss_mb > a.max_rss_mb:
+                reason = (f"over budget: peak RSS {rec.peak_rss_mb:.0f} MB at step {rec.step} exceeds the "
+                          f"budget's {a.max_rss_mb:.0f} MB, so the run would not fit that device (state saved)")
+                print(f"error: {reason}", file=sys.stderr)
+                break
+            if not connected or stop.signal:
+                reason = f"interrupted ({stop.signal or 'stdout closed'})"
+                break
+    finally:
+        records.close()  # saves the last good step
+        if log:
+            log.close()
+    end = {"event": "end", "step": tr.step, "reason": reason, "energy": energy_used(energy0, read_energy())}
+    _emit(out, json.dumps(end))
     return EXIT_DONE if reason == "done" else EXIT_OVER_BUDGET if reason.startswith("over budget") else EXIT_INTERRUPTED
 
 
@@ -378,13 +407,17 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] | None = None
         p.add_argument("--threads", type=int, default=None,
                        help="threads of the runtime (ONNX Runtime intra-op, ExecuTorch XNNPACK pool)")
         if name == "train":
-            p.add_argument("--steps", type=int, default=50)
+            p.add_argument("--steps", type=int, default=None, help=f"steps to take [default: {DEFAULT_STEPS}]")
+            p.add_argument("--epochs", type=float, default=None,
+                           help="instead of --steps: visit every row of DATA this many times")
             p.add_argument("--until", type=int, default=None, help="train until the state has taken this many steps "
                            "(instead of --steps more): rerunning the command resumes the same run")
             p.add_argument("--lr", type=float, default=None, help="default: the artifact's optimizer lr")
             p.add_argument("--seed", type=int, default=0)
             p.add_argument("--save-every", type=int, default=10)
-            p.add_argument("--schedule", default="constant", choices=SCHEDULES)
+            p.add_argument("--schedule", default=None, choices=SCHEDULES,
+                           help="learning-rate schedule [default: linear (6%% warm-up, decay to 0 at --total-steps); "
+                                "constant for forward-only steps]")
             p.add_argument("--total-steps", type=int, default=None, help="schedule length (default: this run's end)")
             p.add_argument("--log", default=None, help="also append each step's JSON line to this file")
             p.add_argument("--cpus", type=int, default=None, help="pin the run to this many cores (emulated budget)")
@@ -393,6 +426,12 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] | None = None
             p.add_argument("--lock-timeout", type=float, default=120.0,
                            help="seconds to wait for another run on the same state to end")
     a = ap.parse_args(argv)
+    if a.cmd == "train":
+        given = [n for n, v in (("--steps", a.steps), ("--epochs", a.epochs), ("--until", a.until)) if v is not None]
+        if len(given) > 1:
+            ap.error(f"{' and '.join(given)} both set the run's length; give one")
+        if not given:
+            a.steps = DEFAULT_STEPS
     try:
         if a.cmd == "check":
             return run_check(a, out)

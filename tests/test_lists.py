@@ -36,6 +36,6 @@ def test_export_help_is_built_from_the_lists_and_plan_defaults():
     text = " ".join(CliRunner().invoke(main, ["export", "--help"], terminal_width=400).output.split())
     for name in (*LOW_RANK_METHODS, *QUANT_MODES, *ZO_METHODS, *RUNTIMES):
         assert name in text, name
-    assert f"[default: {CLS.embedding_rows}; {LM.embedding_rows} for language models]" in text
-    assert f"[default: {CLS.batch_size}; {LM.batch_size} for language models]" in text
-    assert f"[default: {CLS.adapter['method']}; {LM.adapter['method']} for language models]" in text
+    assert f"[default: {CLS.embedding_rows} for classifiers, {LM.embedding_rows} for language models]" in text
+    assert f"[default: {CLS.batch_size} for classifiers, {LM.batch_size} for language models]" in text
+    assert f"[default: {CLS.adapter['method']} for classifiers, {LM.adapter['method']} for language models]" in text

@@ -56,7 +56,7 @@ class RunConfig:
     threads: int | None = None
     seed: int = 0
     lr: float | None = None
-    schedule: str = "constant"
+    schedule: str | None = None  # None: the runner's default for the artifact (edgetune.contract.hyper.default_schedule)
     save_every: int = 10
     budget: Budget | None = None
     retries: int = 5  # reconnections before giving up
@@ -133,7 +133,9 @@ def _runner_argv(transport: Transport, artifact_remote: str, data_remote: str, r
     argv = [transport.python, "-u", "-m", "device_harness.runner", "train", artifact_remote, data_remote,
             "--runtime", cfg.runtime, "--until", str(cfg.steps), "--state", f"{run_dir}/state.safetensors",
             "--log", f"{run_dir}/steps.jsonl", "--seed", str(cfg.seed), "--save-every", str(cfg.save_every),
-            "--schedule", cfg.schedule, "--total-steps", str(cfg.steps)]
+            "--total-steps", str(cfg.steps)]
+    if cfg.schedule:
+        argv += ["--schedule", cfg.schedule]
     if cfg.lr is not None:
         argv += ["--lr", repr(cfg.lr)]
     if cfg.threads:

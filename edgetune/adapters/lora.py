@@ -38,6 +38,9 @@ class LoRALinear(AdaptedModule):
     def lora_factors(self):
         return self.lora_B * self.scaling, self.lora_A
 
+    def peft_factors(self):
+        return self.lora_B, self.lora_A, self.scaling * self.r
+
 
 @register
 @dataclass(frozen=True)

@@ -190,6 +190,12 @@ class AdaptedModule(nn.Module):
     def lora_factors(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         return None
 
+    def peft_factors(self) -> tuple[torch.Tensor, torch.Tensor, float] | None:
+        """(B, A, lora_alpha) as PEFT stores them (delta = lora_alpha / r * B A), or None. By
+        default B carries every scale and lora_alpha = r; LoRA keeps its own alpha."""
+        factors = self.lora_factors()
+        return None if factors is None else (*factors, float(factors[1].shape[0]))
+
     def delta_weight(self) -> torch.Tensor:
         b, a = self.lora_factors()
         return b @ a

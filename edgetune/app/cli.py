@@ -1,6 +1,7 @@
 """`edgetune` command line: demo, export, train, eval."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import statistics
@@ -10,10 +11,13 @@ from pathlib import Path
 
 import click
 
+from device_harness.runner import DEFAULT_STEPS
 from edgetune.adapters import ADAPTERS, LinearAdapterConfig
 from edgetune.app.classifier import HEAD_INITS, MODELS, ClassifierPlan
+from edgetune.app.common import adapter_config
 from edgetune.app.lm import LMPlan
 from edgetune.contract import RUNTIMES
+from edgetune.contract.hyper import SCHEDULES
 from edgetune.contract.lines import step_records
 from edgetune.errors import EdgetuneError
 from edgetune.quant import QUANT_MODES
@@ -26,6 +30,9 @@ QUANTS = ("none", *QUANT_MODES, "gguf")
 LOW_RANK_METHODS = tuple(m for m, c in ADAPTERS.items() if issubclass(c, LinearAdapterConfig))
 FIRST_ORDER = tuple(n for n in OPTIMIZERS if n != ZerothOrder.name)
 CLS, LM, ZO = ClassifierPlan(), LMPlan(), ZerothOrder()
+# loggers whose warnings are the toolchain's, not the user's: exporter registration, torchao's
+# optional CUDA kernels, torch's pytree deprecations
+TOOLCHAIN_LOGGERS = ("torch.onnx", "torch._export", "torch.export", "executorch", "torchao", "torch.utils._pytree")
 
 
 def _fail(e: EdgetuneError):
@@ -44,7 +51,7 @@ def _quiet_toolchain():
     import warnings
 
     warnings.filterwarnings("ignore")
-    for name in ("torch.onnx", "torch._export", "torch.export", "executorch"):
+    for name in TOOLCHAIN_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
     try:
         from transformers.utils import logging as hf_logging
@@ -70,7 +77,7 @@ def _with_export_bar(export, stages: int):
 
     importlib.import_module("torch.onnx")  # its loggers exist, with their own levels, once imported
     for name in list(logging.root.manager.loggerDict):
-        if name.startswith(("torch.onnx", "torch._export", "torch.export", "executorch")):
+        if name.startswith(TOOLCHAIN_LOGGERS):
             logging.getLogger(name).setLevel(logging.ERROR)
     with _bar(total=stages, desc="export", unit="stage") as bar:
         def progress(msg):
@@ -223,17 +230,32 @@ def _adapter_option(method: str, rank: int | None, targets: str, sets: tuple[str
     """CLI options -> an adapter config dict; values of --set are read as JSON where they parse."""
     if method == "none":
         return None
+    cls = ADAPTERS.get(method)
+    if cls is None:
+        raise click.BadParameter(f"{method!r}: choose one of {', '.join(LOW_RANK_METHODS)} or none", param_hint="--method")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     cfg = {"method": method, "targets": [t.strip() for t in targets.split(",") if t.strip()]}
     if rank is not None:
+        if "r" not in fields:
+            sizes = [n for n, f in fields.items() if f.type in (int, "int") and n != "seed"]
+            raise click.BadParameter(f"{method} has no rank r; its size is set with "
+                                     f"{' or '.join(f'--set {n}=N' for n in sizes)}", param_hint="--rank")
         cfg["r"] = rank
     for kv in sets:
         key, sep, value = kv.partition("=")
         if not sep or not key:
             raise click.BadParameter(f"{kv!r} is not KEY=VALUE", param_hint="--set")
+        if key not in fields:
+            raise click.BadParameter(f"{method} has no option {key!r}; its options are {', '.join(sorted(fields))}",
+                                     param_hint="--set")
         try:
             cfg[key] = json.loads(value)
         except json.JSONDecodeError:
             cfg[key] = value
+    try:
+        adapter_config(cfg, seed=0)  # the config checks its own values (a rank of 0, a bad fraction)
+    except EdgetuneError as e:
+        raise click.BadParameter(str(e), param_hint="--rank/--set") from None
     return cfg
 
 
@@ -251,16 +273,17 @@ def _adapter_option(method: str, rank: int | None, targets: str, sets: tuple[str
               help="runtimes (repeatable) [default: both for classifiers, onnx for language models]")
 @click.option("--method", default=None,
               help=f"trainable factors: {', '.join(LOW_RANK_METHODS)} (none: head/rows only) "
-                   f"[default: {CLS.adapter['method']}; {LM.adapter['method']} for language models]")
+                   f"[default: {CLS.adapter['method']} for classifiers, {LM.adapter['method']} for language models]")
 @click.option("--rank", "-r", type=int, default=None, help="rank r of the method (default: the method's)")
 @click.option("--targets", default=None,
-              help=f"comma-separated module name suffixes, or re:REGEX [default: {','.join(CLS.adapter['targets'])}; "
+              help=f"comma-separated module name suffixes, or re:REGEX [default: {','.join(CLS.adapter['targets'])} for "
+                   "classifiers; "
                    f"{','.join(LM.adapter['targets'])} for language models]")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="another field of the method's config, e.g. --set alpha=32 --set share=false (repeatable)")
 @click.option("--embedding-rows", type=int, default=None,
               help="train the rows of the N most frequent tokens of TRAIN_DATA (0: none) "
-                   f"[default: {CLS.embedding_rows}; {LM.embedding_rows} for language models]")
+                   f"[default: {CLS.embedding_rows} for classifiers, {LM.embedding_rows} for language models]")
 @click.option("--head/--no-head", default=True, show_default=True, help="train the classification head")
 @click.option("--head-init", type=click.Choice(HEAD_INITS), default=CLS.head_init, show_default=True,
               help="centroids: start the head as a nearest-class-mean classifier of TRAIN_DATA (few-shot, --zo)")
@@ -274,18 +297,23 @@ def _adapter_option(method: str, rank: int | None, targets: str, sets: tuple[str
               help="default learning rate stored in the artifact")
 @click.option("--weight-decay", type=float, default=CLS.optimizer["weight_decay"], show_default=True)
 @click.option("--batch-size", type=int, default=None,
-              help=f"[default: {CLS.batch_size}; {LM.batch_size} for language models]")
-@click.option("--seq-len", type=int, default=None, help=f"[default: {CLS.seq_len}; {LM.seq_len} for language models]")
+              help=f"[default: {CLS.batch_size} for classifiers, {LM.batch_size} for language models]")
+@click.option("--seq-len", type=int, default=None,
+              help=f"[default: {CLS.seq_len} for classifiers, {LM.seq_len} for language models]")
 @click.option("--buckets", default="",
               help="classifiers: shorter sequence lengths, comma-separated (e.g. 16,24), exported as extra step "
                    "programs; training then groups texts by length and runs each batch at the shortest that holds it")
+@click.option("--seed", type=int, default=CLS.seed, show_default=True,
+              help="seed of the initial trainable weights (new head, LoRA's A, random projections)")
 @click.option("--overwrite", is_flag=True, help="replace OUT if it exists")
 def export(train_data, out, model, quant, formats, method, rank, targets, sets, embedding_rows, head, head_init,
-           optimizer, zo, zo_eps, zo_rank, zo_nu, lr, weight_decay, batch_size, seq_len, buckets, overwrite):
+           optimizer, zo, zo_eps, zo_rank, zo_nu, lr, weight_decay, batch_size, seq_len, buckets, seed, overwrite):
     """Prepare a model for TRAIN_DATA and export its training step to OUT."""
     _quiet_toolchain()
     from edgetune.app.lm import export_lm
 
+    if Path(out).exists() and not overwrite:
+        raise click.BadParameter(f"{out} exists; choose another directory or pass --overwrite", param_hint="OUT")
     lm = model == "smollm2" or model.lower().endswith(".gguf")
     if not lm and model not in MODELS:
         raise click.BadParameter(f"{model!r}: choose {', '.join(MODELS)}, smollm2 or a .gguf file", param_hint="--model")
@@ -310,7 +338,7 @@ def export(train_data, out, model, quant, formats, method, rank, targets, sets, 
         if lm:
             plan = LMPlan(model=model, quant=quant or LM.quant, adapter=adapter,
                           embedding_rows=LM.embedding_rows if embedding_rows is None else embedding_rows, optimizer=opt,
-                          batch_size=batch_size or LM.batch_size, seq_len=seq_len or LM.seq_len)
+                          batch_size=batch_size or LM.batch_size, seq_len=seq_len or LM.seq_len, seed=seed)
             formats = formats or ("onnx",)
             manifest, compiled = _with_export_bar(
                 lambda progress: export_lm(plan, train_data, out, formats, overwrite, progress),
@@ -321,7 +349,7 @@ def export(train_data, out, model, quant, formats, method, rank, targets, sets, 
                                   train_head=head, head_init=head_init, optimizer=opt,
                                   batch_size=batch_size or CLS.batch_size, seq_len=seq_len or CLS.seq_len,
                                   quant=None if quant in (None, "none") else quant,
-                                  seq_buckets=seq_buckets)
+                                  seq_buckets=seq_buckets, seed=seed)
             manifest, compiled = _export_with_bar(plan, train_data, out, formats or FORMATS, overwrite)
     except EdgetuneError as e:
         _fail(e)
@@ -346,7 +374,7 @@ def save_adapter_cmd(artifact, out, state, as_peft):
     try:
         prepared, manifest = restore_prepared(artifact, state)
         if as_peft:
-            save_peft(prepared, out, base_model_name=manifest.model.get("name"))
+            save_peft(prepared, out, base_model_name=manifest.model.get("name"), labels=manifest.labels)
         else:
             save_adapter(prepared, out, base=manifest.model)
     except EdgetuneError as e:
@@ -398,27 +426,41 @@ def conformance(artifact, out, steps, overwrite):
 @click.argument("artifact", type=click.Path(exists=True, file_okay=False))
 @click.argument("data", type=click.Path(exists=True, dir_okay=False))
 @click.option("--runtime", type=click.Choice(FORMATS), default="onnx", show_default=True)
-@click.option("--steps", type=int, default=50, show_default=True)
+@click.option("--steps", type=click.IntRange(min=0), default=None, help=f"steps to take [default: {DEFAULT_STEPS}]")
+@click.option("--epochs", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="instead of --steps: visit every example of DATA this many times (the steps are printed)")
 @click.option("--lr", type=float, default=None, help="default: the artifact's")
 @click.option("--state", type=click.Path(dir_okay=False), default=None,
               help="state file to resume from and write to (default: ARTIFACT/trained.<runtime>.safetensors)")
 @click.option("--save-every", type=int, default=10, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--schedule", type=click.Choice(["constant", "linear"]), default="constant", show_default=True,
-              help="linear: 6% warm-up, then linear decay to 0 at --total-steps")
+@click.option("--schedule", type=click.Choice(SCHEDULES), default=None,
+              help="linear: 6% warm-up, then linear decay to 0 at --total-steps [default: linear; constant for "
+                   "forward-only (--zo) artifacts]")
 @click.option("--total-steps", type=int, default=None, help="length of the schedule (default: this run's last step)")
 @click.option("--threads", type=int, default=None, help=THREADS_HELP)
-def train(artifact, data, runtime, steps, lr, state, save_every, seed, schedule, total_steps, threads):
+def train(artifact, data, runtime, steps, epochs, lr, state, save_every, seed, schedule, total_steps, threads):
     """Train ARTIFACT on DATA through the runtime alone; one JSON line per step on stdout."""
     from device_harness.runner import Trainer
 
+    if steps is not None and epochs is not None:
+        raise click.BadParameter("--steps and --epochs both set the run's length; give one", param_hint="--epochs")
     try:
         tr = Trainer(artifact, runtime, state, threads)
-        with _bar(total=steps, desc=f"train {runtime}", unit="step") as bar:
-            for rec in tr.train(data, steps, lr, seed, save_every, schedule, total_steps):
-                click.echo(rec.json())
-                bar.set_postfix(loss=f"{rec.loss:.4f}")
-                bar.update(1)
+        rows = tr.encode(data)
+        try:
+            if epochs is not None:
+                steps = tr.epoch_steps(rows, epochs)
+                click.echo(f"{epochs:g} epoch(s) of {rows.n} examples at batch {tr.manifest.batch_size}: {steps} steps",
+                           err=True)
+            steps = DEFAULT_STEPS if steps is None else steps
+            with _bar(total=steps, desc=f"train {runtime}", unit="step") as bar:
+                for rec in tr.train(rows, steps, lr, seed, save_every, schedule, total_steps):
+                    click.echo(rec.json())
+                    bar.set_postfix(loss=f"{rec.loss:.4f}")
+                    bar.update(1)
+        finally:
+            rows.close()
     except EdgetuneError as e:
         _fail(e)
 

@@ -29,6 +29,12 @@ def linear_schedule(step: int, total: int, peak: float, warmup_frac: float = WAR
     return peak * max(0.0, (total - step + 1) / max(1, total - warmup + 1))
 
 
+def default_schedule(optimizer: dict) -> str:
+    """The schedule a run uses unless told: warm-up then decay for first-order fine-tuning;
+    constant for forward-only steps (as MeZO and LOZO train)."""
+    return "constant" if optimizer.get("name") == "zo" else "linear"
+
+
 def check_schedule(schedule: str) -> None:
     if schedule not in SCHEDULES:
         raise ConfigError(f"schedule={schedule!r}; choose one of {SCHEDULES}")

@@ -29,10 +29,13 @@ class TextClassifier(nn.Module):
     """
 
     task = "sequence_classification"
+    hf_base = "encoder"  # the Hugging Face model inside (PEFT adapters are written for it)
+    pooling = "mean of last_hidden_state over attention_mask, then head: logits = pooled @ weight.T + bias"
 
-    def __init__(self, encoder: nn.Module, num_labels: int, seed: int = 0):
+    def __init__(self, encoder: nn.Module, num_labels: int, seed: int = 0, hf_source: str | None = None):
         super().__init__()
         self.encoder = encoder
+        self.hf_source = hf_source  # where AutoModel.from_pretrained loads the encoder from
         g = torch.Generator().manual_seed(seed)
         d = encoder.config.hidden_size
         self.head = nn.Linear(d, num_labels)
@@ -52,4 +55,4 @@ def load_minilm_classifier(num_labels: int, seed: int = 0) -> tuple[TextClassifi
 
     path = minilm_path()
     enc = AutoModel.from_pretrained(str(path), attn_implementation="eager")
-    return TextClassifier(enc, num_labels, seed).eval(), path / "tokenizer.json"
+    return TextClassifier(enc, num_labels, seed, hf_source=str(path)).eval(), path / "tokenizer.json"

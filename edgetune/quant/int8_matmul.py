@@ -18,8 +18,9 @@ not depend on the other texts in the batch or on padding, and one outlier featur
 coarsens its own row.
 
 ONNX lowers the op to QuantizeLinear (per-axis scales; codes + 128 as uint8) +
-MatMulInteger (u8 x u8 with zero points 128, exact int32 accumulation on every CPU); eager PyTorch and ExecuTorch run the reference below in
-fp32, whose products are exact integers and whose sums round like any fp32 matmul.
+MatMulInteger (u8 x u8 with zero points 128, exact int32 accumulation on every CPU); eager
+PyTorch and ExecuTorch run the reference below in fp32, whose products are exact integers
+and whose sums round like any fp32 matmul.
 """
 from __future__ import annotations
 

@@ -26,12 +26,28 @@ def test_export_train_eval_round_trip(demo_data, tmp_path):
     assert r.exit_code == 1 and "no executorch" in r.output and "Traceback" not in r.output
 
 
+def _foreign_lines(stderr: str, ours: tuple[str, ...]) -> list[str]:
+    """Lines of stderr (progress bars redraw with \\r) that edgetune did not print."""
+    return [l for l in stderr.replace("\r", "\n").splitlines() if l.strip() and not l.startswith(ours)]
+
+
+def test_export_prints_only_its_own_lines(demo_data, tmp_path):
+    """A fresh `edgetune export` process: the toolchain's warnings and log lines are filtered."""
+    out = subprocess.run([sys.executable, "-m", "edgetune.app.cli", "export", str(demo_data[0]), str(tmp_path / "a"),
+                          "--model", "tiny", "--format", "onnx", "--batch-size", "4", "--seq-len", "16"],
+                         capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert _foreign_lines(out.stderr, ("export:",)) == []
+    assert "written to" in out.stdout
+
+
 @pytest.mark.slow
 def test_demo_accuracy_rises_on_both_runtimes(tmp_path):
     """`edgetune demo`, the README's first command, in a fresh process."""
     out = subprocess.run([sys.executable, "-m", "edgetune.app.cli", "demo", "--workdir", str(tmp_path / "d"),
                           "--steps", "12"], capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
+    assert _foreign_lines(out.stderr, ("export:", "train onnx:", "train executorch:")) == []
     rows = {l.split()[0]: l.split() for l in out.stdout.splitlines() if l.startswith(("onnx ", "executorch "))}
     assert set(rows) == {"onnx", "executorch"}, out.stdout
     for rt, cols in rows.items():
@@ -55,7 +71,7 @@ def test_method_choice_save_adapter_and_merge(demo_data, tmp_path):
                                   "--schedule", "linear"])
     assert r.exit_code == 0, r.output
     for extra, files in (([], ["adapter.safetensors", "adapter_config.json"]),
-                         (["--peft"], ["adapter_model.safetensors", "adapter_config.json"])):
+                         (["--peft"], ["adapter_model.safetensors", "adapter_config.json", "edgetune.json"])):
         out = tmp_path / ("peft" if extra else "adapter")
         r = CliRunner().invoke(main, ["save-adapter", str(art), str(out), "--state", str(state), *extra])
         assert r.exit_code == 0, r.output
@@ -65,9 +81,54 @@ def test_method_choice_save_adapter_and_merge(demo_data, tmp_path):
     acc = [json.loads(CliRunner().invoke(main, ["eval", str(a), str(demo_data[1]), *s])
                       .stdout.strip().splitlines()[-1])["accuracy"] for a, s in ((art, ["--state", str(state)]), (merged, []))]
     assert acc[0] == acc[1]  # the merged program predicts what the trained adapters predict
-    r = CliRunner().invoke(main, ["export", str(demo_data[0]), str(tmp_path / "x"), "--model", "tiny",
-                                  "--method", "kronecker", "-r", "4", "--format", "onnx"])
-    assert r.exit_code == 1 and "kronecker" in r.output and "Traceback" not in r.output
+    r = CliRunner().invoke(main, ["save-adapter", str(art), str(tmp_path / "k"), "--peft"])
+    assert r.exit_code == 0, r.output  # LoRA-SB has a LoRA form; Kronecker's refusal is tested in adapters/test_io
+    assert "carries the method's scales" in json.loads((tmp_path / "peft" / "edgetune.json").read_text())["note"]
+
+
+@pytest.mark.parametrize("args, option, words", [
+    (["--method", "fastfood", "-r", "8"], "--rank", "--set d_int=N"),
+    (["--method", "kronecker", "-r", "4"], "--rank", "--set factor=N or --set rank=N"),
+    (["--set", "rank=3"], "--set", "its options are alpha, r, targets"),
+    (["-r", "0"], "--rank/--set", "r=0 must be >= 1"),
+    (["--method", "lorra"], "--method", "choose one of"),
+    (["--seed", "x"], "--seed", "is not a valid integer"),
+])
+def test_export_options_are_checked_before_any_work(demo_data, tmp_path, args, option, words):
+    """A wrong option is one line naming it, before the model is loaded (nothing is written)."""
+    out = tmp_path / "never"
+    r = CliRunner().invoke(main, ["export", str(demo_data[0]), str(out), "--model", "tiny", *args])
+    assert r.exit_code == 2 and option in r.output and words in r.output, r.output
+    assert "Traceback" not in r.output and not out.exists()
+
+
+def test_existing_output_and_missing_state_are_refused_up_front(tiny_artifact, demo_data, tmp_path):
+    art = tiny_artifact[0]
+    (tmp_path / "taken").mkdir()
+    r = CliRunner().invoke(main, ["export", str(demo_data[0]), str(tmp_path / "taken"), "--model", "tiny"])
+    assert r.exit_code == 2 and "--overwrite" in r.output and "overwrite=True" not in r.output, r.output
+    # a mistyped --state is an error, never the untrained state evaluated with exit code 0
+    r = CliRunner().invoke(main, ["eval", str(art), str(demo_data[1]), "--state", str(tmp_path / "typo.safetensors")])
+    assert r.exit_code == 1 and "typo.safetensors does not exist" in r.output, r.output
+    r = CliRunner().invoke(main, ["train", str(art), str(demo_data[0]), "--steps", "2", "--epochs", "1"])
+    assert r.exit_code == 2 and "give one" in r.output
+
+
+def test_epochs_derive_and_print_the_steps(tiny_artifact, demo_data, tmp_path):
+    """--epochs 1.5 over the demo's examples at the artifact's batch: ceil(1.5 * ceil(n / batch))
+    steps, said before training; the default schedule warms up and decays (first-order)."""
+    from edgetune.contract.hyper import default_schedule
+    from edgetune.data.records import read_examples
+
+    art, manifest = tiny_artifact[0], tiny_artifact[1]
+    n = len(read_examples(demo_data[0]))
+    want = -(-3 * -(-n // manifest.batch_size) // 2)
+    r = CliRunner().invoke(main, ["train", str(art), str(demo_data[0]), "--epochs", "1.5",
+                                  "--state", str(tmp_path / "s.safetensors")])
+    assert r.exit_code == 0, r.output
+    assert f"{n} examples at batch {manifest.batch_size}: {want} steps" in r.stderr
+    assert [json.loads(l)["step"] for l in r.stdout.splitlines() if l.startswith("{")] == list(range(1, want + 1))
+    assert default_schedule(manifest.optimizer) == "linear" and default_schedule({"name": "zo"}) == "constant"
 
 
 def test_forward_only_export_trains_through_the_runner(demo_data, tmp_path):
@@ -122,3 +183,47 @@ def test_integer_and_padding_free_export_trains(demo_data, tmp_path):
     r = CliRunner().invoke(main, ["export", str(demo_data[0]), str(tmp_path / "x"), "--model", "tiny",
                                   "--buckets", "8,a"])
     assert r.exit_code == 2 and "--buckets" in r.output
+
+
+@pytest.mark.slow
+def test_peft_adapter_loads_onto_the_plain_hugging_face_model(minilm_artifact, demo_data, tmp_path):
+    """save-adapter --peft on a MiniLM artifact: `AutoModel.from_pretrained` of the base the
+    adapter names + `PeftModel.from_pretrained` + the documented head reproduce the
+    artifact's logits for the trained state; labels and LoRA's own alpha are kept."""
+    import numpy as np
+    import torch
+    from peft import PeftModel
+    from safetensors.torch import load_file
+    from transformers import AutoModel
+
+    from device_harness.runner import Trainer, encode_arrays, predict
+    from edgetune.contract.manifest import load_manifest
+
+    art = minilm_artifact[0]
+    state = tmp_path / "trained.safetensors"
+    tr = Trainer(art, "onnx", state)
+    for _ in tr.train(demo_data[0], 3, lr=1e-2, save_every=0):
+        pass
+    out = tmp_path / "peft"
+    r = CliRunner().invoke(main, ["save-adapter", str(art), str(out), "--state", str(state), "--peft"])
+    assert r.exit_code == 0, r.output
+    cfg = json.loads((out / "adapter_config.json").read_text())
+    side = json.loads((out / "edgetune.json").read_text())
+    manifest = load_manifest(art, verify=False)
+    assert side["id2label"] == {str(i): name for i, name in enumerate(manifest.labels)}
+    assert cfg["lora_alpha"] == 16.0 and cfg["r"] == 8  # the plan's LoRA alpha, B not pre-scaled
+    assert cfg["target_modules"][0].startswith("encoder.layer.0.")  # BertModel's own names
+    base = AutoModel.from_pretrained(cfg["base_model_name_or_path"], attn_implementation="eager")
+    model = PeftModel.from_pretrained(base, str(out)).eval()
+    head = load_file(out / side["head_file"])
+    arrays = encode_arrays(art, manifest, demo_data[1])
+    ids, mask = torch.from_numpy(arrays["input_ids"]), torch.from_numpy(arrays["attention_mask"])
+    with torch.no_grad():
+        h = model(input_ids=ids, attention_mask=mask).last_hidden_state
+        m = mask[..., None].float()
+        pooled = (h * m).sum(1) / m.sum(1)
+        got = pooled @ head["head.weight"].T + head["head.bias"]
+    want = predict(art, arrays, "onnx", state, manifest=manifest)
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-4, atol=1e-4)
+    untrained = predict(art, arrays, "onnx", None, manifest=manifest)
+    assert np.abs(want - untrained).max() > 1e-3  # the trained state is what was reproduced
