@@ -45,11 +45,19 @@ def _bar(**kw):
     return tqdm(file=sys.stderr, dynamic_ncols=True, **kw)
 
 
+def _verbose() -> bool:
+    """`edgetune --verbose ...`: the toolchain's own warnings and log lines are shown."""
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx and ctx.find_root().params.get("verbose"))
+
+
 def _quiet_toolchain():
-    """Silence toolchain chatter (exporter registration warnings, weight-loading bars)."""
+    """Silence toolchain chatter (exporter registration warnings, weight-loading bars) unless --verbose."""
     import logging
     import warnings
 
+    if _verbose():
+        return
     warnings.filterwarnings("ignore")
     for name in TOOLCHAIN_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -76,7 +84,7 @@ def _with_export_bar(export, stages: int):
     import logging
 
     importlib.import_module("torch.onnx")  # its loggers exist, with their own levels, once imported
-    for name in list(logging.root.manager.loggerDict):
+    for name in list(logging.root.manager.loggerDict) if not _verbose() else ():
         if name.startswith(TOOLCHAIN_LOGGERS):
             logging.getLogger(name).setLevel(logging.ERROR)
     with _bar(total=stages, desc="export", unit="stage") as bar:
@@ -92,7 +100,8 @@ def _with_export_bar(export, stages: int):
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="edgetune")
-def main():
+@click.option("--verbose", is_flag=True, help="show the toolchain's own warnings and log lines (filtered by default)")
+def main(verbose):
     """On-device fine-tuning: export a training step for ExecuTorch / ONNX Runtime and train it there."""
 
 

@@ -32,13 +32,18 @@ def _foreign_lines(stderr: str, ours: tuple[str, ...]) -> list[str]:
 
 
 def test_export_prints_only_its_own_lines(demo_data, tmp_path):
-    """A fresh `edgetune export` process: the toolchain's warnings and log lines are filtered."""
-    out = subprocess.run([sys.executable, "-m", "edgetune.app.cli", "export", str(demo_data[0]), str(tmp_path / "a"),
-                          "--model", "tiny", "--format", "onnx", "--batch-size", "4", "--seq-len", "16"],
-                         capture_output=True, text=True, timeout=900)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert _foreign_lines(out.stderr, ("export:",)) == []
-    assert "written to" in out.stdout
+    """A fresh `edgetune export` process: the toolchain's warnings and log lines are filtered,
+    and shown with --verbose."""
+    def export(*flags: str, out: str):
+        return subprocess.run([sys.executable, "-m", "edgetune.app.cli", *flags, "export", str(demo_data[0]),
+                               str(tmp_path / out), "--model", "tiny", "--format", "onnx", "--batch-size", "4",
+                               "--seq-len", "16"], capture_output=True, text=True, timeout=900)
+
+    quiet, verbose = export(out="a"), export("--verbose", out="b")
+    assert quiet.returncode == verbose.returncode == 0, quiet.stderr[-3000:] + verbose.stderr[-3000:]
+    assert _foreign_lines(quiet.stderr, ("export:",)) == []
+    assert _foreign_lines(verbose.stderr, ("export:",)) != []  # the toolchain does speak; the filter hid it
+    assert "written to" in quiet.stdout
 
 
 @pytest.mark.slow
