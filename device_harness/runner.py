@@ -233,7 +233,7 @@ def predict(artifact_dir: str | Path, arrays: dict[str, np.ndarray], runtime: st
 
     manifest = manifest or load_manifest(Path(artifact_dir), runtime)  # hashes every program file: do it once
     prog, params = open_inference(artifact_dir, manifest, runtime, state_path, threads)
-    return np.concatenate([lg for _, lg in _logit_batches(prog, params, ArrayRows(arrays), manifest.batch_size)])
+    return np.concatenate([lg for _, lg in _logit_batches(prog, params, ArrayRows(arrays), manifest.infer_batch)])
 
 
 def _log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -252,7 +252,7 @@ def evaluate(artifact_dir: str | Path, data_path: str | Path, runtime: str = "on
     prog, params = open_inference(d, manifest, runtime, state_path, threads)  # before the data: errors first
     rows = encode_file(d, manifest, data_path)
     try:
-        batches = _logit_batches(prog, params, rows, manifest.batch_size)
+        batches = _logit_batches(prog, params, rows, manifest.infer_batch)
         nll, count = 0.0, 0
         if manifest.task == "sequence_classification":
             hits = 0

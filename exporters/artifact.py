@@ -13,6 +13,7 @@ import torch
 from edgetune.contract import RUNTIMES, Manifest, ProgramSpec, bucket_program, sha256_file
 from edgetune.contract.conformance import TOLERANCE, mismatch
 from edgetune.contract.manifest import ID_PLACEHOLDER, STATE_FILE
+from edgetune.contract.schema import MAX_BATCH, MAX_BATCH_TOKENS
 from edgetune.errors import ConfigError, InternalError
 from edgetune.step.compile import CompiledStep
 from edgetune.step.zeroth_order import ZOStep
@@ -109,10 +110,18 @@ def self_check(artifact_dir: Path, manifest: Manifest, variants: dict[str, tuple
                                 f"outputs: {bad[:4]}. The lowering changed the step's numbers.")
 
 
-def _variants(compiled: CompiledStep, seq_buckets: Sequence[int]) -> dict[str, tuple[CompiledStep, str]]:
-    """Program name -> (compiled step at its shape, "step" | "infer")."""
+def _variants(compiled: CompiledStep, seq_buckets: Sequence[int],
+              infer_batch: int | None = None) -> dict[str, tuple[CompiledStep, str]]:
+    """Program name -> (compiled step at its shape, "step" | "infer"); the inference program
+    runs ``infer_batch`` rows per call (default: the step's batch)."""
+    if infer_batch is not None and (isinstance(infer_batch, bool) or not isinstance(infer_batch, int)
+                                    or not 1 <= infer_batch <= MAX_BATCH
+                                    or infer_batch * compiled.seq_len > MAX_BATCH_TOKENS):
+        raise ConfigError(f"eval batch {infer_batch!r} must be a whole number in [1, {MAX_BATCH}] with "
+                          f"batch x seq_len <= {MAX_BATCH_TOKENS} (--eval-batch-size)")
+    infer = (replace(compiled, batch_size=infer_batch) if infer_batch else compiled), "infer"
     if compiled.inference_only:
-        return {"infer": (compiled, "infer")}
+        return {"infer": infer}
     bad = [n for n in seq_buckets if not 2 <= n < compiled.seq_len]
     if bad or compiled.task != "sequence_classification" and seq_buckets:
         raise ConfigError(f"seq_buckets {list(seq_buckets)}: shorter step programs are for text classifiers, "
@@ -120,20 +129,21 @@ def _variants(compiled: CompiledStep, seq_buckets: Sequence[int]) -> dict[str, t
     out = {"step": (compiled, "step")}
     for n in sorted(set(seq_buckets)):
         out[bucket_program(n)] = (replace(compiled, seq_len=n), "step")
-    out["infer"] = (compiled, "infer")
+    out["infer"] = infer
     return out
 
 
 def export_artifact(compiled: CompiledStep, out_dir: str | Path, formats: Sequence[str] = tuple(RUNTIMES),
                     tokenizer_json: str | Path | None = None, labels: list[str] | None = None,
                     model_info: dict | None = None, overwrite: bool = False, seq_buckets: Sequence[int] = (),
-                    progress: Callable[[str], None] = lambda msg: None) -> Manifest:
+                    progress: Callable[[str], None] = lambda msg: None, infer_batch: int | None = None) -> Manifest:
     """Capture, lower to each of ``formats``, self-check, and move the directory into place
     (built in a temporary sibling, so a failed export leaves no half artifact).
 
     ``seq_buckets`` adds step programs at those shorter sequence lengths (a text
     classifier's padding-free batches: the runner groups texts by length and runs each
-    batch at the shortest length that holds it)."""
+    batch at the shortest length that holds it). ``infer_batch``: rows per call of the
+    inference program (evaluation), default the step's batch."""
     from edgetune.contract.state import save_state
 
     out = Path(out_dir)
@@ -150,7 +160,7 @@ def export_artifact(compiled: CompiledStep, out_dir: str | Path, formats: Sequen
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         progress("capturing the training step")
-        variants = _variants(compiled, seq_buckets)
+        variants = _variants(compiled, seq_buckets, infer_batch)
         names = tuple(variants)
         eps = {p: c.capture(kind) for p, (c, kind) in variants.items()}
         specs = {p: c.step_spec() if kind == "step" else c.infer_spec() for p, (c, kind) in variants.items()}

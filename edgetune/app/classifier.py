@@ -50,6 +50,7 @@ class ClassifierPlan:
     quant: str | None = None  # frozen base: None (fp32) or a mode of edgetune.quant.QUANT_MODES
     # shorter step programs for padding-free batches (texts grouped by length), e.g. [16, 24]
     seq_buckets: list[int] = field(default_factory=list)
+    eval_batch_size: int | None = None  # rows per call of the inference program (None: batch_size)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -120,5 +121,6 @@ def export_classifier(plan: ClassifierPlan, train_csv: str | Path, out_dir: str 
     compiled, labels, tok = prepare_classifier(plan, train_csv)
     manifest = export_artifact(compiled, out_dir, formats, tokenizer_json=tok, labels=labels,
                                model_info={"name": plan.model, "plan": plan.to_dict()},
-                               overwrite=overwrite, seq_buckets=plan.seq_buckets, progress=progress)
+                               overwrite=overwrite, seq_buckets=plan.seq_buckets, progress=progress,
+                               infer_batch=plan.eval_batch_size)
     return manifest, compiled

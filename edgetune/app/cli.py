@@ -19,6 +19,7 @@ from edgetune.app.lm import LMPlan
 from edgetune.contract import RUNTIMES
 from edgetune.contract.hyper import SCHEDULES
 from edgetune.contract.lines import step_records
+from edgetune.contract.schema import MAX_BATCH
 from edgetune.errors import EdgetuneError
 from edgetune.quant import QUANT_MODES
 from edgetune.step.optimizers import OPTIMIZERS, ZO_METHODS, ZerothOrder
@@ -312,11 +313,15 @@ def _adapter_option(method: str, rank: int | None, targets: str, sets: tuple[str
 @click.option("--buckets", default="",
               help="classifiers: shorter sequence lengths, comma-separated (e.g. 16,24), exported as extra step "
                    "programs; training then groups texts by length and runs each batch at the shortest that holds it")
+@click.option("--eval-batch-size", type=click.IntRange(1, MAX_BATCH), default=None,
+              help="classifiers: rows per call of the inference program that `eval` runs (a larger batch "
+                   "evaluates faster; the step keeps --batch-size) [default: --batch-size]")
 @click.option("--seed", type=int, default=CLS.seed, show_default=True,
               help="seed of the initial trainable weights (new head, LoRA's A, random projections)")
 @click.option("--overwrite", is_flag=True, help="replace OUT if it exists")
 def export(train_data, out, model, quant, formats, method, rank, targets, sets, embedding_rows, head, head_init,
-           optimizer, zo, zo_eps, zo_rank, zo_nu, lr, weight_decay, batch_size, seq_len, buckets, seed, overwrite):
+           optimizer, zo, zo_eps, zo_rank, zo_nu, lr, weight_decay, batch_size, seq_len, buckets, eval_batch_size, seed,
+           overwrite):
     """Prepare a model for TRAIN_DATA and export its training step to OUT."""
     _quiet_toolchain()
     from edgetune.app.lm import export_lm
@@ -340,6 +345,9 @@ def export(train_data, out, model, quant, formats, method, rank, targets, sets, 
     except ValueError:
         raise click.BadParameter(f"{buckets!r}: give whole numbers separated by commas, e.g. 16,24",
                                  param_hint="--buckets") from None
+    if lm and eval_batch_size:
+        raise click.BadParameter("a language model's inference program also generates text: it keeps the step's "
+                                 "batch", param_hint="--eval-batch-size")
     if lm and seq_buckets:
         raise click.BadParameter("language-model windows are always full: buckets are for classifiers",
                                  param_hint="--buckets")
@@ -358,7 +366,7 @@ def export(train_data, out, model, quant, formats, method, rank, targets, sets, 
                                   train_head=head, head_init=head_init, optimizer=opt,
                                   batch_size=batch_size or CLS.batch_size, seq_len=seq_len or CLS.seq_len,
                                   quant=None if quant in (None, "none") else quant,
-                                  seq_buckets=seq_buckets, seed=seed)
+                                  seq_buckets=seq_buckets, seed=seed, eval_batch_size=eval_batch_size)
             manifest, compiled = _export_with_bar(plan, train_data, out, formats or FORMATS, overwrite)
     except EdgetuneError as e:
         _fail(e)

@@ -135,7 +135,7 @@ def generate(artifact_dir: str | Path, prompt: str, max_new_tokens: int = 40, ru
     prog, params = open_inference(d, manifest, runtime, state_path)
     enc = TextEncoder(d / manifest.tokenizer, manifest.seq_len)
     tokens = enc.tokens(prompt) or [0]
-    b, s = manifest.batch_size, manifest.seq_len
+    b, s = manifest.infer_batch, manifest.seq_len
     new: list[int] = []
     for _ in range(max_new_tokens):
         ctx = (tokens + new)[-s:]

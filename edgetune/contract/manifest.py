@@ -208,6 +208,14 @@ class Manifest:
             raise ArtifactError(f"{where}: {problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
                                 + "; re-export the artifact")
 
+    @property
+    def infer_batch(self) -> int:
+        """Rows per call of the inference program: its own batch, which may exceed the step's
+        (an evaluation batch chosen at export), else ``batch_size``."""
+        prog = self.programs.get("infer")
+        ids = next((t for t in prog.inputs if t.name == INPUT_IDS), None) if prog else None
+        return ids.shape[0] if ids is not None and ids.shape else self.batch_size
+
     def step_program_for(self, length: int) -> tuple[str, int]:
         """(program name, its sequence length) of the shortest step that holds ``length`` tokens."""
         n = min((b for b in self.seq_buckets if b >= length), default=self.seq_len)
@@ -303,6 +311,11 @@ def _program_problems(m: Manifest, name: str, prog: ProgramSpec, seq: int) -> li
             out.append(f"file {shorten(fname)} for runtime {shorten(rt)} is not a {sorted(RUNTIMES)} program file "
                        "in the artifact")
     b = m.batch_size
+    if name == "infer":  # the inference program may run more rows per call than the step
+        b = m.infer_batch
+        if not (isinstance(b, int) and 1 <= b <= schema.MAX_BATCH and b * seq <= schema.MAX_BATCH_TOKENS):
+            out.append(f"the inference batch {shorten(b)} must lie in [1, {schema.MAX_BATCH}], times seq_len at most "
+                       f"{schema.MAX_BATCH_TOKENS}")
     batch = {t.name: t for t in prog.of_role("batch")}
     want = {INPUT_IDS: ((b, seq), "int64"), ATTENTION_MASK: ((b, seq), "int64")}
     if m.task == "sequence_classification" and name != "infer":

@@ -136,6 +136,25 @@ def test_epochs_derive_and_print_the_steps(tiny_artifact, demo_data, tmp_path):
     assert default_schedule(manifest.optimizer) == "linear" and default_schedule({"name": "zo"}) == "constant"
 
 
+def test_eval_batch_size_runs_more_rows_per_call_with_the_same_numbers(demo_data, tmp_path):
+    """--eval-batch-size 16: the inference program takes 16 rows (the step keeps 4) and
+    evaluates the same state to the same loss as an artifact of the same plan without it."""
+    args = ["--model", "tiny", "--format", "onnx", "--batch-size", "4", "--seq-len", "16", "--seed", "3"]
+    for name, extra in (("plain", []), ("wide", ["--eval-batch-size", "16"])):
+        r = CliRunner().invoke(main, ["export", str(demo_data[0]), str(tmp_path / name), *args, *extra])
+        assert r.exit_code == 0, r.output
+    manifest = json.loads((tmp_path / "wide" / "manifest.json").read_text())
+    shapes = {p: next(t["shape"] for t in manifest["programs"][p]["inputs"] if t["name"] == "input_ids")
+              for p in ("step", "infer")}
+    assert shapes == {"step": [4, 16], "infer": [16, 16]}
+    res = [json.loads(CliRunner().invoke(main, ["eval", str(tmp_path / n), str(demo_data[1])]).stdout.strip()
+                      .splitlines()[-1]) for n in ("plain", "wide")]
+    assert res[0]["examples"] == res[1]["examples"] == 20 and res[0]["accuracy"] == res[1]["accuracy"]
+    assert abs(res[0]["loss"] - res[1]["loss"]) < 1e-5, res
+    r = CliRunner().invoke(main, ["export", str(demo_data[0]), str(tmp_path / "x"), *args, "--eval-batch-size", "0"])
+    assert r.exit_code == 2 and "--eval-batch-size" in r.output
+
+
 def test_forward_only_export_trains_through_the_runner(demo_data, tmp_path):
     art = tmp_path / "zo"
     r = CliRunner().invoke(main, ["export", str(demo_data[0]), str(art), "--model", "tiny", "--format", "onnx",

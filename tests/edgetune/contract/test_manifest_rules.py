@@ -55,6 +55,8 @@ BROKEN = [
     ("a program of unknown name", lambda d: d["programs"].update(extra=d["programs"]["infer"]), "do not match"),
     ("program file outside the artifact", lambda d: _step(d)["files"].update(onnx="../step.onnx"), "plain file name"),
     ("batch size huge", lambda d: d.update(batch_size=10**9), "batch_size must be a whole number in"),
+    ("inference batch of zero rows", lambda d: [t.update(shape=[0, t["shape"][1]]) for t in d["programs"]["infer"]["inputs"]
+                                                if t["role"] == "batch"], "the inference batch 0 must lie in"),
     ("sequence length 1e9", lambda d: d.update(seq_len=10**9), "seq_len must be a whole number in"),
     ("labels of another type", lambda d: d.update(labels="a,b"), "labels must be a JSON list"),
     ("no learning rate", lambda d: d["optimizer"].pop("lr"), "no default lr"),
