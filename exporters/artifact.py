@@ -13,7 +13,7 @@ import torch
 from edgetune.contract import RUNTIMES, Manifest, ProgramSpec, bucket_program, sha256_file
 from edgetune.contract.conformance import TOLERANCE, mismatch
 from edgetune.contract.manifest import ID_PLACEHOLDER, STATE_FILE
-from edgetune.contract.schema import MAX_BATCH, MAX_BATCH_TOKENS
+from edgetune.contract.schema import MAX_BATCH, MAX_BATCH_TOKENS, batch_shape_ok
 from edgetune.errors import ConfigError, InternalError
 from edgetune.step.compile import CompiledStep
 from edgetune.step.zeroth_order import ZOStep
@@ -114,9 +114,7 @@ def _variants(compiled: CompiledStep, seq_buckets: Sequence[int],
               infer_batch: int | None = None) -> dict[str, tuple[CompiledStep, str]]:
     """Program name -> (compiled step at its shape, "step" | "infer"); the inference program
     runs ``infer_batch`` rows per call (default: the step's batch)."""
-    if infer_batch is not None and (isinstance(infer_batch, bool) or not isinstance(infer_batch, int)
-                                    or not 1 <= infer_batch <= MAX_BATCH
-                                    or infer_batch * compiled.seq_len > MAX_BATCH_TOKENS):
+    if infer_batch is not None and not batch_shape_ok(infer_batch, compiled.seq_len):
         raise ConfigError(f"eval batch {infer_batch!r} must be a whole number in [1, {MAX_BATCH}] with "
                           f"batch x seq_len <= {MAX_BATCH_TOKENS} (--eval-batch-size)")
     infer = (replace(compiled, batch_size=infer_batch) if infer_batch else compiled), "infer"

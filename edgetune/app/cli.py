@@ -60,8 +60,10 @@ def _quiet_toolchain():
     if _verbose():
         return
     warnings.filterwarnings("ignore")
-    for name in TOOLCHAIN_LOGGERS:
-        logging.getLogger(name).setLevel(logging.ERROR)
+    # the named loggers, and their children already created with levels of their own
+    for name in [*TOOLCHAIN_LOGGERS, *logging.root.manager.loggerDict]:
+        if name.startswith(TOOLCHAIN_LOGGERS):
+            logging.getLogger(name).setLevel(logging.ERROR)
     try:
         from transformers.utils import logging as hf_logging
 
@@ -82,12 +84,9 @@ def _export_with_bar(plan, train_csv, out, formats, overwrite):
 def _with_export_bar(export, stages: int):
     """Run ``export(progress)`` under a bar that advances on each lowering and check."""
     import importlib
-    import logging
 
     importlib.import_module("torch.onnx")  # its loggers exist, with their own levels, once imported
-    for name in list(logging.root.manager.loggerDict) if not _verbose() else ():
-        if name.startswith(TOOLCHAIN_LOGGERS):
-            logging.getLogger(name).setLevel(logging.ERROR)
+    _quiet_toolchain()
     with _bar(total=stages, desc="export", unit="stage") as bar:
         def progress(msg):
             bar.set_postfix_str(msg)

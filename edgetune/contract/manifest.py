@@ -232,8 +232,7 @@ def manifest_problems(m: Manifest) -> list[str]:
     out: list[str] = []
     if m.task not in TASKS:
         out.append(f"task {m.task!r} is not one of {TASKS}")
-    if not (1 <= m.batch_size <= schema.MAX_BATCH and 2 <= m.seq_len <= schema.MAX_SEQ_LEN) \
-            or m.batch_size * m.seq_len > schema.MAX_BATCH_TOKENS:
+    if not schema.batch_shape_ok(m.batch_size, m.seq_len):
         out.append(f"batch_size={m.batch_size} must lie in [1, {schema.MAX_BATCH}], seq_len={m.seq_len} in "
                    f"[2, {schema.MAX_SEQ_LEN}], their product at most {schema.MAX_BATCH_TOKENS}")
     if not (len(m.artifact_id) == 16 and all(c in "0123456789abcdef" for c in m.artifact_id)):
@@ -313,7 +312,7 @@ def _program_problems(m: Manifest, name: str, prog: ProgramSpec, seq: int) -> li
     b = m.batch_size
     if name == "infer":  # the inference program may run more rows per call than the step
         b = m.infer_batch
-        if not (isinstance(b, int) and 1 <= b <= schema.MAX_BATCH and b * seq <= schema.MAX_BATCH_TOKENS):
+        if not schema.batch_shape_ok(b, seq):
             out.append(f"the inference batch {shorten(b)} must lie in [1, {schema.MAX_BATCH}], times seq_len at most "
                        f"{schema.MAX_BATCH_TOKENS}")
     batch = {t.name: t for t in prog.of_role("batch")}

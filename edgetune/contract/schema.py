@@ -20,6 +20,12 @@ FLOAT32_MAX = 3.4028234663852886e38
 SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
+def batch_shape_ok(batch, seq_len) -> bool:
+    """Whether a program's batch shape [batch, seq_len] lies within the contract's bounds."""
+    return (not isinstance(batch, bool) and isinstance(batch, int) and 1 <= batch <= MAX_BATCH
+            and 2 <= seq_len <= MAX_SEQ_LEN and batch * seq_len <= MAX_BATCH_TOKENS)
+
+
 def whole(x, field: str, lo: int = 0, hi: int = MAX_WHOLE) -> int:
     """``x`` if it is a whole number in [lo, hi] (JSON 4, not 4.7, "4" or true)."""
     if isinstance(x, bool) or not isinstance(x, int) or not lo <= x <= hi:
