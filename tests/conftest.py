@@ -71,3 +71,32 @@ def tiny_lm(tmp_path_factory):
                   embedding_rows=64, batch_size=2, seq_len=16, optimizer={"name": "adamw", "lr": 2e-2})
     manifest, compiled = export_lm(plan, train, d / "art", ("onnx", "executorch"))
     return d, gguf, train, held, manifest, compiled
+
+
+@pytest.fixture(scope="session")
+def kits(tmp_path_factory):
+    """kits(request, fixture) -> the conformance kit of an artifact fixture, written once per session."""
+    from edgetune.app.conformance import write_kit
+    from helpers.kits import artifact_of
+
+    made = {}
+
+    def kit(request, fixture):
+        if fixture not in made:
+            art, _, compiled = artifact_of(request, fixture)
+            made[fixture] = tmp_path_factory.mktemp("kit") / fixture
+            write_kit(compiled, art, made[fixture])
+        return made[fixture]
+
+    return kit
+
+
+@pytest.fixture(scope="session")
+def kotlin_trainer():
+    """android_demo's Kotlin trainer compiled for the JVM (`helpers.kotlin`), or a skip naming what is missing."""
+    from helpers.kotlin import ROOT, build
+
+    try:
+        return build(ROOT / "android_demo" / "trainer" / "build")
+    except RuntimeError as e:
+        pytest.skip(str(e))

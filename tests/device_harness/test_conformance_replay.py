@@ -6,35 +6,13 @@ import sys
 
 import numpy as np
 import pytest
-from safetensors.numpy import load_file, save_file
 
 from device_harness.conformance import replay
-from edgetune.app.conformance import write_kit
 from edgetune.contract import RUNTIMES
 from edgetune.contract.conformance import KIT_FILE, TENSORS_FILE
+from helpers.kits import artifact_of, tampered_copy
 
 ARTIFACTS = ["tiny_artifact", "zo_artifact", "tiny_lm", pytest.param("minilm_artifact", marks=pytest.mark.slow)]
-
-
-def artifact_of(request, fixture):
-    value = request.getfixturevalue(fixture)
-    if fixture == "tiny_lm":  # (dir, gguf, train, held, manifest, compiled)
-        return value[0] / "art", value[4], value[5]
-    return value
-
-
-@pytest.fixture(scope="session")
-def kits(tmp_path_factory):
-    made = {}
-
-    def kit(request, fixture):
-        if fixture not in made:
-            art, _, compiled = artifact_of(request, fixture)
-            made[fixture] = tmp_path_factory.mktemp("kit") / fixture
-            write_kit(compiled, art, made[fixture])
-        return made[fixture]
-
-    return kit
 
 
 @pytest.mark.parametrize("runtime", list(RUNTIMES))
@@ -49,14 +27,6 @@ def test_runner_passes_the_kit(request, kits, fixture, runtime):
     assert report["checks"] >= 6 * (n_state + 2) + 1
 
 
-def _tamper(kit_dir, key_part, change):
-    tensors = load_file(str(kit_dir / TENSORS_FILE))
-    key = next(k for k in sorted(tensors) if key_part in k)
-    tensors[key] = change(tensors[key])
-    save_file(tensors, str(kit_dir / TENSORS_FILE))
-    return key
-
-
 @pytest.mark.parametrize("part, change, reported", [
     ("train/2/state/param.", lambda a: a + 1e-2 * (np.abs(a).max() + 1), "train step 2: param."),
     ("train/1/hyper/noise.U.", lambda a: a + np.float32(1e-6), "train step 1: noise.U."),
@@ -65,12 +35,7 @@ def _tamper(kit_dir, key_part, change):
 def test_a_kit_the_runner_does_not_match_is_reported(request, kits, tmp_path, part, change, reported):
     fixture = "zo_artifact" if "noise" in part else "tiny_artifact"
     art, _, _ = artifact_of(request, fixture)
-    kit_dir = tmp_path / "kit"
-    src = kits(request, fixture)
-    kit_dir.mkdir()
-    for f in src.iterdir():
-        (kit_dir / f.name).write_bytes(f.read_bytes())
-    _tamper(kit_dir, part, change)
+    kit_dir = tampered_copy(kits(request, fixture), tmp_path / "kit", part, change)
     report = replay(art, kit_dir, "onnx")
     assert report["failures"] and any(f.startswith(reported) for f in report["failures"]), report["failures"]
 

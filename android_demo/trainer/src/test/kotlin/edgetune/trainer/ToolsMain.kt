@@ -1,0 +1,45 @@
+package edgetune.trainer
+
+import java.io.File
+import java.nio.ByteBuffer
+import java.nio.ByteOrder
+
+/**
+ * Pieces of the trainer for the suite to compare with their references:
+ *
+ *     tokenize TOKENIZER_JSON SEQ_LEN TEXTS_JSON OUT_JSON   -> {"input_ids", "attention_mask", "tokens"}
+ *     normal SEED STEP N OUT_F32                           -> N float32 draws of default_rng([SEED, STEP])
+ *     log1pf OUT_F32                                       -> log1pf(-k / 2^24), k = 0 .. 2^24 - 1
+ */
+fun main(args: Array<String>) {
+    when (args.firstOrNull()) {
+        "tokenize" -> {
+            val tok = Tokenizer.load(File(args[1]), args[2].toInt())
+            @Suppress("UNCHECKED_CAST")
+            val texts = Json.parse(File(args[3]).readText()) as List<String>
+            val rows = texts.map { tok.encodeOne(it) }
+            File(args[4]).writeText(Json.write(mapOf(
+                "input_ids" to rows.map { it.first.asList() },
+                "attention_mask" to rows.map { it.second.asList() },
+                "tokens" to texts.map { tok.tokens(it) },
+            )))
+        }
+        "normal" -> {
+            val n = args[3].toInt()
+            val draws = NumpyNormal(longArrayOf(args[1].toLong(), args[2].toLong())).fill(n)
+            val b = ByteBuffer.allocate(4 * n).order(ByteOrder.LITTLE_ENDIAN)
+            b.asFloatBuffer().put(draws)
+            File(args[4]).writeBytes(b.array())
+        }
+        "log1pf" -> {  // log1pf(-k / 2^24) for every k in [0, 2^24): the inputs the ziggurat's tail can meet
+            val n = 1 shl 24
+            val b = ByteBuffer.allocate(4 * n).order(ByteOrder.LITTLE_ENDIAN)
+            for (k in 0 until n) b.putFloat(log1pf(-(k * (1.0f / 16777216.0f))))
+            File(args[1]).writeBytes(b.array())
+        }
+        else -> {
+            System.err.println("usage: ToolsMainKt tokenize|normal ...")
+            kotlin.system.exitProcess(2)
+        }
+    }
+}
