@@ -160,9 +160,11 @@ def devices(devices_file, runtime):
               help="SSH: record an unknown host's key instead of refusing it (check its fingerprint first)")
 @click.option("--python", default=None, help="the device's Python [default: python3; local: this one]")
 @click.option("--workdir", default=None, help="where on the device the harness keeps its files")
+@click.option("--app", is_flag=True, help="ADB: train in the edgetune demo app (android_demo, Kotlin trainer on the "
+              "phone's runtimes) instead of a Python on the phone")
 @devices_option
 def run(device, artifact, data, steps, runtime, threads, budget, lr, seed, save_every, out, run_id, keep, retries,
-        key, known_hosts, accept_new_host, python, workdir, devices_file):
+        key, known_hosts, accept_new_host, python, workdir, app, devices_file):
     """Train ARTIFACT on DATA on DEVICE; stream the steps; fetch log and state into a run directory."""
     from tqdm.auto import tqdm
 
@@ -171,6 +173,8 @@ def run(device, artifact, data, steps, runtime, threads, budget, lr, seed, save_
                            accept_new_host=accept_new_host, python=python, workdir=workdir)
         cfg = RunConfig(steps=steps, runtime=runtime, threads=threads, seed=seed, lr=lr, save_every=save_every,
                         budget=get_budget(budget) if budget else None, retries=retries, cleanup=not keep)
+        if app and spec["transport"] != "adb":
+            raise ConfigError(f"--app runs the Android demo app over ADB; {device} is a {spec['transport']} device")
         with open_transport(spec) as t, tqdm(total=steps, unit="step", file=sys.stderr, dynamic_ncols=True) as bar:
             def on_record(rec):
                 bar.n = rec["step"]
@@ -182,8 +186,14 @@ def run(device, artifact, data, steps, runtime, threads, budget, lr, seed, save_
             run_id = run_id or f"{device.replace('://', '-').replace('/', '-').replace(':', '-')}-" \
                                f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
             out = out or Path("runs") / run_id
-            result = run_on_device(t, artifact, data, out, cfg, run_id=run_id, on_record=on_record,
-                                   progress=lambda m: tqdm.write(m, file=sys.stderr))
+            if app:
+                from device_harness.host.app_run import run_app_on_device
+
+                result = run_app_on_device(t, artifact, data, out, cfg, run_id=run_id, on_record=on_record,
+                                           progress=lambda m: tqdm.write(m, file=sys.stderr))
+            else:
+                result = run_on_device(t, artifact, data, out, cfg, run_id=run_id, on_record=on_record,
+                                       progress=lambda m: tqdm.write(m, file=sys.stderr))
     except EdgetuneError as e:
         _fail(e)
     from device_harness.host.profile import summarize

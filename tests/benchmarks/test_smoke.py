@@ -102,3 +102,12 @@ def test_robustness(tmp_path):
     # the stock loaders were asked about every damaged file, and edgetune accepted none of them
     damaged = [r for r in res["rows"] if r["must_refuse"]]
     assert sum(r["stock_checked"] for r in damaged) > 0 and sum(r["accepted"] for r in damaged) == 0
+
+
+def test_kotlin_trainer(tmp_path, kotlin_trainer):  # the fixture builds the trainer (or skips, naming what is missing)
+    res = run("kotlin_trainer", tmp_path)
+    check_common(res, {"config", "rows", "ratios"})
+    check_rows(res["rows"])
+    assert [r["name"] for r in res["rows"]] == ["python_runner", "kotlin_trainer", "kotlin_trainer_small_heap"]
+    assert all(r["ms_per_step"] > 0 and r["peak_rss_mb"] > 0 and len(r["losses"]) == 4 for r in res["rows"])
+    assert all(v > 0 for v in res["ratios"].values())

@@ -80,3 +80,16 @@ def test_an_edited_manifest_is_refused(kotlin_trainer, tiny_artifact, demo_data,
     m.write_text(m.read_text().replace('"lr": 0.01', '"lr": 0.02', 1))
     out, _ = train(kotlin_trainer, copy, demo_data[0], tmp_path / "s.safetensors", "--steps", 1, check=False)
     assert out.returncode == 2 and "was changed after export" in out.stderr, out.stderr
+
+
+def test_held_out_accuracy_and_loss_equal_the_python_runners(kotlin_trainer, tiny_artifact, demo_data, tmp_path):
+    from device_harness.runner import evaluate
+
+    art, _, _ = tiny_artifact
+    state = tmp_path / "state.safetensors"
+    train(kotlin_trainer, art, demo_data[0], state, "--steps", 5)
+    out = kotlin_trainer.run("ToolsMain", "evaluate", ort_library(), art, demo_data[1], state)
+    got = json.loads(out.stdout)
+    want = evaluate(art, demo_data[1], "onnx", state)
+    assert got["examples"] == want["examples"] and got["accuracy"] == want["accuracy"]
+    assert got["loss"] == pytest.approx(want["loss"], rel=1e-5)

@@ -6,6 +6,7 @@ import pytest
 
 from device_harness.facts import energy_used
 from device_harness.host.transports.adb import parse_battery, parse_getprop, split_exit_marker, wrapped_shell_line
+from helpers.phones import attached_phone
 
 DUMPSYS = """Current Battery Service state:
   AC powered: false
@@ -52,20 +53,8 @@ def test_battery_and_properties_parsing():
     assert props == {"ro.product.model": "Pixel 7", "ro.build.version.release": "14", "empty": ""}
 
 
-def _attached_phone():
-    try:
-        import adbutils
-
-        devices = adbutils.AdbClient().device_list()
-    except Exception as e:
-        pytest.skip(f"no adb server reachable ({type(e).__name__}: {e}); attach a phone with USB debugging on")
-    if not devices:
-        pytest.skip("the adb server lists no phone; attach one with USB debugging on")
-    return devices[0].serial
-
-
 def test_push_run_fetch_on_an_attached_phone(tmp_path):
-    serial = _attached_phone()
+    serial = attached_phone()
     from device_harness.host.transports.adb import ADBTransport
 
     t = ADBTransport(serial)

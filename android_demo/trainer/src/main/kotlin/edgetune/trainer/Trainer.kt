@@ -5,6 +5,9 @@ import java.io.File
 /** One finished step: its number (steps taken), loss and wall time. */
 data class StepRecord(val step: Long, val loss: Float, val ms: Double)
 
+/** Held-out accuracy and mean cross-entropy over [examples] labelled rows. */
+data class Evaluation(val accuracy: Double, val loss: Double, val examples: Int)
+
 /**
  * The device loop of the contract (docs/artifact-contract.md, section 4) over any [Runtime]:
  * resume or start, feed state + batch + hyper + noise, keep the new state only when the loss
@@ -89,6 +92,36 @@ class Trainer(val dir: File, private val runtime: Runtime, statePath: File? = nu
     }
 
     fun save() = StateFile.save(statePath, state, manifest, step)
+
+    /**
+     * Accuracy (argmax against the label) and mean cross-entropy of the current state on every
+     * row of [rows], through the inference program, [Manifest.inferBatch] rows per call (the last
+     * partial call is filled by repeating rows, whose logits are dropped).
+     */
+    fun evaluate(rows: Batches): Evaluation {
+        val prog = program("infer")
+        val b = manifest.inferBatch
+        var hits = 0
+        var nll = 0.0
+        for (start in 0 until rows.rows step b) {
+            val batch = rows.batch(IntArray(b) { (start + it) % rows.rows })
+            val feeds = HashMap<String, Tensor>(state)
+            feeds.putAll(batch)
+            val logits = prog.run(checkFeeds(prog.spec, feeds))[0]
+            val classes = logits.shape[1].toInt()
+            val z = logits.floats()
+            val labels = batch.getValue(Names.LABELS).longs()
+            for (r in 0 until minOf(b, rows.rows - start)) {
+                val row = (0 until classes).map { z[r * classes + it].toDouble() }
+                val max = row.max()
+                val logSum = max + kotlin.math.ln(row.sumOf { kotlin.math.exp(it - max) })
+                val y = labels[r].toInt()
+                if (row.indexOf(max) == y) hits++
+                nll += logSum - row[y]
+            }
+        }
+        return Evaluation(hits.toDouble() / rows.rows, nll / rows.rows, rows.rows)
+    }
 
     /**
      * [steps] more steps over [batches], with [schedule] (default: linear for first-order,

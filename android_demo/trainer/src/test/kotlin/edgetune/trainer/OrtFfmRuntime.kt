@@ -24,6 +24,7 @@ import java.lang.invoke.MethodHandle
 class OrtFfmRuntime(library: File) : Runtime {
     override val name = "onnx"
     private val linker = Linker.nativeLinker()
+    private val handles = java.util.concurrent.ConcurrentHashMap<Int, MethodHandle>()
     private val api: MemorySegment
     private val env: MemorySegment
     private val cpu: MemorySegment
@@ -48,7 +49,9 @@ class OrtFfmRuntime(library: File) : Runtime {
         operator fun invoke(vararg a: Any) = check(h.invokeWithArguments(*a) as MemorySegment)
     }
 
-    private fun handle(index: Int, d: FunctionDescriptor): MethodHandle = linker.downcallHandle(api.getAtIndex(ADDRESS, index.toLong()), d)
+    /** The downcall handle of a table entry, made once (making one costs far more than a call). */
+    private fun handle(index: Int, d: FunctionDescriptor): MethodHandle =
+        handles.getOrPut(index) { linker.downcallHandle(api.getAtIndex(ADDRESS, index.toLong()), d) }
 
     private fun release(index: Int, p: MemorySegment) {
         if (p != MemorySegment.NULL) handle(index, FunctionDescriptor.ofVoid(ADDRESS)).invokeWithArguments(p)

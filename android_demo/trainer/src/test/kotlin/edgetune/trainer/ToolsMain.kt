@@ -9,6 +9,7 @@ import java.nio.ByteOrder
  *
  *     tokenize TOKENIZER_JSON SEQ_LEN TEXTS_JSON OUT_JSON   -> {"input_ids", "attention_mask", "tokens"}
  *     normal SEED STEP N OUT_F32                           -> N float32 draws of default_rng([SEED, STEP])
+ *     evaluate LIBONNXRUNTIME ARTIFACT DATA STATE          -> {"accuracy", "loss", "examples"} of STATE on DATA
  *     log1pf OUT_F32                                       -> log1pf(-k / 2^24), k = 0 .. 2^24 - 1
  */
 fun main(args: Array<String>) {
@@ -30,6 +31,13 @@ fun main(args: Array<String>) {
             val b = ByteBuffer.allocate(4 * n).order(ByteOrder.LITTLE_ENDIAN)
             b.asFloatBuffer().put(draws)
             File(args[4]).writeBytes(b.array())
+        }
+        "evaluate" -> {  // LIBONNXRUNTIME ARTIFACT DATA STATE -> {"accuracy", "loss", "examples"}
+            Trainer(File(args[2]), OrtFfmRuntime(File(args[1])), File(args[4])).use { tr ->
+                val tok = Tokenizer.load(File(args[2], tr.manifest.tokenizer!!), tr.manifest.seqLen)
+                val e = tr.evaluate(Batches.of(Examples.read(File(args[3])), tok, tr.manifest))
+                println(Json.write(mapOf("accuracy" to e.accuracy, "loss" to e.loss, "examples" to e.examples)))
+            }
         }
         "log1pf" -> {  // log1pf(-k / 2^24) for every k in [0, 2^24): the inputs the ziggurat's tail can meet
             val n = 1 shl 24

@@ -4,7 +4,7 @@ import java.io.File
 import kotlin.system.exitProcess
 
 /**
- * The Kotlin trainer as a command on the JVM, printing the Python runner's JSON lines:
+ * [TrainCommand] on the JVM with ONNX Runtime's C library, printing the Python runner's JSON lines:
  *
  *     java ... edgetune.trainer.TrainMainKt LIBONNXRUNTIME ARTIFACT DATA [--steps N] [--state PATH]
  *         [--lr X] [--seed S] [--save-every K] [--threads T] [--schedule constant|linear] [--total-steps N]
@@ -12,47 +12,21 @@ import kotlin.system.exitProcess
  * Exit status 0 done, 2 an error (one `error:` line on stderr), as the runner's.
  */
 fun main(args: Array<String>) {
-    if (args.size < 3) {
-        System.err.println("usage: TrainMainKt LIBONNXRUNTIME ARTIFACT DATA [--steps N] [--state PATH] [--lr X] [--seed S] [--save-every K] [--threads T] [--schedule S] [--total-steps N]")
+    if (args.size < 3 || (args.size - 3) % 2 != 0) {
+        System.err.println("error: usage: TrainMainKt LIBONNXRUNTIME ARTIFACT DATA [--steps N] [--state PATH] [--lr X] [--seed S] [--save-every K] [--threads T] [--schedule S] [--total-steps N]")
         exitProcess(2)
     }
-    val opts = args.drop(3).chunked(2).associate { it[0].removePrefix("--") to it.getOrElse(1) { "" } }
+    val opts = args.drop(3).chunked(2).associate { it[0].removePrefix("--") to it[1] }
     try {
-        val state = opts["state"]?.let { File(it) }
-        val artifact = File(args[1])
-        val statePath = state ?: File(artifact, "trained.onnx.safetensors")
-        val lock = StateFile.lock(statePath, 120_000)
-        try {
-            StateFile.removeStaleTemporaries(statePath)
-            Trainer(artifact, OrtFfmRuntime(File(args[0])), statePath, opts["threads"]?.toInt()).use { tr ->
-                val tok = Tokenizer.load(File(artifact, tr.manifest.tokenizer ?: throw ArtifactException("$artifact has no tokenizer")), tr.manifest.seqLen)
-                val batches = Batches.of(Examples.read(File(args[2])), tok, tr.manifest)
-                val steps = opts["steps"]?.toInt() ?: 50
-                val seed = opts["seed"]?.toLong() ?: 0L
-                println(StepLines.start(tr.step, tr.step + steps, opts["threads"]?.toInt()))
-                val t0 = System.nanoTime()
-                var reason = "done"
-                try {
-                    var cpu = ProcStats.cpuMs()
-                    tr.train(batches.from(tr.step, seed), steps, opts["lr"]?.toDouble(), seed, opts["save-every"]?.toInt() ?: 10,
-                        opts["schedule"], opts["total-steps"]?.toLong()) { rec ->
-                        val now = ProcStats.cpuMs()
-                        println(StepLines.step(rec, now - cpu, (System.nanoTime() - t0) / 1e9))
-                        cpu = now
-                        true
-                    }
-                } catch (e: NonFiniteStepException) {
-                    reason = "error"
-                    println(StepLines.end(tr.step, reason))
-                    throw e
-                }
-                println(StepLines.end(tr.step, reason))
-            }
-        } finally {
-            lock.channel().close()
-        }
+        val o = TrainCommand.Options(steps = opts["steps"]?.toInt() ?: 50, lr = opts["lr"]?.toDouble(),
+            seed = opts["seed"]?.toLong() ?: 0L, saveEvery = opts["save-every"]?.toInt() ?: 10,
+            threads = opts["threads"]?.toInt(), schedule = opts["schedule"], totalSteps = opts["total-steps"]?.toLong())
+        TrainCommand.run(OrtFfmRuntime(File(args[0])), File(args[1]), File(args[2]), opts["state"]?.let { File(it) }, o) { println(it) }
     } catch (e: EdgetuneException) {
         System.err.println("error: ${e.message}")
+        exitProcess(2)
+    } catch (e: NumberFormatException) {
+        System.err.println("error: ${e.message}: options take numbers")
         exitProcess(2)
     }
     exitProcess(0)
