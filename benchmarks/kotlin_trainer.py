@@ -107,8 +107,7 @@ def main():
     art = export(work, train)
     common_args = [str(art), str(train), "--steps", str(a.steps), "--threads", str(a.threads), "--save-every", "0"]
     def kotlin(name: str, *jvm: str) -> list[str]:
-        return [str(trainer.java), *jvm, "--enable-native-access=ALL-UNNAMED", "-cp", trainer.classpath,
-                "edgetune.trainer.TrainMainKt", str(kt.ort_library()), *common_args, "--state", str(work / f"{name}.safetensors")]
+        return trainer.command("TrainMain", kt.ort_library(), *common_args, "--state", work / f"{name}.safetensors", jvm=jvm)
 
     runs = {
         "python_runner": [sys.executable, "-m", "device_harness.runner", "train", *common_args, "--runtime", "onnx",

@@ -54,12 +54,15 @@ class KotlinTrainer:
     classpath: str
     java: Path
 
+    def command(self, main: str, *args, jvm: tuple[str, ...] = ()) -> list[str]:
+        """The command line of ``edgetune.trainer.<main>Kt`` with ``args`` (ONNX Runtime's library is
+        the first argument of the mains that train) and JVM options ``jvm``."""
+        return [str(self.java), *jvm, "--enable-native-access=ALL-UNNAMED", "-cp", self.classpath,
+                f"edgetune.trainer.{main}Kt", *map(str, args)]
+
     def run(self, main: str, *args, check: bool = True, timeout: float = 900, **kw) -> subprocess.CompletedProcess:
-        """Run ``edgetune.trainer.<main>Kt`` with ``args``; ONNX Runtime's library is the first argument
-        of the mains that train."""
-        cmd = [str(self.java), "--enable-native-access=ALL-UNNAMED", "-cp", self.classpath, f"edgetune.trainer.{main}Kt",
-               *map(str, args)]
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
+        """Run `command` and wait; with ``check``, a failure raises with its stderr."""
+        out = subprocess.run(self.command(main, *args), capture_output=True, text=True, timeout=timeout, **kw)
         if check and out.returncode != 0:
             raise AssertionError(f"{main} exited {out.returncode}: {out.stderr[-3000:]}")
         return out

@@ -93,3 +93,32 @@ def test_held_out_accuracy_and_loss_equal_the_python_runners(kotlin_trainer, tin
     want = evaluate(art, demo_data[1], "onnx", state)
     assert got["examples"] == want["examples"] and got["accuracy"] == want["accuracy"]
     assert got["loss"] == pytest.approx(want["loss"], rel=1e-5)
+
+
+def test_running_text_windows_equal_the_python_runners(kotlin_trainer, tiny_lm, tmp_path):
+    from edgetune.data.records import iter_text_chunks
+    from edgetune.data.rows import encode_windows
+    from edgetune.data.text import TextEncoder
+
+    d, _, train_txt, _, manifest, _ = tiny_lm
+    art = d / "art"
+    text = tmp_path / "mine.txt"  # the demo's writing, then lines of many scripts and a word without spaces
+    text.write_text(train_txt.read_text(encoding="utf-8") + "\nCafé 東京 🙂 ΣΊΣΥΦΟΣ\n\n  indented\tline\n" + "x" * 5000,
+                    encoding="utf-8")
+    out = tmp_path / "windows.json"
+    kotlin_trainer.run("ToolsMain", "windows", art, text, out)
+    got = json.loads(out.read_text())
+    rows = encode_windows(TextEncoder(art / manifest.tokenizer, manifest.seq_len), iter_text_chunks(text))
+    try:
+        want = rows.take(np.arange(rows.n))
+    finally:
+        rows.close()
+    assert len(got["input_ids"]) == rows.n > 10
+    assert got["input_ids"] == want["input_ids"].tolist() and got["attention_mask"] == want["attention_mask"].tolist()
+
+
+def test_a_language_model_trains_on_running_text(kotlin_trainer, tiny_lm, tmp_path):
+    d, _, train_txt, _, _, _ = tiny_lm
+    _, lines = train(kotlin_trainer, d / "art", train_txt, tmp_path / "lm.safetensors", "--steps", 3)
+    assert [x["step"] for x in lines if "loss" in x] == [1, 2, 3] and all(np.isfinite(x["loss"]) for x in lines if "loss" in x)
+    assert lines[-1]["reason"] == "done"

@@ -29,9 +29,8 @@ def test_follow_lines_reads_a_growing_file_to_its_end_event(kotlin_trainer, tiny
     art, _, _ = tiny_artifact
     out = tmp_path / "run.jsonl"
     with open(out, "w") as f:  # the Kotlin trainer appends its lines as the app does
-        cmd = [str(kotlin_trainer.java), "--enable-native-access=ALL-UNNAMED", "-cp", kotlin_trainer.classpath,
-               "edgetune.trainer.TrainMainKt", str(ort_library()), str(art), str(demo_data[0]), "--steps", "5",
-               "--state", str(tmp_path / "s.safetensors")]
+        cmd = kotlin_trainer.command("TrainMain", ort_library(), art, demo_data[0], "--steps", 5,
+                                     "--state", tmp_path / "s.safetensors")
         proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.PIPE, text=True)
         lines = list(follow_lines(lambda: out.read_text() if out.exists() else "", timeout=120, interval=0.05))
         assert proc.wait(timeout=120) == 0, proc.stderr.read()

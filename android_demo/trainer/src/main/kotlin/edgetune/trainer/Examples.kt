@@ -153,6 +153,29 @@ object Examples {
 }
 
 /**
+ * Running text for a language model (docs/artifact-contract.md, 4.3): a UTF-8 .txt file, read
+ * whole (up to [MAX_BYTES]: a phone's own writing) and tokenized whole, so its ids are exactly
+ * those of the whole text.
+ */
+object RunningText {
+    const val MAX_BYTES = 64L shl 20
+
+    fun read(file: File): String {
+        if (!file.isFile) throw DataException("text file $file does not exist")
+        if (file.length() > MAX_BYTES) throw DataException("text file $file is ${file.length()} bytes; the trainer reads at most $MAX_BYTES: split it")
+        val text = try {
+            Charsets.UTF_8.newDecoder().onMalformedInput(CodingErrorAction.REPORT).onUnmappableCharacter(CodingErrorAction.REPORT)
+                .decode(ByteBuffer.wrap(file.readBytes())).toString()
+        } catch (e: CharacterCodingException) {
+            throw DataException("text file $file is not UTF-8 text; save it as UTF-8")
+        }
+        if ('\u0000' in text) throw DataException("text file $file holds a NUL character; it is not a text file")
+        if (text.isBlank()) throw DataException("text file $file is empty")
+        return text
+    }
+}
+
+/**
  * Examples as token rows of the artifact's fixed shape, and endless batches over them in a
  * deterministic order: each epoch is a Fisher-Yates shuffle driven by PCG64 seeded with
  * SeedSequence([seed, epoch]), the last batch of an epoch filled by wrapping round, and batch k
@@ -200,6 +223,21 @@ class Batches(private val ids: List<LongArray>, private val masks: List<LongArra
     }
 
     companion object {
+        /**
+         * Running text's ids as consecutive windows of seq_len (mask all ones; the ragged tail is
+         * dropped); a text shorter than one window is one window padded with the tokenizer's pad id.
+         */
+        fun windows(text: String, tokenizer: Tokenizer, manifest: Manifest): Batches {
+            val ids = tokenizer.tokens(text)
+            val s = manifest.seqLen
+            if (ids.size < s) {
+                val row = LongArray(s) { if (it < ids.size) ids[it].toLong() else tokenizer.padId.toLong() }
+                return Batches(listOf(row), listOf(LongArray(s) { if (it < ids.size) 1L else 0L }), null, manifest.batchSize, s)
+            }
+            val rows = (0 until ids.size / s).map { w -> LongArray(s) { ids[w * s + it].toLong() } }
+            return Batches(rows, rows.map { LongArray(s) { 1L } }, null, manifest.batchSize, s)
+        }
+
         /** Labelled examples -> rows, with each label's index in the manifest's labels. */
         fun of(examples: List<Example>, tokenizer: Tokenizer, manifest: Manifest): Batches {
             val labels = manifest.labels ?: throw ArtifactException("the artifact lists no labels; export it with labelled data")

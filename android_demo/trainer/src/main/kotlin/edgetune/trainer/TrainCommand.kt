@@ -13,7 +13,7 @@ object TrainCommand {
                        val lockTimeoutMs: Long = 120_000)
 
     /**
-     * Train [artifact] on the labelled [data] file, resuming from [state] (default
+     * Train [artifact] on the labelled [data] file (or, for a language model, a running-text .txt), resuming from [state] (default
      * `trained.<runtime>.safetensors` in the artifact); each line goes to [out]. Throws
      * [EdgetuneException] after writing the end line when a step is rejected as non-finite.
      */
@@ -24,7 +24,9 @@ object TrainCommand {
             StateFile.removeStaleTemporaries(statePath)  // a writer killed mid-save left them; none is alive now
             Trainer(artifact, runtime, statePath, o.threads).use { tr ->
                 val tokenizer = Tokenizer.load(File(artifact, tr.manifest.tokenizer ?: throw ArtifactException("$artifact has no tokenizer; text data needs an artifact exported with one")), tr.manifest.seqLen)
-                val batches = Batches.of(Examples.read(data), tokenizer, tr.manifest)
+                val batches = if (tr.manifest.task == "causal_lm" && data.name.endsWith(".txt", ignoreCase = true))
+                    Batches.windows(RunningText.read(data), tokenizer, tr.manifest)
+                else Batches.of(Examples.read(data), tokenizer, tr.manifest)
                 out(StepLines.start(tr.step, tr.step + o.steps, o.threads))
                 val t0 = System.nanoTime()
                 var cpu = ProcStats.cpuMs()

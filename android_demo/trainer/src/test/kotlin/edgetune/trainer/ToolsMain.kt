@@ -9,6 +9,7 @@ import java.nio.ByteOrder
  *
  *     tokenize TOKENIZER_JSON SEQ_LEN TEXTS_JSON OUT_JSON   -> {"input_ids", "attention_mask", "tokens"}
  *     normal SEED STEP N OUT_F32                           -> N float32 draws of default_rng([SEED, STEP])
+ *     windows ARTIFACT TXT OUT_JSON                        -> {"input_ids", "attention_mask"}: the text's windows
  *     evaluate LIBONNXRUNTIME ARTIFACT DATA STATE          -> {"accuracy", "loss", "examples"} of STATE on DATA
  *     log1pf OUT_F32                                       -> log1pf(-k / 2^24), k = 0 .. 2^24 - 1
  */
@@ -31,6 +32,15 @@ fun main(args: Array<String>) {
             val b = ByteBuffer.allocate(4 * n).order(ByteOrder.LITTLE_ENDIAN)
             b.asFloatBuffer().put(draws)
             File(args[4]).writeBytes(b.array())
+        }
+        "windows" -> {  // ARTIFACT TXT OUT_JSON -> {"input_ids", "attention_mask"}: every window of the running text
+            val m = Manifest.load(File(args[1]), "onnx")
+            val rows = Batches.windows(RunningText.read(File(args[2])), Tokenizer.load(File(args[1], m.tokenizer!!), m.seqLen), m)
+            val b = rows.batch(IntArray(rows.rows) { it })
+            val s = m.seqLen
+            File(args[3]).writeText(Json.write(mapOf(
+                "input_ids" to b.getValue(Names.INPUT_IDS).longs().asList().chunked(s),
+                "attention_mask" to b.getValue(Names.ATTENTION_MASK).longs().asList().chunked(s))))
         }
         "evaluate" -> {  // LIBONNXRUNTIME ARTIFACT DATA STATE -> {"accuracy", "loss", "examples"}
             Trainer(File(args[2]), OrtFfmRuntime(File(args[1])), File(args[4])).use { tr ->
