@@ -76,7 +76,7 @@ public struct Manifest {
         return (n != seqLen ? "step_s\(n)" : "step", n)
     }
 
-    public var learningRate: Double { number(optimizer["lr"]) ?? 0 }
+    public var learningRate: Double { Manifest.number(optimizer["lr"]) ?? 0 }
 
     /// Read `dir`/manifest.json and check it: the schema, every rule, its digest (artifact_id), and
     /// the sha256 of every file `runtime` will read.
