@@ -362,13 +362,14 @@ class Manifest(
             val fed = HashMap<String, String>()
             for (t in prog.outputs) {
                 if (t.role == "state") {
-                    val src = stateIn[t.feeds ?: ""]
+                    val target = t.feeds ?: ""
+                    val src = stateIn[target]
                     when {
                         src == null -> out.add("state output ${shorten(t.name)} feeds ${shorten(t.feeds)}, which is not a state input")
-                        t.feeds in fed -> out.add("state outputs ${shorten(fed[t.feeds])} and ${shorten(t.name)} both feed ${shorten(t.feeds)}")
-                        src.shape != t.shape || src.dtype != t.dtype || t.name != Names.next(t.feeds!!) ->
-                            out.add("state output ${shorten(t.name)} must be named ${shorten(Names.next(t.feeds!!))} with the shape and dtype of ${shorten(t.feeds)}")
-                        else -> fed[t.feeds!!] = t.name
+                        target in fed -> out.add("state outputs ${shorten(fed[target])} and ${shorten(t.name)} both feed ${shorten(target)}")
+                        src.shape != t.shape || src.dtype != t.dtype || t.name != Names.next(target) ->
+                            out.add("state output ${shorten(t.name)} must be named ${shorten(Names.next(target))} with the shape and dtype of ${shorten(target)}")
+                        else -> fed[target] = t.name
                     }
                 } else if (t.feeds != null) {
                     out.add("output ${shorten(t.name)} has role '${t.role}' but feeds ${shorten(t.feeds)}: only state outputs feed inputs")

@@ -11,6 +11,7 @@ import java.nio.ByteOrder
  *     normal SEED STEP N OUT_F32                           -> N float32 draws of default_rng([SEED, STEP])
  *     windows ARTIFACT TXT OUT_JSON                        -> {"input_ids", "attention_mask"}: the text's windows
  *     evaluate LIBONNXRUNTIME ARTIFACT DATA STATE          -> {"accuracy", "loss", "examples"} of STATE on DATA
+ *     manifests OUT_JSON FILE...                           -> [{"accepted", "problem"}] per manifest.json (no file hashes)
  *     log1pf OUT_F32                                       -> log1pf(-k / 2^24), k = 0 .. 2^24 - 1
  */
 fun main(args: Array<String>) {
@@ -48,6 +49,24 @@ fun main(args: Array<String>) {
                 val e = tr.evaluate(Batches.of(Examples.read(File(args[3])), tok, tr.manifest))
                 println(Json.write(mapOf("accuracy" to e.accuracy, "loss" to e.loss, "examples" to e.examples)))
             }
+        }
+        "manifests" -> {  // OUT_JSON FILE... -> [{"accepted", "problem"}]: schema, rules and digest (no file hashes)
+            val verdicts = args.drop(2).map { path ->
+                val raw = File(path).readBytes()
+                try {
+                    val text = Charsets.UTF_8.newDecoder().decode(java.nio.ByteBuffer.wrap(raw)).toString()
+                    val m = Manifest.parse(text, path)
+                    val problems = Manifest.problems(m)
+                    val digestOk = Manifest.digest(raw, m.artifactId) == m.artifactId
+                    mapOf("accepted" to (problems.isEmpty() && digestOk),
+                        "problem" to (problems.firstOrNull() ?: if (digestOk) null else "digest"))
+                } catch (e: ArtifactException) {
+                    mapOf("accepted" to false, "problem" to e.message)
+                } catch (e: java.nio.charset.CharacterCodingException) {
+                    mapOf("accepted" to false, "problem" to "not UTF-8")
+                }
+            }
+            File(args[1]).writeText(Json.write(verdicts))
         }
         "log1pf" -> {  // log1pf(-k / 2^24) for every k in [0, 2^24): the inputs the ziggurat's tail can meet
             val n = 1 shl 24
