@@ -11,12 +11,13 @@ app can read)::
 """
 from __future__ import annotations
 
+import json
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
 
-from device_harness.host.deploy import RunConfig, RunError, RunResult
+from device_harness.host.deploy import RunConfig, RunError, RunResult, artifact_summary
 from device_harness.host.transports.base import Transport
 from edgetune.contract import load_manifest
 from edgetune.contract.lines import parse_line
@@ -65,8 +66,6 @@ def run_app_on_device(transport: Transport, artifact: str | Path, data: str | Pa
                       progress: Callable[[str], None] = lambda msg: None, line_timeout: float = 600.0) -> RunResult:
     """Push the artifact and data, start the app's benchmark mode, follow its lines, fetch the
     trained state; returns (and writes to out_dir/run.json) the `RunResult`."""
-    import json
-
     artifact, data, out_dir = Path(artifact), Path(data), Path(out_dir)
     manifest = load_manifest(artifact, cfg.runtime)
     if not data.is_file():
@@ -120,9 +119,7 @@ def run_app_on_device(transport: Transport, artifact: str | Path, data: str | Pa
     result = RunResult(
         run_id=run_id, device=transport.name,
         facts={"trainer": "edgetune.demo (Kotlin)", **{k: props[k] for k in PROPERTIES if k in props}},
-        artifact={"artifact_id": manifest.artifact_id, "path": str(artifact), "task": manifest.task,
-                  "model": manifest.model.get("name"), "optimizer": manifest.optimizer,
-                  "batch_size": manifest.batch_size, "seq_len": manifest.seq_len},
+        artifact=artifact_summary(manifest, artifact),
         config={"steps": cfg.steps, "runtime": cfg.runtime, "threads": cfg.threads, "trainer": "app", "data": data.name},
         records=records, starts=starts, end=final, wall_s=round(time.perf_counter() - t0, 3), energy=energy,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"))

@@ -243,15 +243,20 @@ def run_on_device(transport: Transport, artifact: str | Path, data: str | Path, 
         transport.remove(run_dir)
     result = RunResult(
         run_id=run_id, device=transport.name, facts=report["facts"],
-        artifact={"artifact_id": manifest.artifact_id, "path": str(artifact), "task": manifest.task,
-                  "model": manifest.model.get("name"), "method": _method(manifest.adapters),
-                  "optimizer": manifest.optimizer, "batch_size": manifest.batch_size, "seq_len": manifest.seq_len},
+        artifact=artifact_summary(manifest, artifact),
         config={**{k: v for k, v in asdict(cfg).items() if k != "budget"},
                 "budget": asdict(cfg.budget) if cfg.budget else None, "data": data.name},
         records=records, starts=starts, end=end, reconnects=reconnects, wall_s=round(wall, 3), energy=energy,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     result.save(out_dir)
     return result
+
+
+def artifact_summary(manifest, artifact: Path) -> dict:
+    """What run.json records of the artifact a run trained."""
+    return {"artifact_id": manifest.artifact_id, "path": str(artifact), "task": manifest.task,
+            "model": manifest.model.get("name"), "method": _method(manifest.adapters),
+            "optimizer": manifest.optimizer, "batch_size": manifest.batch_size, "seq_len": manifest.seq_len}
 
 
 def merge_log(lines: list[str], streamed: dict[int, dict]) -> list[dict]:
