@@ -14,8 +14,14 @@ public final class Tokenizer {
     let prefix: [Int], suffix: [Int]
     public static let charsPerToken = 64
 
+    /// The added tokens as scalars, and their first scalars: only there can one start.
+    let addedScalars: [([Unicode.Scalar], Int)]
+    let addedStarts: Set<Unicode.Scalar>
+
     init(seqLen: Int, model: TokenizerModel, added: [(String, Int)], prefix: [Int], suffix: [Int], padId: Int) {
         self.seqLen = seqLen; self.model = model; self.added = added; self.prefix = prefix; self.suffix = suffix; self.padId = padId
+        addedScalars = added.map { (Array($0.0.unicodeScalars), $0.1) }.filter { !$0.0.isEmpty }  // an empty one would match everywhere
+        addedStarts = Set(addedScalars.map { $0.0[0] })
     }
 
     /// `text` cut to 64 x seq_len code points, before its last space in the second half when there is one.
@@ -31,9 +37,10 @@ public final class Tokenizer {
     public func tokens(_ text: String) -> [Int] {
         let s = Array(text.unicodeScalars)
         var out: [Int] = [], start = 0, i = 0
-        let addedScalars = added.map { (Array($0.0.unicodeScalars), $0.1) }
         while i < s.count {
-            let hit = addedScalars.filter { i + $0.0.count <= s.count && Array(s[i..<i + $0.0.count]) == $0.0 }.max { $0.0.count < $1.0.count }
+            let hit = addedStarts.contains(s[i])
+                ? addedScalars.filter { i + $0.0.count <= s.count && Array(s[i..<i + $0.0.count]) == $0.0 }.max { $0.0.count < $1.0.count }
+                : nil
             guard let h = hit else { i += 1; continue }
             if i > start { model.ids(String(String.UnicodeScalarView(s[start..<i])), &out) }
             out.append(h.1)

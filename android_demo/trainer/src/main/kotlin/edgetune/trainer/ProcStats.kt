@@ -26,19 +26,3 @@ object ProcStats {
         0.0 to 0.0
     }
 }
-
-/** The runner's JSON lines (docs/artifact-contract.md, section 8), so `device-harness` reads any trainer alike. */
-object StepLines {
-    private fun round(x: Double, digits: Int): Double = Math.round(x * Math.pow(10.0, digits.toDouble())) / Math.pow(10.0, digits.toDouble())
-
-    fun start(step: Long, target: Long, threads: Int?): String =
-        Json.write(linkedMapOf("event" to "start", "step" to step, "target" to target, "threads" to threads, "trainer" to "kotlin"))
-
-    fun step(rec: StepRecord, cpuMs: Double, seconds: Double): String {
-        val (rss, peak) = ProcStats.rssMb()
-        return Json.write(linkedMapOf("step" to rec.step, "loss" to round(rec.loss.toDouble(), 6), "ms" to round(rec.ms, 3),
-            "cpu_ms" to round(cpuMs, 3), "t" to round(seconds, 3), "rss_mb" to round(rss, 1), "peak_rss_mb" to round(peak, 1)))
-    }
-
-    fun end(step: Long, reason: String): String = Json.write(linkedMapOf("event" to "end", "step" to step, "reason" to reason))
-}

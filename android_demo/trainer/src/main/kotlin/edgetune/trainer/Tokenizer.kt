@@ -24,6 +24,9 @@ class Tokenizer private constructor(
 
     private val maxChars = CHARS_PER_TOKEN * seqLen
 
+    /** First characters of the added tokens: only there can one start (the scan stays linear in the text). */
+    private val addedStarts = added.map { it.first[0] }.toSet()
+
     /** [text] cut to 64 x seq_len code points, before its last space in the second half when there is one. */
     fun cut(text: String): String {
         if (text.codePointCount(0, text.length) <= maxChars) return text
@@ -39,7 +42,7 @@ class Tokenizer private constructor(
         var start = 0
         var i = 0
         while (i < text.length) {  // added tokens split the text; leftmost, then longest
-            val hit = added.filter { text.startsWith(it.first, i) }.maxByOrNull { it.first.length }
+            val hit = if (text[i] in addedStarts) added.filter { text.startsWith(it.first, i) }.maxByOrNull { it.first.length } else null
             if (hit == null) { i++; continue }
             if (i > start) model.ids(text.substring(start, i), out)
             out.add(hit.second)
@@ -92,7 +95,7 @@ class Tokenizer private constructor(
             val added = (root["added_tokens"] as? List<*> ?: emptyList<Any>()).map { t ->
                 val a = t as Map<*, *>
                 a["content"] as String to (a["id"] as Long).toInt()
-            }
+            }.filter { it.first.isNotEmpty() }  // an empty one would match everywhere
             val model: Model = when (m["type"]) {
                 "WordPiece" -> {
                     val norm = root["normalizer"] as? Map<*, *>
