@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from device_harness.runner import OneLineParser, Trainer
-from edgetune.contract import RUNTIMES
+from device_harness.runtimes import RUNNERS
 from edgetune.contract.conformance import RESUME_FILE, mismatch, prefixed, read_kit
 from edgetune.contract.hyper import linear_schedule
 from edgetune.contract.names import LOSS
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = OneLineParser(prog="python -m device_harness.conformance", description=__doc__.split("\n")[0])
     ap.add_argument("artifact")
     ap.add_argument("kit", help="a directory written by `edgetune conformance`")
-    ap.add_argument("--runtime", default="onnx", choices=list(RUNTIMES))
+    ap.add_argument("--runtime", default="onnx", choices=list(RUNNERS))
     ap.add_argument("--threads", type=int, default=None)
     a = ap.parse_args(argv)
     try:

@@ -30,8 +30,8 @@ from typing import Callable, Iterator
 import numpy as np
 
 from device_harness.facts import energy_used, facts, missing_packages, read_energy
-from device_harness.runtimes import open_program
-from edgetune.contract import RUNTIMES, Manifest, load_manifest
+from device_harness.runtimes import RUNNERS, open_program
+from edgetune.contract import Manifest, load_manifest
 from edgetune.contract.hyper import SCHEDULES, check_schedule, default_schedule, hyper_feeds, scheduled_lr
 from edgetune.contract.lines import StepRecord
 from edgetune.contract.manifest import STATE_FILE
@@ -397,12 +397,12 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] | None = None
     sub = ap.add_subparsers(dest="cmd", required=True)
     check = sub.add_parser("check", help="device facts, missing packages and the artifact's manifest, as JSON")
     check.add_argument("artifact", nargs="?")
-    check.add_argument("--runtime", default="onnx", choices=list(RUNTIMES))
+    check.add_argument("--runtime", default="onnx", choices=list(RUNNERS))
     for name in ("train", "eval"):
         p = sub.add_parser(name)
         p.add_argument("artifact")
         p.add_argument("data", help="CSV (text,label header) or JSONL; running .txt for a language model")
-        p.add_argument("--runtime", default="onnx", choices=list(RUNTIMES))
+        p.add_argument("--runtime", default="onnx", choices=list(RUNNERS))
         p.add_argument("--state", default=None, help="state file to resume from and write to")
         p.add_argument("--threads", type=int, default=None,
                        help="threads of the runtime (ONNX Runtime intra-op, ExecuTorch XNNPACK pool)")

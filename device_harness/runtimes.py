@@ -167,6 +167,7 @@ class ExecuTorchProgram(Program):
 
 
 _CLASSES = {"onnx": OnnxProgram, "executorch": ExecuTorchProgram}
+RUNNERS = tuple(_CLASSES)  # the runtimes this runner opens; Core ML programs run in the Swift trainer
 
 
 def open_program(artifact_dir: str | Path, manifest: Manifest, program: str = "step",
@@ -178,6 +179,10 @@ def open_program(artifact_dir: str | Path, manifest: Manifest, program: str = "s
         raise ArtifactError(f"{artifact_dir} has no {program} program (it has {sorted(manifest.programs)}); "
                             + ("it is inference-only: train the artifact it was merged from" if program == "step" else
                                "re-export it"))
+    if runtime not in _CLASSES:
+        raise ConfigError(f"the Python runner runs {list(RUNNERS)}, not {runtime!r}: "
+                          + ("Core ML programs run in the Swift trainer (ios_demo/)" if runtime == "coreml" else
+                             "choose one of those"))
     spec = manifest.programs[program]
     if runtime not in spec.files:
         raise ArtifactError(f"the artifact has no {runtime} {program} program (formats: {sorted(spec.files)}); "

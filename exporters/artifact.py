@@ -10,7 +10,8 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from edgetune.contract import RUNTIMES, Manifest, ProgramSpec, bucket_program, sha256_file
+from device_harness.runtimes import RUNNERS
+from edgetune.contract import RUNTIMES, Manifest, ProgramSpec, bucket_program, sha256_program
 from edgetune.contract.conformance import TOLERANCE, mismatch
 from edgetune.contract.manifest import ID_PLACEHOLDER, STATE_FILE
 from edgetune.contract.schema import MAX_BATCH, MAX_BATCH_TOKENS, batch_shape_ok
@@ -53,6 +54,10 @@ def _write_program(fmt: str, ep, spec, path: Path, forward_only: bool = False) -
 
         export_onnx(ep, spec, path)
         return {"session_config": dict(ZO_SESSION_CONFIG)} if forward_only else {}
+    if fmt == "coreml":
+        from exporters.coreml import export_coreml
+
+        return export_coreml(ep, spec, path)
     from exporters.executorch import export_executorch
 
     return export_executorch(ep, path)
@@ -85,13 +90,16 @@ def compare_changes(want: dict[str, torch.Tensor], got: dict[str, np.ndarray], s
 
 
 def self_check(artifact_dir: Path, manifest: Manifest, variants: dict[str, tuple[CompiledStep, str]],
-               runtime: str) -> None:
+               runtime: str, eps: dict[str, torch.export.ExportedProgram]) -> None:
     """Run each exported program (name -> (its compiled step, "step" | "infer")) once at step 1
     from the initial state (where LoRA's A has an exactly-zero gradient) and compare with
     eager PyTorch. A graph rewrite or lowering that changed the numbers is an `InternalError`.
-    Programs with integer activations are compared in distribution (`compare_changes`)."""
+    Programs with integer activations are compared in distribution (`compare_changes`).
+    Core ML predicts only on Apple's systems: what is run of it is the rewritten graph the
+    converter received (from the captured ``eps``), whose features were checked when written."""
     from device_harness.runtimes import open_program
     from edgetune.quant import uses_integer_activations
+    from exporters.coreml import RewrittenProgram
 
     for program, (compiled, kind) in variants.items():
         noisy = uses_integer_activations(compiled.prepared.model)
@@ -101,7 +109,8 @@ def self_check(artifact_dir: Path, manifest: Manifest, variants: dict[str, tuple
                 feeds[t.name] = torch.full(t.shape, SMOOTH_SLOT)
         np_feeds = {k: v.numpy() for k, v in feeds.items()}
         want = compiled.eager_step(feeds) if kind == "step" else {"logits": compiled.eager_infer(feeds)}
-        prog = open_program(artifact_dir, manifest, program, runtime)
+        prog = (RewrittenProgram(eps[program], manifest.programs[program]) if runtime == "coreml" else
+                open_program(artifact_dir, manifest, program, runtime))
         got = prog.run({t.name: np_feeds[t.name] for t in prog.spec.inputs})
         feeds_of = {t.name: t.feeds for t in prog.spec.outputs if t.feeds}
         bad = compare_changes(want, got, np_feeds, feeds_of) if noisy else compare_outputs(want, got)
@@ -131,7 +140,7 @@ def _variants(compiled: CompiledStep, seq_buckets: Sequence[int],
     return out
 
 
-def export_artifact(compiled: CompiledStep, out_dir: str | Path, formats: Sequence[str] = tuple(RUNTIMES),
+def export_artifact(compiled: CompiledStep, out_dir: str | Path, formats: Sequence[str] = RUNNERS,
                     tokenizer_json: str | Path | None = None, labels: list[str] | None = None,
                     model_info: dict | None = None, overwrite: bool = False, seq_buckets: Sequence[int] = (),
                     progress: Callable[[str], None] = lambda msg: None, infer_batch: int | None = None) -> Manifest:
@@ -186,7 +195,7 @@ def export_artifact(compiled: CompiledStep, out_dir: str | Path, formats: Sequen
                    step=0, initial=True)
         hashed = [f for p in files.values() for f in p.values()] + [STATE_FILE] + (
             [manifest.tokenizer] if manifest.tokenizer else [])
-        manifest, raw = replace(manifest, hashes={f: sha256_file(tmp / f) for f in hashed}).stamped()
+        manifest, raw = replace(manifest, hashes={f: sha256_program(tmp / f) for f in hashed}).stamped()
         if not compiled.inference_only:  # the adapters' frozen factors, to restore or merge trained state
             from edgetune.adapters.io import save_adapter
 
@@ -194,7 +203,7 @@ def export_artifact(compiled: CompiledStep, out_dir: str | Path, formats: Sequen
         (tmp / "manifest.json").write_bytes(raw)
         for fmt in formats:
             progress(f"checking the {fmt} programs against eager PyTorch")
-            self_check(tmp, manifest, variants, fmt)
+            self_check(tmp, manifest, variants, fmt, eps)
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)

@@ -21,7 +21,8 @@ from collections import Counter
 from pathlib import Path
 
 import torch
-from torch._decomp import core_aten_decompositions
+
+from exporters.decompositions import call_targets, quant_references
 
 MATMULS = ("aten.mm.default", "aten.addmm.default", "aten.bmm.default")
 
@@ -45,15 +46,8 @@ def erf_from_exp(x: torch.Tensor) -> torch.Tensor:
 
 def _decompose(ep: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
     """Spell out edgetune's quantized ops (aten ops on the integer constants) and erf."""
-    from edgetune.quant.int8_matmul import INT8_MATMUL_OP, int8_matmul_reference
-    from edgetune.quant.weight import DEQUANTIZE_OP, dequantize_reference
-
-    targets = {n.target for n in ep.graph.nodes if n.op == "call_function"}
-    table = {}
-    if targets & {DEQUANTIZE_OP, INT8_MATMUL_OP}:
-        table.update(core_aten_decompositions())
-        table[DEQUANTIZE_OP] = dequantize_reference
-        table[INT8_MATMUL_OP] = int8_matmul_reference
+    targets = call_targets(ep)
+    table = quant_references(targets)
     if torch.ops.aten.erf.default in targets:
         table[torch.ops.aten.erf.default] = erf_from_exp
     return ep.run_decompositions(table) if table else ep

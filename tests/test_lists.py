@@ -6,7 +6,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from device_harness.facts import RUNTIME_PACKAGES
-from device_harness.runtimes import _CLASSES
+from device_harness.runtimes import _CLASSES, RUNNERS
 from edgetune.app.cli import CLS, LM, LOW_RANK_METHODS, main
 from edgetune.contract import RUNTIMES
 from edgetune.quant import QUANT_MODES
@@ -17,7 +17,9 @@ README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encodi
 
 def test_every_runtime_table_has_the_contracts_runtimes():
     # facts.py runs before numpy is known to exist on a device, so it keeps its own table
-    assert set(RUNTIME_PACKAGES) == set(_CLASSES) == set(RUNTIMES)
+    assert set(RUNTIME_PACKAGES) == set(_CLASSES) == set(RUNNERS)
+    # the Python runner runs every program format but Core ML (the Swift trainer's)
+    assert set(RUNTIMES) - set(RUNNERS) == {"coreml"}
 
 
 def test_readme_methods_table_lists_the_registered_low_rank_methods():

@@ -29,7 +29,7 @@ import click
 from device_harness.host.budgets import BUDGETS, get_budget
 from device_harness.host.deploy import RunConfig, device_check, load_run, push_runner, run_on_device
 from device_harness.host.transports.base import Transport
-from edgetune.contract import RUNTIMES
+from device_harness.runtimes import RUNNERS
 from edgetune.errors import ConfigError, EdgetuneError
 
 DEFAULT_DEVICES_FILE = Path("devices.toml")
@@ -108,7 +108,7 @@ def main():
 
 @main.command()
 @devices_option
-@click.option("--runtime", default="onnx", type=click.Choice(list(RUNTIMES)), show_default=True)
+@click.option("--runtime", default="onnx", type=click.Choice(list(RUNNERS)), show_default=True)
 def devices(devices_file, runtime):
     """List the devices in the devices file, this machine and attached phones, with what each is."""
     try:
@@ -141,7 +141,7 @@ def devices(devices_file, runtime):
 @click.argument("artifact", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("data", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--steps", default=50, show_default=True, help="steps to train (a resumed run stops at this count)")
-@click.option("--runtime", default="onnx", type=click.Choice(list(RUNTIMES)), show_default=True)
+@click.option("--runtime", default="onnx", type=click.Choice(list(RUNNERS)), show_default=True)
 @click.option("--threads", type=int, default=None, help="runtime threads on the device [default: the runtime's "
               "choice, or one per core of the budget]")
 @click.option("--budget", type=click.Choice(sorted(BUDGETS)), default=None,

@@ -8,9 +8,9 @@ from typing import Callable, Sequence
 
 import torch
 
+from device_harness.runtimes import RUNNERS
 from edgetune.adapters import EmbeddingRows, FullyTrainable
 from edgetune.app.common import adapter_config, calibration_sample
-from edgetune.contract import RUNTIMES
 from edgetune.data.records import read_examples
 from edgetune.data.rows import label_indices
 from edgetune.data.text import TextEncoder
@@ -113,7 +113,7 @@ def prepare_classifier(plan: ClassifierPlan, train_csv: str | Path) -> tuple[Com
 
 
 def export_classifier(plan: ClassifierPlan, train_csv: str | Path, out_dir: str | Path,
-                      formats: Sequence[str] = tuple(RUNTIMES), overwrite: bool = False,
+                      formats: Sequence[str] = RUNNERS, overwrite: bool = False,
                       progress: Callable[[str], None] = lambda m: None):
     """-> (manifest, compiled step)."""
     from exporters.artifact import export_artifact

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from device_harness.runner import DEFAULT_STEPS
+from device_harness.runtimes import RUNNERS
 from edgetune.adapters import ADAPTERS, LinearAdapterConfig
 from edgetune.app.classifier import HEAD_INITS, MODELS, ClassifierPlan
 from edgetune.app.common import adapter_config
@@ -25,7 +26,7 @@ from edgetune.quant import QUANT_MODES
 from edgetune.step.optimizers import OPTIMIZERS, ZO_METHODS, ZerothOrder
 
 # Every list and default below comes from where it is defined; nothing is restated here.
-FORMATS = tuple(RUNTIMES)
+FORMATS = tuple(RUNTIMES)  # what export writes; the Python runner trains RUNNERS
 THREADS_HELP = "threads of the runtime: ONNX Runtime's intra-op pool, ExecuTorch's XNNPACK pool [default: all cores]"
 QUANTS = ("none", *QUANT_MODES, "gguf")
 LOW_RANK_METHODS = tuple(m for m, c in ADAPTERS.items() if issubclass(c, LinearAdapterConfig))
@@ -33,7 +34,8 @@ FIRST_ORDER = tuple(n for n in OPTIMIZERS if n != ZerothOrder.name)
 CLS, LM, ZO = ClassifierPlan(), LMPlan(), ZerothOrder()
 # loggers whose warnings are the toolchain's, not the user's: exporter registration, torchao's
 # optional CUDA kernels, torch's pytree deprecations
-TOOLCHAIN_LOGGERS = ("torch.onnx", "torch._export", "torch.export", "executorch", "torchao", "torch.utils._pytree")
+TOOLCHAIN_LOGGERS = ("torch.onnx", "torch._export", "torch.export", "executorch", "torchao", "torch.utils._pytree",
+                     "coremltools")
 
 
 def _fail(e: EdgetuneError):
@@ -109,7 +111,7 @@ def main(verbose):
 @click.option("--workdir", type=click.Path(file_okay=False), default="edgetune-demo", show_default=True,
               help="where the data, the artifact and the trained state go")
 @click.option("--steps", type=int, default=30, show_default=True, help="training steps per runtime")
-@click.option("--runtime", "runtimes", type=click.Choice(FORMATS), multiple=True, default=None,
+@click.option("--runtime", "runtimes", type=click.Choice(RUNNERS), multiple=True, default=None,
               help="runtimes to train through (repeatable; default: both, or onnx with --llm)")
 @click.option("--threads", type=int, default=None, help=THREADS_HELP)
 @click.option("--llm", is_flag=True, help="SmolLM2-135M (frozen 4-bit GGUF base) learns the person's writing instead")
@@ -129,7 +131,7 @@ def demo(workdir, steps, runtimes, threads, llm, model, text):
     """
     _quiet_toolchain()
     wd = Path(workdir)
-    runtimes = runtimes or (("onnx",) if llm else FORMATS)
+    runtimes = runtimes or (("onnx",) if llm else RUNNERS)
     try:
         if llm:
             _demo_llm(wd, steps, runtimes, threads, model, text)
@@ -279,7 +281,8 @@ def _adapter_option(method: str, rank: int | None, targets: str, sets: tuple[str
                    + f"; gguf keeps a GGUF file's own blocks [default: none for classifiers, {LM.quant} for language "
                    "models]")
 @click.option("--format", "formats", type=click.Choice(FORMATS), multiple=True, default=None,
-              help="runtimes (repeatable) [default: both for classifiers, onnx for language models]")
+              help="runtimes (repeatable; coreml: Core ML packages for the Swift trainer, checked on macOS) "
+                   "[default: onnx and executorch for classifiers, onnx for language models]")
 @click.option("--method", default=None,
               help=f"trainable factors: {', '.join(LOW_RANK_METHODS)} (none: head/rows only) "
                    f"[default: {CLS.adapter['method']} for classifiers, {LM.adapter['method']} for language models]")
@@ -366,7 +369,7 @@ def export(train_data, out, model, quant, formats, method, rank, targets, sets, 
                                   batch_size=batch_size or CLS.batch_size, seq_len=seq_len or CLS.seq_len,
                                   quant=None if quant in (None, "none") else quant,
                                   seq_buckets=seq_buckets, seed=seed, eval_batch_size=eval_batch_size)
-            manifest, compiled = _export_with_bar(plan, train_data, out, formats or FORMATS, overwrite)
+            manifest, compiled = _export_with_bar(plan, train_data, out, formats or RUNNERS, overwrite)
     except EdgetuneError as e:
         _fail(e)
     click.echo(str(compiled.prepared.report))
@@ -404,7 +407,7 @@ def save_adapter_cmd(artifact, out, state, as_peft):
 @click.argument("out", type=click.Path(file_okay=False))
 @click.option("--state", type=click.Path(exists=True, dir_okay=False), default=None,
               help="trained state written by `edgetune train` (default: the artifact's initial state)")
-@click.option("--format", "formats", type=click.Choice(FORMATS), multiple=True, default=FORMATS, show_default=True)
+@click.option("--format", "formats", type=click.Choice(FORMATS), multiple=True, default=RUNNERS, show_default=True)
 @click.option("--overwrite", is_flag=True, help="replace OUT if it exists")
 def merge(artifact, out, state, formats, overwrite):
     """Fold ARTIFACT's trained adapters into the base weights: an inference-only artifact at OUT."""
@@ -441,7 +444,7 @@ def conformance(artifact, out, steps, overwrite):
 @main.command()
 @click.argument("artifact", type=click.Path(exists=True, file_okay=False))
 @click.argument("data", type=click.Path(exists=True, dir_okay=False))
-@click.option("--runtime", type=click.Choice(FORMATS), default="onnx", show_default=True)
+@click.option("--runtime", type=click.Choice(RUNNERS), default="onnx", show_default=True)
 @click.option("--steps", type=click.IntRange(min=0), default=None, help=f"steps to take [default: {DEFAULT_STEPS}]")
 @click.option("--epochs", type=click.FloatRange(min=0, min_open=True), default=None,
               help="instead of --steps: visit every example of DATA this many times (the steps are printed)")
@@ -484,7 +487,7 @@ def train(artifact, data, runtime, steps, epochs, lr, state, save_every, seed, s
 @main.command("eval")
 @click.argument("artifact", type=click.Path(exists=True, file_okay=False))
 @click.argument("data", type=click.Path(exists=True, dir_okay=False))
-@click.option("--runtime", type=click.Choice(FORMATS), default="onnx", show_default=True)
+@click.option("--runtime", type=click.Choice(RUNNERS), default="onnx", show_default=True)
 @click.option("--state", type=click.Path(dir_okay=False), default=None)
 @click.option("--threads", type=int, default=None, help=THREADS_HELP)
 def eval_cmd(artifact, data, runtime, state, threads):

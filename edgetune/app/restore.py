@@ -6,7 +6,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from edgetune.contract import RUNTIMES
+from device_harness.runtimes import RUNNERS
 from edgetune.errors import ConfigError
 from edgetune.prepared import PreparedModel
 
@@ -45,7 +45,7 @@ def restore_prepared(artifact_dir: str | Path, state_path: str | Path | None = N
 
 
 def export_merged(artifact_dir: str | Path, out_dir: str | Path, state_path: str | Path | None = None,
-                  formats: Sequence[str] = tuple(RUNTIMES), overwrite: bool = False,
+                  formats: Sequence[str] = RUNNERS, overwrite: bool = False,
                   progress: Callable[[str], None] = lambda m: None):
     """An inference-only artifact with the trained adapters folded into the base weights
     -> (manifest, compiled inference program)."""

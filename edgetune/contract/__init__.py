@@ -24,7 +24,9 @@ from edgetune.contract.manifest import (
                                         bucket_program,
                                         load_manifest,
                                         sha256_file,
+                                        sha256_program,
 )
 
 __all__ = ["DTYPES", "MANIFEST_FORMAT", "MANIFEST_VERSION", "NP_DTYPES", "ROLES", "RUNTIMES", "Manifest",
-           "ProgramSpec", "TensorSpec", "bucket_program", "load_manifest", "sha256_file"]
+           "ProgramSpec", "TensorSpec", "bucket_program", "load_manifest", "sha256_file",
+           "sha256_program"]

@@ -4,9 +4,9 @@ An artifact is a directory:
 
     manifest.json        this contract, versioned
     state.safetensors    initial trainable tensors and optimizer state
-    step.onnx / step.pte           the training step, one per runtime
+    step.onnx / step.pte / step.mlpackage   the training step, one per runtime
     step_s16.onnx ...              the step at shorter sequence lengths (optional buckets)
-    infer.onnx / infer.pte         logits from the current trainable state
+    infer.onnx / infer.pte / infer.mlpackage   logits from the current trainable state
     tokenizer.json       when the model takes text
 
 Every program input and output is a `TensorSpec` with a role:
@@ -47,13 +47,17 @@ from edgetune.contract.names import (
 from edgetune.errors import ArtifactError, InternalError, shorten
 
 MANIFEST_FORMAT = "edgetune.artifact"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
 ROLES = ("state", "batch", "hyper", "noise", "metric")
 # manifest dtype -> numpy dtype (safetensors: F32, I64, I32, BOOL)
 NP_DTYPES = {"float32": np.dtype(np.float32), "int64": np.dtype(np.int64), "int32": np.dtype(np.int32),
              "bool": np.dtype(np.bool_)}
 DTYPES = tuple(NP_DTYPES)
-RUNTIMES = {"onnx": ".onnx", "executorch": ".pte"}  # runtime name -> program file suffix
+RUNTIMES = {"onnx": ".onnx", "executorch": ".pte", "coreml": ".mlpackage"}  # runtime name -> program file suffix
+# Runtimes whose program is a directory (a Core ML package: its spec plus a weights file),
+# hashed as a tree (`sha256_tree`).
+PACKAGE_RUNTIMES = ("coreml",)
+MAX_PACKAGE_FILES = 1024
 TASKS = ("sequence_classification", "causal_lm")
 OPTIMIZERS = ("adamw", "sgd", "zo")
 STATE_FILE = "state.safetensors"  # the initial state, never written by a trainer
@@ -382,6 +386,34 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def sha256_tree(path: str | os.PathLike) -> str:
+    """Hash of a package directory: the sha256 of the lines ``<sha256 of file>  <relative
+    path>\n`` of its regular files, sorted by the paths' UTF-8 bytes (what
+    ``find . -type f | sort | xargs sha256sum`` prints, without "./"). `ArtifactError` on a
+    symlink or special file (a package holds neither) or more than MAX_PACKAGE_FILES files."""
+    root = Path(path)
+    files = []
+    for dirpath, dirs, names in os.walk(root):
+        for name in dirs + names:
+            p = Path(dirpath, name)
+            if p.is_symlink() or not (p.is_dir() or p.is_file()):
+                raise ArtifactError(f"{p} is a link or special file, which no program package holds; "
+                                    "copy the artifact directory as a whole")
+        files += [Path(dirpath, n).relative_to(root).as_posix().encode() for n in names]
+        if len(files) > MAX_PACKAGE_FILES:
+            raise ArtifactError(f"{root} holds more than {MAX_PACKAGE_FILES} files, more than any program package; "
+                                "re-export the artifact")
+    h = hashlib.sha256()
+    for rel in sorted(files):
+        h.update(sha256_file(root / rel.decode()).encode() + b"  " + rel + b"\n")
+    return h.hexdigest()
+
+
+def sha256_program(path: str | os.PathLike) -> str:
+    """`sha256_tree` of a package directory, `sha256_file` of anything else."""
+    return sha256_tree(path) if Path(path).is_dir() else sha256_file(path)
+
+
 def _id_field(artifact_id: str) -> bytes:
     return b'"artifact_id": "' + artifact_id.encode("ascii", "replace") + b'"'
 
@@ -436,13 +468,14 @@ def load_manifest(artifact_dir: str | os.PathLike, runtime: str | None = None, v
     if runtime is not None and not any(runtime in p.files for p in m.programs.values()):
         have = sorted({r for p in m.programs.values() for r in p.files})
         raise ArtifactError(f"{d} has no {runtime} program (it has {have}); re-export with --format {runtime}")
-    needed = [STATE_FILE] + ([m.tokenizer] if m.tokenizer else []) + [
-        f for p in m.programs.values() for rt, f in p.files.items() if runtime is None or rt == runtime]
-    for fname in dict.fromkeys(needed):
+    needed = {f: False for f in [STATE_FILE] + ([m.tokenizer] if m.tokenizer else [])}
+    needed.update({f: rt in PACKAGE_RUNTIMES for p in m.programs.values() for rt, f in p.files.items()
+                   if runtime is None or rt == runtime})
+    for fname, package in needed.items():
         f = d / fname
-        if not f.is_file():
+        if not ((f.is_dir() and not f.is_symlink()) if package else f.is_file()):
             raise ArtifactError(f"{f} is listed in the manifest but missing; copy the whole artifact directory")
-        if sha256_file(f) != m.hashes[fname]:
+        if (sha256_tree(f) if package else sha256_file(f)) != m.hashes[fname]:
             raise ArtifactError(
                 f"{f} does not match manifest.json (sha256 differs): the manifest belongs to another "
                 "artifact or the file was changed; re-export or copy the artifact directory as a whole")

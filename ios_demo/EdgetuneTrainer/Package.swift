@@ -1,13 +1,14 @@
 // swift-tools-version:5.9
 // EdgetuneTrainer: the device contract in Swift, mirroring android_demo/trainer (Kotlin), which
-// the repository's suite tests; EdgetuneRuntimes: ONNX Runtime (inputs by name) and ExecuTorch
-// (inputs by position) behind the trainer's Runtime protocol. Not compiled where this package
-// was written (no Swift toolchain there): `swift test` on macOS is its first build.
+// the repository's suite tests; EdgetuneRuntimes: ONNX Runtime (inputs by name), ExecuTorch
+// (inputs by position) and Core ML (mapped feature names) behind the trainer's Runtime protocol.
+// Not compiled where this package was written (no Swift toolchain there): `swift test` on macOS
+// is its first build.
 import PackageDescription
 
 let package = Package(
     name: "EdgetuneTrainer",
-    platforms: [.iOS(.v16), .macOS(.v13)],
+    platforms: [.iOS(.v17), .macOS(.v14)],  // Core ML programs are exported for iOS 17 / macOS 14
     products: [
         .library(name: "EdgetuneTrainer", targets: ["EdgetuneTrainer"]),
         .library(name: "EdgetuneRuntimes", targets: ["EdgetuneRuntimes"]),

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 
 from device_harness.conformance import replay
-from edgetune.contract import RUNTIMES
+from device_harness.runtimes import RUNNERS
 from edgetune.contract.conformance import KIT_FILE, TENSORS_FILE
 from helpers.kits import artifact_of, tampered_copy
 
 ARTIFACTS = ["tiny_artifact", "zo_artifact", "tiny_lm", pytest.param("minilm_artifact", marks=pytest.mark.slow)]
 
 
-@pytest.mark.parametrize("runtime", list(RUNTIMES))
+@pytest.mark.parametrize("runtime", list(RUNNERS))
 @pytest.mark.parametrize("fixture", ARTIFACTS)
 def test_runner_passes_the_kit(request, kits, fixture, runtime):
     art, manifest, _ = artifact_of(request, fixture)

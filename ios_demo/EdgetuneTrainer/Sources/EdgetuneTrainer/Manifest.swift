@@ -45,7 +45,10 @@ public struct Manifest {
     public let seqBuckets: [Int]
 
     public static let stateFile = "state.safetensors"
-    static let runtimes = ["onnx": ".onnx", "executorch": ".pte"]
+    static let runtimes = ["onnx": ".onnx", "executorch": ".pte", "coreml": ".mlpackage"]
+    /// Runtimes whose program is a package directory, hashed as a tree (`treeSha256`).
+    static let packageRuntimes: Set<String> = ["coreml"]
+    static let version: Int64 = 2, maxPackageFiles = 1024
     static let tasks = ["sequence_classification", "causal_lm"]
     static let optimizers = ["adamw", "sgd", "zo"]
     static let roles = ["state", "batch", "hyper", "noise", "metric"]
@@ -101,12 +104,15 @@ public struct Manifest {
         }
         var needed = [stateFile] + (m.tokenizer.map { [$0] } ?? [])
         for p in m.programs.values { if let f = p.files[runtime], !needed.contains(f) { needed.append(f) } }
+        let package = packageRuntimes.contains(runtime)
         for name in needed {
             let f = dir.appendingPathComponent(name)
-            guard FileManager.default.fileExists(atPath: f.path) else {
+            var isDir: ObjCBool = false
+            let isPackage = package && name != stateFile && name != m.tokenizer
+            guard FileManager.default.fileExists(atPath: f.path, isDirectory: &isDir), isDir.boolValue == isPackage else {
                 throw EdgetuneError.artifact("\(f.path) is listed in the manifest but missing; copy the whole artifact directory")
             }
-            guard try sha256(f) == m.hashes[name] else {
+            guard try (isPackage ? treeSha256(f) : sha256(f)) == m.hashes[name] else {
                 throw EdgetuneError.artifact("\(f.path) does not match manifest.json (sha256 differs): the manifest belongs to another artifact or the file was changed; re-export or copy the artifact directory as a whole")
             }
         }
@@ -120,6 +126,36 @@ public struct Manifest {
         defer { try? h.close() }
         var hasher = SHA256()
         while let chunk = try h.read(upToCount: 1 << 20), !chunk.isEmpty { hasher.update(data: chunk) }
+        return hex(hasher.finalize())
+    }
+
+    /// A package directory's hash (contract section 2): sha256 of "<file sha256>  <relative path>\n"
+    /// for each regular file, ordered by the paths' UTF-8 bytes. Links and special files are refused.
+    static func treeSha256(_ dir: URL) throws -> String {
+        let keys: [URLResourceKey] = [.isRegularFileKey, .isDirectoryKey, .isSymbolicLinkKey]
+        guard let walk = FileManager.default.enumerator(at: dir, includingPropertiesForKeys: keys) else {
+            throw EdgetuneError.artifact("\(dir.path) cannot be read; copy the whole artifact directory")
+        }
+        let base = dir.standardizedFileURL.resolvingSymlinksInPath().path + "/"
+        var files: [(Data, URL)] = []
+        for case let url as URL in walk {
+            let v = try url.resourceValues(forKeys: Set(keys))
+            if v.isSymbolicLink == true || (v.isRegularFile != true && v.isDirectory != true) {
+                throw EdgetuneError.artifact("\(url.path) is a link or special file, which no program package holds; copy the artifact directory as a whole")
+            }
+            if v.isRegularFile == true {
+                let full = url.standardizedFileURL.resolvingSymlinksInPath().path
+                files.append((Data(String(full.dropFirst(base.count)).utf8), url))
+            }
+            if files.count > maxPackageFiles {
+                throw EdgetuneError.artifact("\(dir.path) holds more than \(maxPackageFiles) files, more than any program package; re-export the artifact")
+            }
+        }
+        files.sort { $0.0.lexicographicallyPrecedes($1.0) }
+        var hasher = SHA256()
+        for (rel, url) in files {
+            hasher.update(data: Data(try sha256(url).utf8) + Data("  ".utf8) + rel + Data("\n".utf8))
+        }
         return hex(hasher.finalize())
     }
 
@@ -188,8 +224,8 @@ public struct Manifest {
         guard let root = d as? [String: Any], root["format"] as? String == "edgetune.artifact" else {
             throw EdgetuneError.artifact("\(where_) is not an edgetune manifest")
         }
-        guard root["version"] as? Int64 == 1 else {
-            throw EdgetuneError.artifact("\(where_) has manifest version \(shorten(root["version"])); this trainer reads version 1: re-export the artifact")
+        guard root["version"] as? Int64 == version else {
+            throw EdgetuneError.artifact("\(where_) has manifest version \(shorten(root["version"])); this trainer reads version \(version): re-export the artifact")
         }
         do {
             let unknown = Set(root.keys).subtracting(fields)

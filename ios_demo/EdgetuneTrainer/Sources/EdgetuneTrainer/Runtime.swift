@@ -7,7 +7,7 @@ public protocol Program {
     func run(_ inputs: [Tensor]) throws -> [Tensor]
 }
 
-/// Opens an artifact's programs on one runtime (`onnx` or `executorch`).
+/// Opens an artifact's programs on one runtime (`onnx`, `executorch` or `coreml`).
 public protocol Runtime {
     var name: String { get }
     /// Load `file`; refuse it when the runtime's description of its inputs and outputs differs from `spec`.

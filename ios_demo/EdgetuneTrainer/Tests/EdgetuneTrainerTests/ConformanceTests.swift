@@ -9,7 +9,8 @@ import XCTest
 ///
 /// Tokenizer ids, the schedule, exact hyper and noise inputs, every loss and state tensor of eager
 /// PyTorch's steps chained on the trainer's own outputs, resume, the rejected non-finite step, and a
-/// state file that reads back. EDGETUNE_RUNTIME picks onnx (default) or executorch.
+/// state file that reads back. EDGETUNE_RUNTIME picks onnx (default), executorch or coreml (an artifact
+/// exported with `--format coreml`: the Core ML programs' numbers are first checked here).
 final class ConformanceTests: XCTestCase {
     var failures: [String] = []
     var checks = 0
@@ -27,7 +28,12 @@ final class ConformanceTests: XCTestCase {
         let kitDir = URL(fileURLWithPath: kitPath)
         let kit = try Json.parse(String(contentsOf: kitDir.appendingPathComponent("kit.json"))) as! [String: Any]
         let tensors = try Safetensors.decode(Data(contentsOf: kitDir.appendingPathComponent("tensors.safetensors"))).tensors
-        let runtime: Runtime = env["EDGETUNE_RUNTIME"] == "executorch" ? ExecuTorchSwift() : try OnnxRuntimeSwift()
+        let runtime: Runtime
+        switch env["EDGETUNE_RUNTIME"] ?? "onnx" {
+        case "executorch": runtime = ExecuTorchSwift()
+        case "coreml": runtime = CoreMLSwift()
+        default: runtime = try OnnxRuntimeSwift()
+        }
         let tmp = FileManager.default.temporaryDirectory.appendingPathComponent(UUID().uuidString)
         let tr = try Trainer(URL(fileURLWithPath: art), runtime, statePath: tmp.appendingPathComponent("state.safetensors"))
         XCTAssertEqual(kit["artifact_id"] as? String, tr.manifest.artifactId)

@@ -50,7 +50,7 @@ class Manifest(
 
     companion object {
         const val FORMAT = "edgetune.artifact"
-        const val VERSION = 1L
+        const val VERSION = 2L
         const val STATE_FILE = "state.safetensors"
         const val MAX_MANIFEST_BYTES = 16L * 1024 * 1024
         const val MAX_BATCH = 4096L
@@ -60,7 +60,9 @@ class Manifest(
         const val MAX_WHOLE = 1L shl 53
         const val MAX_NAME = 1024
         const val FLOAT32_MAX = 3.4028234663852886e38
-        val RUNTIMES = mapOf("onnx" to ".onnx", "executorch" to ".pte")
+        val RUNTIMES = mapOf("onnx" to ".onnx", "executorch" to ".pte", "coreml" to ".mlpackage")
+        /** The runtimes an Android app runs (Core ML packages are for the Swift trainer). */
+        val RUNNABLE = listOf("onnx", "executorch")
         val TASKS = listOf("sequence_classification", "causal_lm")
         val OPTIMIZERS = listOf("adamw", "sgd", "zo")
         val ROLES = listOf("state", "batch", "hyper", "noise", "metric")
@@ -77,7 +79,7 @@ class Manifest(
         fun load(dir: File, runtime: String): Manifest {
             val path = File(dir, "manifest.json")
             if (!path.isFile) throw ArtifactException("$dir has no manifest.json: is it an edgetune artifact directory? Create one with `edgetune export`.")
-            if (runtime !in RUNTIMES) throw ArtifactException("runtime ${shorten(runtime)} is unknown; choose one of ${RUNTIMES.keys.sorted()}")
+            if (runtime !in RUNNABLE) throw ArtifactException("runtime ${shorten(runtime)} is not one this trainer runs; choose one of $RUNNABLE")
             if (path.length() > MAX_MANIFEST_BYTES) throw ArtifactException("$path is ${path.length()} bytes, more than any manifest ($MAX_MANIFEST_BYTES); re-export the artifact")
             val raw = path.readBytes()
             val text = try {
