@@ -5,18 +5,23 @@ Rows, for each runtime (same artifact, data, steps and seed; each a fresh device
   ssh            deployed and run through a real OpenSSH server on 127.0.0.1
   ssh + pi4-2gb  the same under an emulated Raspberry Pi 4 (2 GB) budget
   ssh + phone-2gb  and under the 2 GB phone budget
+  emulated pi4   with --emulated-pi DIR (ONNX Runtime only): the runner on an emulated Raspberry Pi 4
+                 (device-harness emulate: arm64 Debian under qemu). Correctness only: its losses are
+                 compared with the local run's; its step times are an emulator's, not a board's
 
 The budgets pin cores and cap memory; they do not slow this CPU down to a board's, so
 their step times are this machine's (see device_harness.host.budgets).
 
     python benchmarks/device_profile.py [--steps 60] [--runtime onnx executorch] [--ssh URL --key K --known-hosts F]
     python benchmarks/device_profile.py --smoke   # the tiny classifier, 6 steps per run
+    python benchmarks/device_profile.py --emulated-pi ~/.cache/edgetune/emulated/pi4
 
 Without --ssh it starts its own sshd on 127.0.0.1 (as the tests do). Writes the report
 (Markdown + PNGs + JSON) and each run's run.json to benchmarks/results/device_profile/,
 and the ratio table to benchmarks/results/device_profile.json (keys: steps, warmup, runtime,
 device, rows (row, runtime, ms_p50, ms_p95, ms_max, steps_per_s, peak_rss_mb, cpu_util,
-fits_budget, budget, ratios to local), environment, smoke).
+fits_budget, budget, ratios to local, and for the emulated row max_loss_rel_to_local),
+environment, smoke).
 """
 from __future__ import annotations
 
@@ -28,7 +33,7 @@ from pathlib import Path
 
 import common
 
-from edgetune.contract import RUNTIMES
+from device_harness.runtimes import RUNNERS
 
 ROOT = Path(__file__).resolve().parent
 
@@ -49,12 +54,14 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--warmup", type=int, default=5)
-    ap.add_argument("--runtime", nargs="+", default=list(RUNTIMES), choices=list(RUNTIMES))
+    ap.add_argument("--runtime", nargs="+", default=list(RUNNERS), choices=list(RUNNERS))
     ap.add_argument("--ssh", default=None, help="ssh://user@host:port of a board (default: a local sshd)")
     ap.add_argument("--key", default=None)
     ap.add_argument("--known-hosts", default=None)
     ap.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/device_profile")
     ap.add_argument("--smoke", action="store_true", help="the tiny classifier, 6 steps per run")
+    ap.add_argument("--emulated-pi", type=Path, default=None,
+                    help="root of an emulated Pi 4 (built or reused here, as `device-harness emulate pi4 --root`)")
     a = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
     a.out = a.out or common.default_out("device_profile", a.smoke).with_suffix("")
@@ -89,6 +96,11 @@ def main(argv=None):
         rows = [(f"{rt} {where}", rt, s, budget) for rt in a.runtime
                 for where, s, budget in (("local", None, None), ("ssh", spec, None), ("ssh + pi4-2gb", spec, "pi4-2gb"),
                                          ("ssh + phone-2gb", spec, "phone-2gb"))]
+        if a.emulated_pi and "onnx" in a.runtime:
+            from device_harness.host.emulate import prepare
+
+            python = prepare("pi4", a.emulated_pi, progress=lambda m: print(m, flush=True))
+            rows.append(("onnx emulated pi4", "onnx", {"transport": "local", "python": str(python)}, None))
         results = []
         try:
             for name, runtime, s, budget in rows:
@@ -106,6 +118,7 @@ def main(argv=None):
         r.save(a.out / "runs" / r.run_id)
     summaries = [summarize(r, a.warmup) for r in results]
     local = {rt: s for (_, rt, where, _), s in zip(rows, summaries) if where is None}  # each runtime's baseline
+    local_losses = {rt: [x["loss"] for x in r.records] for (_, rt, where, _), r in zip(rows, results) if where is None}
     table = []
     print(f"\n{'row':<28}{'p50 ms':>9}{'x local':>9}{'p95 ms':>9}{'steps/s':>9}{'peak MB':>9}{'x local':>9}{'fits':>6}")
     for (name, rt, _, _), s in zip(rows, summaries):
@@ -114,6 +127,11 @@ def main(argv=None):
                                     "fits_budget", "budget")},
                "ms_p50_ratio_to_local": s["ms_p50"] / local[rt]["ms_p50"],
                "peak_rss_ratio_to_local": s["peak_rss_mb"] / local[rt]["peak_rss_mb"]}
+        if "emulated" in name:  # correctness only: the same losses as this machine's run
+            mine = [x["loss"] for x in results[len(table)].records]
+            row["max_loss_rel_to_local"] = max(abs(x - y) / abs(y) for x, y in zip(mine, local_losses[rt]))
+            print(f"{name}: correctness only (an emulator's speed); losses within "
+                  f"{row['max_loss_rel_to_local']:.1e} (relative) of the local run's")
         table.append(row)
         fits = "-" if s["fits_budget"] is None else ("yes" if s["fits_budget"] else "NO")
         print(f"{name:<28}{s['ms_p50']:>9.1f}{row['ms_p50_ratio_to_local']:>9.2f}{s['ms_p95']:>9.1f}"

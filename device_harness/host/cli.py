@@ -1,6 +1,7 @@
 """device-harness: deploy an artifact to a device, run local updates there, profile and report.
 
     device-harness devices                       what can be reached, and what each device is
+    device-harness emulate pi4                   an emulated Raspberry Pi (arm64 Debian under qemu), named
     device-harness run DEVICE ARTIFACT DATA      train there; the results land in a run directory
     device-harness profile RUN...                step-time distribution, memory, CPU, energy
     device-harness report RUN... --out DIR       Markdown + PNG + JSON, runs side by side
@@ -19,6 +20,7 @@ from the devices file (TOML, default ./devices.toml)::
 """
 from __future__ import annotations
 
+import json
 import sys
 import tomllib
 from pathlib import Path
@@ -28,6 +30,7 @@ import click
 
 from device_harness.host.budgets import BUDGETS, get_budget
 from device_harness.host.deploy import RunConfig, device_check, load_run, push_runner, run_on_device
+from device_harness.host.emulate import BOARDS
 from device_harness.host.transports.base import Transport
 from device_harness.runtimes import RUNNERS
 from edgetune.errors import ConfigError, EdgetuneError
@@ -59,6 +62,29 @@ def read_devices(path: Path) -> dict[str, dict]:
             raise ConfigError(f"{path}: device {name!r} has unknown keys {sorted(unknown)}; "
                               f"{kind} takes {sorted(TRANSPORT_KEYS[kind])}")
     return devices
+
+
+def register_device(path: Path, name: str, settings: dict[str, str]) -> bool:
+    """Add ``[devices.NAME]`` to the devices file (created if missing); False if it is there
+    already with these settings. The file is replaced atomically, by a version that reads back."""
+    devices = read_devices(path)
+    if name in devices:
+        if devices[name] == settings:
+            return False
+        raise ConfigError(f"{path} already names a device {name!r} ({devices[name]}); choose another --name or "
+                          "remove it from the file")
+    # TOML basic strings take JSON's escapes
+    section = f"\n[devices.{json.dumps(name)}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in settings.items())
+    old = path.read_text() if path.exists() else ""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(old + ("\n" if old and not old.endswith("\n") else "") + section)
+    try:
+        if read_devices(tmp).get(name) != settings:
+            raise ConfigError(f"{name!r} cannot be written to {path} as a device name; choose another --name")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return True
 
 
 def device_spec(device: str, devices: dict[str, dict], **overrides) -> dict:
@@ -134,6 +160,34 @@ def devices(devices_file, runtime):
                        f"{f['packages'].get('onnxruntime' if runtime == 'onnx' else 'executorch')}")
         except EdgetuneError as e:
             click.echo(f"{name:<28} FAIL {e}")
+
+
+@main.command()
+@click.argument("board", type=click.Choice(sorted(BOARDS)))
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="where the arm64 root, the wheels and the board's Python go [default: ~/.cache/edgetune/emulated/BOARD]")
+@click.option("--name", default=None, help="the device's name in the devices file [default: BOARD-emulated]")
+@devices_option
+def emulate(board, root, name, devices_file):
+    """Build (or reuse) an emulated BOARD: Debian bookworm arm64 (Raspberry Pi OS's base) under
+    qemu-aarch64 with the runner's aarch64 wheels, named in the devices file.
+
+    Then `device-harness run BOARD-emulated ARTIFACT DATA` trains on ONNX Runtime's ARM
+    kernels, and `devices` lists it (ExecuTorch is not installed: its binding needs torch).
+    Over SSH to this machine, pass the printed Python as --python. Emulation checks the
+    numbers, not the speed: steps are tens of times slower than a board's.
+    Needs root, qemu-user and debootstrap (apt-get install qemu-user debootstrap)."""
+    from device_harness.host.emulate import prepare
+
+    root = root or Path.home() / ".cache" / "edgetune" / "emulated" / board
+    name = name or f"{board}-emulated"
+    try:
+        python = prepare(board, root, progress=lambda m: click.echo(m, err=True))
+        added = register_device(devices_file, name, {"transport": "local", "python": str(python)})
+    except EdgetuneError as e:
+        _fail(e)
+    click.echo(f"{name}: {python} ({'added to' if added else 'already in'} {devices_file})\n"
+               f"  device-harness run {name} ARTIFACT DATA")
 
 
 @main.command()
