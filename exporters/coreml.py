@@ -17,7 +17,7 @@ checks the other runtimes' programs (`exporters.artifact.self_check`):
   converter folds constant dequantization, so the package holds float32 weights.
 
 Feature names, dtypes and shapes follow `edgetune.contract.coreml`: Core ML names are
-identifiers, has no int64 or rank-0 inputs. The written package is read back and its
+identifiers, and an ML Program takes no int64 or rank-0 inputs. The written package is read back and its
 description checked against the manifest (`check_package`).
 """
 from __future__ import annotations

@@ -13,11 +13,15 @@ from safetensors.numpy import load_file
 from device_harness.host.cli import main, register_device
 from device_harness.host.deploy import RunConfig, push_runner, run_on_device
 from device_harness.host.transports.local import LocalTransport
+from edgetune.contract.conformance import TOLERANCE, mismatch
 from edgetune.errors import ConfigError
 from helpers.kits import artifact_of
 
-# ARM's and x86's float kernels sum in other orders: the contract's rtol bounds the drift.
-RTOL = 1e-5
+# ARM's and x86's float kernels sum in other orders. Losses stay within 1e-5; the state within
+# the contract's tolerance: AdamW's lr * m / (sqrt(v) + eps) turns rounding-level differences in
+# an entry whose gradients nearly cancel into a visible step (MiniLM after 5 steps: 185 of 3072
+# entries of one LoRA B differ by up to 3.1e-6, 1% of that tensor's largest value).
+LOSS_RTOL = 1e-5
 
 
 @pytest.fixture(scope="module")
@@ -54,14 +58,18 @@ def test_the_runner_on_aarch64_trains_like_x86(request, pi4, demo_data, tmp_path
     sa, sx = (load_file(str(tmp_path / n / "state.safetensors")) for n in ("arm", "x86"))
     assert sa.keys() == sx.keys()
     state_rel = max(_relative(sa[k], sx[k]) for k in sx)
-    print(f"\n{fixture}, {steps} steps on aarch64 vs x86: loss {loss_rel:.2e}, state {state_rel:.2e} (max relative)")
-    assert loss_rel <= RTOL and state_rel <= RTOL
+    print(f"\n{fixture}, {steps} steps on aarch64 vs x86: loss {loss_rel:.2e}, state {state_rel:.2e} (max relative "
+          "difference, of a tensor's largest value)")
+    assert loss_rel <= LOSS_RTOL
+    assert [(k, why) for k in sx if (why := mismatch(sx[k], sa[k], TOLERANCE))] == []
 
 
 @pytest.mark.slow
-def test_the_conformance_kit_passes_on_aarch64(request, pi4, kits):
-    art = artifact_of(request, "tiny_artifact")[0]
-    kit = kits(request, "tiny_artifact")
+@pytest.mark.parametrize("fixture", ["tiny_artifact", "minilm_artifact"])
+def test_the_conformance_kit_passes_on_aarch64(request, pi4, kits, fixture):
+    """Every step of eager PyTorch, chained on the runner's own outputs, within the contract's tolerance."""
+    art = artifact_of(request, fixture)[0]
+    kit = kits(request, fixture)
     with LocalTransport(python=str(pi4[1])) as t:
         push_runner(t)
         lines, end = t.run([t.python, "-m", "device_harness.conformance", str(art), str(kit)], cwd="runner")
