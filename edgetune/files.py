@@ -1,10 +1,14 @@
-"""Atomic file replacement, shared by the state store and the adapter writers (torch-free)."""
+"""Atomic file and directory replacement, shared by the state store, the adapter, artifact and kit
+writers and the emulated boards (torch-free)."""
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
+import shutil
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 
 def write_atomic(path: str | Path, data: bytes) -> None:
@@ -40,3 +44,21 @@ def remove_stale_temporaries(path: str | Path) -> list[Path]:
     for t in stale:
         t.unlink(missing_ok=True)
     return stale
+
+
+@contextlib.contextmanager
+def replacing_directory(out: str | Path) -> Iterator[Path]:
+    """Yield a new empty directory beside ``out`` to build in; when the block ends, it replaces
+    ``out``. On an error it is removed and ``out`` is left as it was: never a half directory.
+    (rmtree unlinks links inside without following them.)"""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        yield tmp
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import shutil
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Sequence
@@ -16,6 +15,7 @@ from edgetune.contract.conformance import TOLERANCE, mismatch
 from edgetune.contract.manifest import ID_PLACEHOLDER, STATE_FILE
 from edgetune.contract.schema import MAX_BATCH, MAX_BATCH_TOKENS, batch_shape_ok
 from edgetune.errors import ConfigError, InternalError
+from edgetune.files import replacing_directory
 from edgetune.step.compile import CompiledStep
 from edgetune.step.zeroth_order import ZOStep
 
@@ -163,9 +163,7 @@ def export_artifact(compiled: CompiledStep, out_dir: str | Path, formats: Sequen
         n = compiled.num_classes()
         if labels is not None and len(labels) != n:
             raise ConfigError(f"{len(labels)} labels given but the head has {n} outputs")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with replacing_directory(out) as tmp:
         progress("capturing the training step")
         variants = _variants(compiled, seq_buckets, infer_batch)
         names = tuple(variants)
@@ -204,10 +202,4 @@ def export_artifact(compiled: CompiledStep, out_dir: str | Path, formats: Sequen
         for fmt in formats:
             progress(f"checking the {fmt} programs against eager PyTorch")
             self_check(tmp, manifest, variants, fmt, eps)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-        return manifest
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    return manifest

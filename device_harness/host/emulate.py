@@ -19,7 +19,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from dataclasses import asdict, dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Callable
 from device_harness.facts import RUNNER_PACKAGES, RUNTIME_PACKAGES
 from device_harness.host.deploy import RunError
 from edgetune.errors import ConfigError
+from edgetune.files import replacing_directory
 
 SUITE, MIRROR = "bookworm", "http://deb.debian.org/debian"
 PYTHON = "3.11"  # bookworm's python3
@@ -87,12 +87,12 @@ def _run(argv: list[str], what: str) -> None:
 
 
 def build_root(rootfs: Path, progress: Callable[[str], None]) -> None:
-    """Debian ``SUITE`` arm64 with python3 into ``rootfs`` (built beside it, then renamed)."""
+    """Debian ``SUITE`` arm64 with python3 into ``rootfs`` (built beside it, then renamed; a root
+    whose proc links to the host's /proc is removed without following the link)."""
     if os.geteuid() != 0:
         raise ConfigError("building the arm64 root needs root (debootstrap creates device nodes): run as root "
                           "or with sudo")
-    tmp = Path(tempfile.mkdtemp(prefix=".rootfs.", dir=rootfs.parent))
-    try:
+    with replacing_directory(rootfs) as tmp:
         progress(f"downloading Debian {SUITE} arm64 (debootstrap)")
         _run([tool("debootstrap"), "--foreign", "--arch=arm64", "--variant=minbase", "--include=python3", SUITE,
               str(tmp), MIRROR], "debootstrap")
@@ -110,14 +110,6 @@ def build_root(rootfs: Path, progress: Callable[[str], None]) -> None:
             deb.unlink()  # the archives are 30 MB that nothing reads again
         if not (tmp / f"usr/bin/python{PYTHON}").exists():
             raise RunError(f"the arm64 root has no usr/bin/python{PYTHON}: debootstrap left it out")
-        # shutil.rmtree unlinks links without following them, so a root whose proc links to
-        # the host's /proc is removed safely
-        if rootfs.exists():
-            shutil.rmtree(rootfs)
-        tmp.rename(rootfs)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_cpuinfo(rootfs: Path, board: Board) -> None:

@@ -8,8 +8,6 @@ a runtime, so a kit checks the runner as much as any other implementation.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +20,7 @@ from edgetune.contract.names import ATTENTION_MASK, INPUT_IDS, LABELS, LOSS, PAR
 from edgetune.contract.state import resume_or_initial, save_state
 from edgetune.data.text import TextEncoder
 from edgetune.errors import ConfigError, InternalError
-from edgetune.files import write_atomic
+from edgetune.files import replacing_directory, write_atomic
 from edgetune.step.compile import CompiledStep
 
 # Texts the tokenizer case encodes: accents, CJK, emoji, punctuation, a URL, runs of
@@ -139,19 +137,11 @@ def _write_dir(out: Path, kit: dict, tensors: dict, resume_state: dict, manifest
     """Build the kit in a temporary sibling and move it into place: never a half kit."""
     from safetensors.numpy import save
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with replacing_directory(out) as tmp:
         # np.require, not np.ascontiguousarray: the latter turns 0-d arrays (hyper inputs) into 1-d ones
         write_atomic(tmp / TENSORS_FILE, save({k: np.require(v, requirements="C") for k, v in tensors.items()}))
         save_state(tmp / RESUME_FILE, resume_state, manifest, resume_at)
         write_atomic(tmp / KIT_FILE, json.dumps(kit, indent=1).encode("utf-8"))
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_kit_for(artifact_dir: str | Path, out_dir: str | Path, steps: int = 4, overwrite: bool = False) -> dict:
