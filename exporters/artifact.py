@@ -18,6 +18,7 @@ from edgetune.errors import ConfigError, InternalError
 from edgetune.files import replacing_directory
 from edgetune.step.compile import CompiledStep
 from edgetune.step.zeroth_order import ZOStep
+from exporters.cost import step_cost
 
 # Tolerance of every parity check between eager PyTorch and a runtime: the contract's
 # (`edgetune.contract.conformance.TOLERANCE`). SmolLM2's embedding-row gradients (summed
@@ -182,12 +183,16 @@ def export_artifact(compiled: CompiledStep, out_dir: str | Path, formats: Sequen
                 if info:
                     lowering[program][fmt] = info
         programs = {p: ProgramSpec(specs[p].inputs, specs[p].outputs, files[p], lowering[p]) for p in specs}
+        model = {k: v for k, v in (model_info or {}).items() if k != "step_cost"}  # a merged artifact's was its source's
+        if "step" in variants:  # for step-time predictions on named boards (device_harness.host.predict)
+            progress("counting the step's FLOPs and bytes")
+            model["step_cost"] = step_cost(eps["step"], specs["step"], variants["step"][0].example_feeds(lr=PARITY_LR))
         if tokenizer_json is not None:
             shutil.copyfile(tokenizer_json, tmp / "tokenizer.json")
         manifest = Manifest(
             artifact_id=ID_PLACEHOLDER, task=compiled.task, batch_size=compiled.batch_size, seq_len=compiled.seq_len,
             programs=programs, optimizer=compiled.optimizer.to_dict() if compiled.optimizer else {}, hashes={},
-            labels=labels, tokenizer="tokenizer.json" if tokenizer_json is not None else None, model=model_info or {},
+            labels=labels, tokenizer="tokenizer.json" if tokenizer_json is not None else None, model=model,
             adapters=compiled.prepared.report.to_dict(), seq_buckets=sorted(set(seq_buckets)))
         save_state(tmp / STATE_FILE, {k: v.numpy() for k, v in compiled.initial_state().items()}, manifest,
                    step=0, initial=True)

@@ -3,7 +3,8 @@
     device-harness devices                       what can be reached, and what each device is
     device-harness emulate pi4                   an emulated Raspberry Pi (arm64 Debian under qemu), named
     device-harness run DEVICE ARTIFACT DATA      train there; the results land in a run directory
-    device-harness profile RUN...                step-time distribution, memory, CPU, energy
+    device-harness profile RUN... [--predict pi4]  step-time distribution, memory, CPU, energy; predicted
+                                                 step time on a named board (on paper)
     device-harness report RUN... --out DIR       Markdown + PNG + JSON, runs side by side
 
 DEVICE is ``local``, ``ssh://[user@]host[:port]``, ``adb`` or ``adb://SERIAL``, or a name
@@ -28,9 +29,9 @@ from urllib.parse import urlsplit
 
 import click
 
+from device_harness.host.boards import BOARDS, EMULATED
 from device_harness.host.budgets import BUDGETS, get_budget
 from device_harness.host.deploy import RunConfig, device_check, load_run, push_runner, run_on_device
-from device_harness.host.emulate import BOARDS
 from device_harness.host.transports.base import Transport
 from device_harness.runtimes import RUNNERS
 from edgetune.errors import ConfigError, EdgetuneError
@@ -163,7 +164,7 @@ def devices(devices_file, runtime):
 
 
 @main.command()
-@click.argument("board", type=click.Choice(sorted(BOARDS)))
+@click.argument("board", type=click.Choice(sorted(EMULATED)))
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="where the arm64 root, the wheels and the board's Python go [default: ~/.cache/edgetune/emulated/BOARD]")
 @click.option("--name", default=None, help="the device's name in the devices file [default: BOARD-emulated]")
@@ -262,30 +263,45 @@ def run(device, artifact, data, steps, runtime, threads, budget, lr, seed, save_
 @click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--warmup", default=3, show_default=True, help="first steps left out of the timings")
 @click.option("--json", "as_json", is_flag=True, help="print the profiles as JSON")
-def profile(runs, warmup, as_json):
-    """Profile of each RUN directory: p50/p95/max ms, steps/s, peak RSS, CPU, energy."""
+@click.option("--predict", "boards", multiple=True, type=click.Choice(sorted(BOARDS)),
+              help="also predict the step time on this named board, on paper (repeatable)")
+def profile(runs, warmup, as_json, boards):
+    """Profile of each RUN directory: p50/p95/max ms, steps/s, peak RSS, CPU, energy; with
+    --predict, each run's step time predicted for named boards from its counted work."""
     import json
 
     from device_harness.host.profile import summarize
-    from device_harness.host.report import profile_table
+    from device_harness.host.report import prediction_table, profile_table
 
     try:
-        summaries = [summarize(load_run(r), warmup) for r in runs]
+        loaded = [load_run(r) for r in runs]
+        summaries = [summarize(r, warmup) for r in loaded]
+        if boards:
+            from device_harness.host.predict import add_predictions
+
+            add_predictions(summaries, loaded, boards)
     except EdgetuneError as e:
         _fail(e)
-    click.echo(json.dumps(summaries, indent=1) if as_json else profile_table(summaries))
+    if as_json:
+        click.echo(json.dumps(summaries, indent=1))
+        return
+    click.echo(profile_table(summaries))
+    if boards:
+        click.echo("\n" + prediction_table(summaries))
 
 
 @main.command()
 @click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="report directory")
 @click.option("--warmup", default=3, show_default=True, help="first steps left out of the timings")
-def report(runs, out, warmup):
+@click.option("--predict", "boards", multiple=True, type=click.Choice(sorted(BOARDS)),
+              help="add step times predicted on this named board, on paper (repeatable)")
+def report(runs, out, warmup, boards):
     """Markdown + PNG plots (loss, step latency, memory over time) + JSON for RUN directories, side by side."""
     from device_harness.host.report import write_report
 
     try:
-        md = write_report([load_run(r) for r in runs], out, warmup)
+        md = write_report([load_run(r) for r in runs], out, warmup, boards)
     except EdgetuneError as e:
         _fail(e)
     click.echo(f"wrote {md}")

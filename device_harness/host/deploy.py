@@ -57,6 +57,7 @@ class RunConfig:
     seed: int = 0
     lr: float | None = None
     schedule: str | None = None  # None: the runner's default for the artifact (edgetune.contract.hyper.default_schedule)
+    total_steps: int | None = None  # the schedule's length; None: ``steps`` (a shorter run of a longer one: more)
     save_every: int = 10
     budget: Budget | None = None
     retries: int = 5  # reconnections before giving up
@@ -133,7 +134,7 @@ def _runner_argv(transport: Transport, artifact_remote: str, data_remote: str, r
     argv = [transport.python, "-u", "-m", "device_harness.runner", "train", artifact_remote, data_remote,
             "--runtime", cfg.runtime, "--until", str(cfg.steps), "--state", f"{run_dir}/state.safetensors",
             "--log", f"{run_dir}/steps.jsonl", "--seed", str(cfg.seed), "--save-every", str(cfg.save_every),
-            "--total-steps", str(cfg.steps)]
+            "--total-steps", str(cfg.total_steps or cfg.steps)]
     if cfg.schedule:
         argv += ["--schedule", cfg.schedule]
     if cfg.lr is not None:
@@ -256,7 +257,8 @@ def artifact_summary(manifest, artifact: Path) -> dict:
     """What run.json records of the artifact a run trained."""
     return {"artifact_id": manifest.artifact_id, "path": str(artifact), "task": manifest.task,
             "model": manifest.model.get("name"), "method": _method(manifest.adapters),
-            "optimizer": manifest.optimizer, "batch_size": manifest.batch_size, "seq_len": manifest.seq_len}
+            "optimizer": manifest.optimizer, "batch_size": manifest.batch_size, "seq_len": manifest.seq_len,
+            "step_cost": manifest.model.get("step_cost")}
 
 
 def merge_log(lines: list[str], streamed: dict[int, dict]) -> list[dict]:

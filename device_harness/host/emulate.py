@@ -19,12 +19,12 @@ import os
 import shutil
 import subprocess
 import sys
-from dataclasses import asdict, dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Callable
 
 from device_harness.facts import RUNNER_PACKAGES, RUNTIME_PACKAGES
+from device_harness.host.boards import EMULATED, Board
 from device_harness.host.deploy import RunError
 from edgetune.errors import ConfigError
 from edgetune.files import replacing_directory
@@ -34,25 +34,6 @@ PYTHON = "3.11"  # bookworm's python3
 SITE = f"usr/local/lib/python{PYTHON}/dist-packages"
 WHEEL_PLATFORMS = ("manylinux_2_28_aarch64", "manylinux_2_17_aarch64", "manylinux2014_aarch64")
 STATE_FILE = "emulated.json"
-
-
-@dataclass(frozen=True)
-class Board:
-    name: str
-    model: str  # the board's /proc/cpuinfo "Model" line
-    cpu: str  # qemu's -cpu
-    part: str  # ARM's CPU part number (cpuinfo)
-    cores: int
-    features: str
-
-
-# cpuinfo as a 64-bit Raspberry Pi OS kernel prints it (part numbers: Cortex-A72 0xd08, A76 0xd0b)
-BOARDS = {b.name: b for b in (
-    Board("pi4", "Raspberry Pi 4 Model B Rev 1.5", "cortex-a72", "0xd08", 4,
-          "fp asimd evtstrm crc32 cpuid"),
-    Board("pi5", "Raspberry Pi 5 Model B Rev 1.0", "cortex-a76", "0xd0b", 4,
-          "fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp"),
-)}
 
 
 def cpuinfo(board: Board) -> str:
@@ -149,9 +130,9 @@ def write_python(root: Path, board: Board) -> Path:
 def prepare(board_name: str, root: Path, progress: Callable[[str], None] = lambda msg: None) -> Path:
     """Build or reuse the emulated ``board_name`` at ``root``; -> its Python (DIR/python).
     The root is reused while it exists; the wheels while their versions are the host's."""
-    if board_name not in BOARDS:
-        raise ConfigError(f"unknown board {board_name!r}; choose one of {sorted(BOARDS)}")
-    board, root = BOARDS[board_name], Path(root).expanduser().absolute()
+    if board_name not in EMULATED:
+        raise ConfigError(f"unknown board {board_name!r}; choose one of {sorted(EMULATED)}")
+    board, root = EMULATED[board_name], Path(root).expanduser().absolute()
     tool("qemu-aarch64")
     root.mkdir(parents=True, exist_ok=True)
     state_path = root / STATE_FILE
@@ -166,7 +147,7 @@ def prepare(board_name: str, root: Path, progress: Callable[[str], None] = lambd
     if state.get("wheels") != wheels:
         install_wheels(rootfs, wheels, root / "wheels", progress)
     write_cpuinfo(rootfs, board)
-    state.update(board=asdict(board), wheels=wheels)
+    state.update(board={"name": board.name, "model": board.model, "cpu": board.cpu}, wheels=wheels)
     tmp = state_path.with_name(f".{STATE_FILE}.tmp")
     tmp.write_text(json.dumps(state, indent=1))
     tmp.replace(state_path)

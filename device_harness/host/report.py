@@ -1,8 +1,9 @@
 """Side-by-side report of runs: Markdown table, PNG plots, JSON.
 
-    write_report(runs, out_dir, warmup=3) -> out_dir/report.md, report.json,
+    write_report(runs, out_dir, warmup=3, boards=()) -> out_dir/report.md, report.json,
         loss.png (loss per step), latency.png (step-time distribution after warm-up),
-        memory.png (RSS over time)
+        memory.png (RSS over time); with ``boards``, a "predicted" table per named board
+        (`device_harness.host.predict`: on paper, not measured there)
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import textwrap
 from pathlib import Path
 
 from device_harness.host.deploy import RunResult
+from device_harness.host.predict import add_predictions
 from device_harness.host.profile import DEFAULT_WARMUP, summarize, timeline
 from edgetune.errors import ConfigError
 from edgetune.files import write_atomic
@@ -56,6 +58,15 @@ def markdown(summaries: list[dict], labels: list[str], runs: list[RunResult]) ->
         ram = f"{f['ram_mb']:.0f}" if f.get("ram_mb") else "?"
         lines.append(f"| {run.run_id} | {run.device} | {f.get('cpu_model')} | {f.get('usable_cores')}/{f.get('cores')} | {ram} | "
                      f"{f.get('os')} | {pk} | {btxt} |")
+    if any(s.get("predicted") for s in summaries):
+        lines += ["", "## Predicted step times on named boards (on paper, not measured there)", "",
+                  PREDICTED_NOTE, "", "| run | board | floor ms (bound) | predicted p50 ms | measured p50 ms |",
+                  "|---|---|---|---|---|"]
+        for s, name in zip(summaries, labels):
+            for p in s.get("predicted", []):
+                lines.append(f"| {name} | {p['board']} | {p['floor_ms']:.1f} ({p['bound']}) | {_predicted(p)} | "
+                             f"{s['ms_p50']:.1f} |")
+        lines += ["", "Throughput sources:", *[f"- {b}: {src}" for b, src in _sources(summaries).items()]]
     notes = [f"- {run.run_id}: {s['energy'].get('unavailable')}" for s, run in zip(summaries, runs)
              if "unavailable" in s["energy"]]
     if notes:
@@ -108,13 +119,16 @@ def plots(runs: list[RunResult], labels: list[str], summaries: list[dict], out: 
     return written
 
 
-def write_report(runs: list[RunResult], out_dir: str | Path, warmup: int = DEFAULT_WARMUP) -> Path:
-    """Write the report of ``runs`` side by side; returns the Markdown file's path."""
+def write_report(runs: list[RunResult], out_dir: str | Path, warmup: int = DEFAULT_WARMUP, boards=()) -> Path:
+    """Write the report of ``runs`` side by side, with step times predicted for ``boards``;
+    returns the Markdown file's path."""
     if not runs:
         raise ConfigError("no runs to report; pass run directories written by `device-harness run`")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     summaries = [summarize(r, warmup) for r in runs]
+    if boards:
+        add_predictions(summaries, runs, boards)
     labels = [label(r) for r in runs]
     images = plots(runs, labels, summaries, out)
     payload = {"warmup": warmup, "runs": [{"label": n, "summary": s, "facts": r.facts, "config": r.config,
@@ -126,6 +140,34 @@ def write_report(runs: list[RunResult], out_dir: str | Path, warmup: int = DEFAU
     md = out / "report.md"
     write_atomic(md, markdown(summaries, labels, runs).encode())
     return md
+
+
+PREDICTED_NOTE = ("Predicted from the step's counted FLOPs and bytes and each board's published throughput: the "
+                  "floor is the roofline's (no step is faster); the prediction scales the measured p50 by the ratio of "
+                  "floors, assuming the step keeps the fraction of its floor it reached where it was measured.")
+
+
+def _predicted(p: dict) -> str:
+    return f"{p['predicted_ms']:.1f}" if p["predicted_ms"] is not None else "— (the run's device has no known throughput)"
+
+
+def _sources(summaries: list[dict]) -> dict[str, str]:
+    return {p["board"]: p["source"] for s in summaries for p in s.get("predicted", [])}
+
+
+def prediction_table(summaries: list[dict]) -> str:
+    """The predicted step times of `add_predictions`, for the terminal."""
+    rows = ["predicted (on paper, not measured on the board):",
+            f"{'run':<34}{'board':<11}{'floor ms':>10}{'bound':>9}{'predicted ms':>14}{'measured ms':>13}"]
+    for s in summaries:
+        for p in s.get("predicted", []):
+            pred = f"{p['predicted_ms']:.1f}" if p["predicted_ms"] is not None else "-"
+            rows.append(f"{s['run_id'][:33]:<34}{p['board']:<11}{p['floor_ms']:>10.1f}{p['bound']:>9}{pred:>14}"
+                        f"{s['ms_p50']:>13.1f}")
+    if any(p["predicted_ms"] is None for s in summaries for p in s.get("predicted", [])):
+        rows.append("-: the run's device is neither this machine nor a named board, so only the floor is known")
+    rows += ["sources:", *[f"  {b}: {src}" for b, src in _sources(summaries).items()]]
+    return "\n".join(rows)
 
 
 def profile_table(summaries: list[dict]) -> str:

@@ -90,8 +90,12 @@ def test_device_profile(tmp_path):
     res = run("device_profile", tmp_path, "--runtime", "onnx", out_flag=tmp_path / "device_profile")  # the report's dir
     assert (tmp_path / "device_profile" / "report.md").is_file()
     check_common(res, {"steps", "warmup", "device", "rows"})
-    assert [r["row"] for r in res["rows"]] == ["onnx local", "onnx ssh", "onnx ssh + pi4-2gb", "onnx ssh + phone-2gb"]
+    measured = ["onnx local", "onnx ssh", "onnx ssh + pi4-2gb", "onnx ssh + phone-2gb"]
+    assert [r["row"] for r in res["rows"]] == measured + ["onnx predicted pi4", "onnx predicted pi5", "onnx predicted phone-a76"]
     assert all(r["ms_p50"] > 0 for r in res["rows"])
+    predicted = [r for r in res["rows"] if r.get("predicted")]
+    assert all(r["floor_ms"] <= r["ms_p50"] and r["bound"] in ("compute", "memory") for r in predicted)
+    assert "## Predicted step times on named boards" in (tmp_path / "device_profile" / "report.md").read_text()
 
 
 def test_robustness(tmp_path):

@@ -18,6 +18,7 @@ def test_merged_artifact_matches_the_trained_adapters(tiny_artifact, demo_data, 
     out = tmp_path / "merged"
     merged, _ = export_merged(art, out, state, formats=("onnx", "executorch"))
     assert "step" not in merged.programs and not merged.state_specs()
+    assert "step_cost" in manifest.model and "step_cost" not in merged.model  # it has no step to cost
     batch = compiled.example_batch(seed=3)
     arrays = {k: v.numpy() for k, v in batch.items() if k != "labels"}
     trained_logits = predict(art, arrays, "onnx", state)  # adapters + trained state through the runtime
