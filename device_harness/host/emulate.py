@@ -52,7 +52,8 @@ def tool(name: str) -> str:
 
 def runner_wheels() -> dict[str, str]:
     """pip name -> the host's version, for the runner's packages and ONNX Runtime. (ExecuTorch's
-    Python binding would bring torch's 430 MB aarch64 wheel; it is left out.)"""
+    Python binding links libtorch, and PyPI's aarch64 torch is a CUDA build that needs NVIDIA's
+    libraries to import; it is left out.)"""
     names = [*RUNNER_PACKAGES.values(), RUNTIME_PACKAGES["onnx"][1]]
     try:
         return {n: version(n) for n in names}
