@@ -65,6 +65,23 @@ def test_the_runner_on_aarch64_trains_like_x86(request, pi4, demo_data, tmp_path
 
 
 @pytest.mark.slow
+def test_device_harness_run_over_ssh_to_the_emulated_host(pi4, sshd, tiny_artifact, demo_data, tmp_path):
+    """`device-harness run ssh://...` with the emulated board's Python: an SSH host on 127.0.0.1
+    whose Python is aarch64, training as the x86 runner does."""
+    args = [str(tiny_artifact[0]), str(demo_data[0]), "--steps", "6", "--save-every", "6"]
+    r = CliRunner().invoke(main, ["run", f"ssh://{sshd.user}@127.0.0.1:{sshd.port}", *args, "--key", str(sshd.key),
+                                  "--known-hosts", str(sshd.known_hosts), "--workdir", sshd.workdir,
+                                  "--python", str(pi4[1]), "--out", str(tmp_path / "arm")])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["run", "local", *args, "--out", str(tmp_path / "x86")])
+    assert r.exit_code == 0, r.output
+    arm, x86 = (json.loads((tmp_path / n / "run.json").read_text()) for n in ("arm", "x86"))
+    assert arm["facts"]["machine"] == "aarch64" and arm["device"].startswith("ssh://")
+    la, lx = (np.array([x["loss"] for x in run["records"]]) for run in (arm, x86))
+    assert len(la) == 6 and float(np.max(np.abs(la - lx) / np.abs(lx))) <= LOSS_RTOL
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("fixture", ["tiny_artifact", "minilm_artifact"])
 def test_the_conformance_kit_passes_on_aarch64(request, pi4, kits, fixture):
     """Every step of eager PyTorch, chained on the runner's own outputs, within the contract's tolerance."""
