@@ -100,3 +100,14 @@ def kotlin_trainer():
         return build(ROOT / "android_demo" / "trainer" / "build")
     except RuntimeError as e:
         pytest.skip(str(e))
+
+
+@pytest.fixture(scope="session")
+def node_trainer():
+    """web_demo's TypeScript trainer bundled for Node (`helpers.web`), or a skip naming what is missing."""
+    from helpers.web import build
+
+    try:
+        return build()
+    except RuntimeError as e:
+        pytest.skip(str(e))

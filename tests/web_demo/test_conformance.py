@@ -1,0 +1,38 @@
+"""The TypeScript trainer passes the conformance kit on onnxruntime-node: the tokenizer's ids (Tokenizers.js
+against `tokenizers`), the schedule, exact hyper inputs, every loss and state tensor of eager PyTorch's
+steps chained on its own outputs, resuming from a state file, rejecting a non-finite step, and a state
+file that reads back; it reports a kit it does not match, and refuses what it cannot train."""
+import numpy as np
+import pytest
+
+from helpers.kits import artifact_of, tampered_copy
+
+ARTIFACTS = ["tiny_artifact", "tiny_lm", pytest.param("minilm_artifact", marks=pytest.mark.slow)]
+
+
+@pytest.mark.parametrize("fixture", ARTIFACTS)
+def test_node_trainer_passes_the_kit(request, kits, node_trainer, fixture):
+    art, manifest, _ = artifact_of(request, fixture)
+    report = node_trainer.conformance(art, kits(request, fixture))
+    assert report["failures"] == [], report["failures"][:5]
+    assert report["cases"] == ["train", "resume", "nonfinite"]
+    # every state tensor of the 4 + 2 accepted steps, their hyper inputs and losses were compared
+    assert report["checks"] >= 6 * (len(manifest.state_specs()) + 2) + 1
+
+
+@pytest.mark.parametrize("part, change, reported", [
+    ("train/3/state/param.", lambda a: a + 1e-2 * (np.abs(a).max() + 1), "train step 3: param."),
+    ("train/2/hyper/lr", lambda a: np.asarray(a * np.float32(1.0000001), np.float32), "train step 2: lr"),
+    ("tokenize/attention_mask", lambda a: 1 - a, "tokenizer attention_mask"),
+])
+def test_a_kit_the_node_trainer_does_not_match_is_reported(request, kits, node_trainer, tmp_path, part, change, reported):
+    art, _, _ = artifact_of(request, "tiny_artifact")
+    kit = tampered_copy(kits(request, "tiny_artifact"), tmp_path / "kit", part, change)
+    report = node_trainer.conformance(art, kit)
+    assert report["failures"] and any(f.startswith(reported) for f in report["failures"]), report["failures"]
+
+
+def test_a_forward_only_artifact_is_refused_with_the_reason(request, kits, node_trainer):
+    art, _, _ = artifact_of(request, "zo_artifact")
+    with pytest.raises(RuntimeError, match=r"forward-only \(MeZO/LOZO\).*export with a first-order optimizer"):
+        node_trainer.conformance(art, kits(request, "zo_artifact"))
