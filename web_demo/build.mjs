@@ -6,7 +6,7 @@ import { cpSync, mkdirSync } from "node:fs";
 const common = { bundle: true, format: "esm", logLevel: "warning" };
 await esbuild.build({ ...common, entryPoints: ["src/node/cli.ts"], platform: "node", outfile: "dist/edgetune-node.mjs",
   external: ["onnxruntime-node"] });
-await esbuild.build({ ...common, entryPoints: { kit: "src/web/kit-page.ts" }, platform: "browser", outdir: "dist/web",
+await esbuild.build({ ...common, entryPoints: { kit: "src/web/kit-page.ts", demo: "src/web/demo-page.ts" }, platform: "browser", outdir: "dist/web",
   target: "es2022" });
 mkdirSync("dist/web", { recursive: true });
 for (const f of ["ort-wasm-simd-threaded.wasm", "ort-wasm-simd-threaded.mjs"]) {

@@ -22,6 +22,13 @@ export interface StepRecord {
   ms: number;
 }
 
+/** Held-out accuracy and mean cross-entropy over `examples` labelled rows. */
+export interface Evaluation {
+  accuracy: number;
+  loss: number;
+  examples: number;
+}
+
 export interface TrainerOptions {
   threads?: number;
   /** ONNX Runtime execution providers (default: the runtime's CPU one). */
@@ -156,6 +163,44 @@ export class Trainer {
       return { dtype: t.dtype, shape: [rows, n], data };
     };
     return [name, new Map([...batch].map(([k, t]) => [k, trim(t)]))];
+  }
+
+  /**
+   * Accuracy (argmax against the label) and mean cross-entropy of the current state on labelled
+   * rows (input_ids, attention_mask int64 [n, seq_len], labels int64 [n]), through the inference
+   * program, its batch of rows per call (a last partial call repeats rows, whose logits are dropped).
+   */
+  async evaluate(rows: { input_ids: Tensor; attention_mask: Tensor; labels: Tensor }): Promise<Evaluation> {
+    const spec = this.manifest.programs.infer;
+    const session = await this.session("infer");
+    const b = spec.inputs.find((t) => t.name === N.INPUT_IDS)!.shape[0];
+    const [n, seq] = rows.input_ids.shape;
+    const labels = rows.labels.data as BigInt64Array;
+    let hits = 0, nll = 0;
+    for (let start = 0; start < n; start += b) {
+      const pick = (t: Tensor): Tensor => {
+        const data = new BigInt64Array(b * seq);
+        for (let r = 0; r < b; r++) {
+          const src = (start + r) % n;
+          data.set((t.data as BigInt64Array).subarray(src * seq, (src + 1) * seq), r * seq);
+        }
+        return { dtype: "int64", shape: [b, seq], data };
+      };
+      const feeds = new Map([...this.state, [N.INPUT_IDS, pick(rows.input_ids)], [N.ATTENTION_MASK, pick(rows.attention_mask)]]);
+      const out = (await session.run(this.feedsFor(spec, feeds)))[N.LOGITS];
+      const z = out.data as Float32Array, classes = out.dims[1];
+      for (let r = 0; r < Math.min(b, n - start); r++) {
+        const row = z.subarray(r * classes, (r + 1) * classes);
+        let best = 0;
+        for (let c = 1; c < classes; c++) if (row[c] > row[best]) best = c;
+        const logSum = row[best] + Math.log(row.reduce((a, v) => a + Math.exp(v - row[best]), 0));
+        const y = Number(labels[start + r]);
+        if (best === y) hits++;
+        nll += logSum - row[y];
+      }
+      out.dispose?.();
+    }
+    return { accuracy: hits / n, loss: nll / n, examples: n };
   }
 
   /** Write the state through the store (checked first: only a state that loads is written). */
