@@ -118,7 +118,9 @@ def main(verbose):
 @click.option("--model", default="smollm2", show_default=True, help="with --llm: smollm2 or a Llama .gguf file")
 @click.option("--text", type=click.Path(exists=True, dir_okay=False), default=None,
               help="with --llm: your own .txt to learn (90%% trains, the last 10%% is held out)")
-def demo(workdir, steps, runtimes, threads, llm, model, text):
+@click.option("--web", is_flag=True, help="train in a web page instead: serve the demo page on 127.0.0.1 (Ctrl-C stops it)")
+@click.option("--port", type=int, default=8000, show_default=True, help="with --web: the port (0: any free one)")
+def demo(workdir, steps, runtimes, threads, llm, model, text, web, port):
     """MiniLM-L6 learns one person's note folders, on each runtime.
 
     Writes a small personalization data set, prepares MiniLM-L6 (LoRA r=8 on query/value,
@@ -128,12 +130,17 @@ def demo(workdir, steps, runtimes, threads, llm, model, text):
     With --llm: SmolLM2-135M-Instruct, kept as the GGUF file's 4-bit blocks, learns the
     same person's notes as running text (LoRA-SB on q/k/v/o + their token rows); prints
     held-out perplexity and a generated continuation before and after.
+
+    With --web: the same classifier trains in a web page (web_demo, onnxruntime-web), served
+    with its notes on 127.0.0.1 until Ctrl-C.
     """
     _quiet_toolchain()
     wd = Path(workdir)
     runtimes = runtimes or (("onnx",) if llm else RUNNERS)
     try:
-        if llm:
+        if web:
+            _demo_web(wd, port)
+        elif llm:
             _demo_llm(wd, steps, runtimes, threads, model, text)
         else:
             _demo_classifier(wd, steps, runtimes, threads)
@@ -161,6 +168,26 @@ def _demo_classifier(wd: Path, steps, runtimes, threads):
     _print_demo_table(("acc before", "acc after"), rows)
     click.echo(f"\n({steps} steps of batch {manifest.batch_size} x {manifest.seq_len} tokens per runtime; "
                f"trained state in {wd}/trained.<runtime>.safetensors)")
+
+
+def _demo_web(wd: Path, port: int):
+    import time
+
+    from edgetune.app.web import serve, web_bundle, write_notes
+    from edgetune.data.demo import write_demo_data
+
+    bundle = web_bundle(progress=click.echo)
+    train_csv, test_csv = write_demo_data(wd / "data")
+    notes = write_notes(train_csv, test_csv, wd / "data" / "notes.json")
+    art = wd / "web-artifact"
+    _export_with_bar(ClassifierPlan(), train_csv, art, ("onnx",), overwrite=True)
+    with serve({"web": bundle, "artifact": art, "data": notes.parent}, port) as base:
+        click.echo(f"open {base}web/index.html  (the page trains {art.name} on your notes; Ctrl-C stops the server)")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            click.echo("stopped")
 
 
 def _demo_llm(wd: Path, steps, runtimes, threads, model, text):

@@ -115,3 +115,16 @@ def test_kotlin_trainer(tmp_path, kotlin_trainer):  # the fixture builds the tra
     assert [r["name"] for r in res["rows"]] == ["python_runner", "kotlin_trainer", "kotlin_trainer_small_heap"]
     assert all(r["ms_per_step"] > 0 and r["peak_rss_mb"] > 0 and len(r["losses"]) == 4 for r in res["rows"])
     assert all(v > 0 for v in res["ratios"].values())
+
+
+def test_web_trainer(tmp_path, node_trainer):  # the fixture builds the trainer (or skips, naming what is missing)
+    from helpers.web import CHROMIUM
+
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium), which .ci/run installs")
+    res = run("web_trainer", tmp_path)
+    check_common(res, {"config", "rows"})
+    check_rows(res["rows"])
+    names = [r["name"] for r in res["rows"]]
+    assert names[:3] == ["python_runner", "node_onnxruntime_node", "chromium_wasm_1_thread"]
+    assert all(r["ms_per_step"] > 0 and len(r["losses"]) == 4 and r["ratio_to_python"] > 0 for r in res["rows"])

@@ -5,17 +5,13 @@ esbuild bundles the sources into web_demo/dist/edgetune-node.mjs at each session
 """
 from __future__ import annotations
 
-import contextlib
-import functools
-import http.server
 import json
 import shutil
 import subprocess
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-WEB = Path(__file__).resolve().parents[2] / "web_demo"
+from edgetune.app.web import WEB_DEMO as WEB
 
 
 @dataclass(frozen=True)
@@ -43,44 +39,6 @@ def build() -> NodeTrainer:
     if r.returncode:
         raise RuntimeError(f"building web_demo failed: {r.stderr[-2000:]}")
     return NodeTrainer(WEB / "dist" / "edgetune-node.mjs")
-
-
-class _Handler(http.server.SimpleHTTPRequestHandler):
-    """Serves URL prefixes from directories; cross-origin isolated, so pages may use WASM threads."""
-
-    def __init__(self, *a, roots: dict[str, Path], **kw):
-        self.roots = roots
-        super().__init__(*a, **kw)
-
-    def translate_path(self, path):
-        head, _, rest = path.lstrip("/").partition("/")
-        root = self.roots.get(head)
-        if root is None:
-            return str(Path("/nonexistent") / path.lstrip("/"))
-        self.directory = str(root)
-        return super().translate_path("/" + rest)
-
-    def end_headers(self):
-        self.send_header("Cross-Origin-Opener-Policy", "same-origin")
-        self.send_header("Cross-Origin-Embedder-Policy", "require-corp")
-        self.send_header("Cache-Control", "no-store")
-        super().end_headers()
-
-    def log_message(self, *a):
-        pass
-
-
-@contextlib.contextmanager
-def serve(roots: dict[str, Path]):
-    """http://127.0.0.1:PORT/ serving each ``roots`` prefix ("web" -> a directory) until the block ends."""
-    handler = functools.partial(_Handler, roots=roots)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 CHROMIUM = Path("/usr/bin/chromium")

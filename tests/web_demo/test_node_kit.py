@@ -36,3 +36,34 @@ def test_a_forward_only_artifact_is_refused_with_the_reason(request, kits, node_
     art, _, _ = artifact_of(request, "zo_artifact")
     with pytest.raises(RuntimeError, match=r"forward-only \(MeZO/LOZO\).*export with a first-order optimizer"):
         node_trainer.conformance(art, kits(request, "zo_artifact"))
+
+
+def test_node_train_writes_a_state_python_loads_and_resumes_it(tiny_artifact, demo_data, node_trainer, tmp_path):
+    """`train` on the page's notes: one JSON line a step, a state file that edgetune's own loader and
+    `edgetune save-adapter --state` accept, and a second run that resumes where the first stopped."""
+    import json
+
+    from click.testing import CliRunner
+
+    from edgetune.app.cli import main as edgetune_cli
+    from edgetune.app.web import write_notes
+    from edgetune.contract.state import load_state
+
+    art, manifest, _ = tiny_artifact
+    notes = write_notes(*demo_data, tmp_path / "notes.json")
+    state = tmp_path / "trained.safetensors"
+    for steps, first in ((3, 1), (2, 4)):
+        r = node_trainer.run("train", str(art), str(notes), "--steps", str(steps), "--state", str(state))
+        assert r.returncode == 0, r.stderr
+        recs = [json.loads(line) for line in r.stdout.splitlines()]
+        assert [x["step"] for x in recs] == list(range(first, first + steps))
+        assert all(np.isfinite(x["loss"]) and x["ms"] > 0 for x in recs)
+    tensors, step = load_state(state, manifest)
+    assert step == 5 and set(tensors) == {t.name for t in manifest.state_specs()}
+    out = CliRunner().invoke(edgetune_cli, ["save-adapter", str(art), str(tmp_path / "adapter"), "--state", str(state)])
+    assert out.exit_code == 0 and (tmp_path / "adapter" / "adapter.safetensors").is_file(), out.output
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"train": [{"text": "x", "label": "no such folder"}]}')
+    r = node_trainer.run("train", str(art), str(bad), "--steps", "1", "--state", str(tmp_path / "other.safetensors"))
+    assert r.returncode == 2 and "label \"no such folder\", which is not one of the artifact's labels" in r.stderr
+    assert not (tmp_path / "other.safetensors").exists()

@@ -4,8 +4,9 @@ and with two (the page is cross-origin isolated), and reports a kit it does not 
 import numpy as np
 import pytest
 
+from edgetune.app.web import serve
 from helpers.kits import artifact_of, tampered_copy
-from helpers.web import CHROMIUM, WEB, browse, serve
+from helpers.web import CHROMIUM, WEB, browse
 
 ARTIFACTS = [("tiny_artifact", 1), ("tiny_lm", 2), pytest.param("minilm_artifact", 2, marks=pytest.mark.slow)]
 

@@ -1,0 +1,39 @@
+"""`edgetune demo --web` end to end in headless Chromium: the served page trains MiniLM-L6 on the demo's
+notes in onnxruntime-web, held-out accuracy rises, and a reload resumes from the state in IndexedDB."""
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from helpers.web import CHROMIUM, WEB
+
+STEPS = 20
+
+
+@pytest.mark.slow
+def test_edgetune_demo_web_trains_in_the_page_and_survives_a_reload(node_trainer, tmp_path):
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium), which .ci/run installs")
+    server = subprocess.Popen([sys.executable, "-m", "edgetune.app.cli", "demo", "--web", "--port", "0",
+                               "--workdir", str(tmp_path / "demo")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, start_new_session=True)
+    try:
+        url = next((line.split()[1] for line in server.stdout if line.startswith("open http://")), None)
+        assert url, server.stderr.read()[-2000:]
+        shot = tmp_path / "web-demo.png"  # kept with the test's files
+        r = subprocess.run(["node", str(WEB / "scripts" / "demo-e2e.mjs"), url, str(STEPS), str(shot)],
+                           capture_output=True, text=True, timeout=900)
+        assert r.returncode == 0, r.stderr[-2000:]
+        got = json.loads(r.stdout)
+        print(f"\nheld-out accuracy {got['before']:.3f} -> {got['after']:.3f} after {STEPS} steps in the page")
+        assert got["step"] == STEPS and len(got["losses"]) == STEPS
+        assert got["after"] > got["before"] + 0.2
+        assert got["resumed_step"] == STEPS and got["resumed_accuracy"] == got["after"]
+        assert got["status"].startswith(f"resumed at step {STEPS}")
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    finally:
+        os.killpg(server.pid, signal.SIGINT)
+        server.wait(timeout=30)
