@@ -1,13 +1,14 @@
 """The TypeScript trainer passes the conformance kit on onnxruntime-node: the tokenizer's ids (Tokenizers.js
 against `tokenizers`), the schedule, exact hyper inputs, every loss and state tensor of eager PyTorch's
 steps chained on its own outputs, resuming from a state file, rejecting a non-finite step, and a state
-file that reads back; it reports a kit it does not match, and refuses what it cannot train."""
+file that reads back; it reports a kit it does not match. Forward-only noise is numpy's, bit for bit."""
 import numpy as np
 import pytest
 
 from helpers.kits import artifact_of, tampered_copy
 
-ARTIFACTS = ["tiny_artifact", "tiny_lm", pytest.param("minilm_artifact", marks=pytest.mark.slow)]
+ARTIFACTS = ["tiny_artifact", "tiny_int8_artifact", "tiny_int4_artifact", "zo_artifact", "tiny_lm",
+             pytest.param("minilm_artifact", marks=pytest.mark.slow)]
 
 
 @pytest.mark.parametrize("fixture", ARTIFACTS)
@@ -23,19 +24,27 @@ def test_node_trainer_passes_the_kit(request, kits, node_trainer, fixture):
 @pytest.mark.parametrize("part, change, reported", [
     ("train/3/state/param.", lambda a: a + 1e-2 * (np.abs(a).max() + 1), "train step 3: param."),
     ("train/2/hyper/lr", lambda a: np.asarray(a * np.float32(1.0000001), np.float32), "train step 2: lr"),
+    ("train/1/hyper/noise.V.", lambda a: a + np.float32(1e-6), "train step 1: noise.V."),
     ("tokenize/attention_mask", lambda a: 1 - a, "tokenizer attention_mask"),
 ])
 def test_a_kit_the_node_trainer_does_not_match_is_reported(request, kits, node_trainer, tmp_path, part, change, reported):
-    art, _, _ = artifact_of(request, "tiny_artifact")
-    kit = tampered_copy(kits(request, "tiny_artifact"), tmp_path / "kit", part, change)
+    fixture = "zo_artifact" if "noise" in part else "tiny_artifact"
+    art, _, _ = artifact_of(request, fixture)
+    kit = tampered_copy(kits(request, fixture), tmp_path / "kit", part, change)
     report = node_trainer.conformance(art, kit)
     assert report["failures"] and any(f.startswith(reported) for f in report["failures"]), report["failures"]
 
 
-def test_a_forward_only_artifact_is_refused_with_the_reason(request, kits, node_trainer):
-    art, _, _ = artifact_of(request, "zo_artifact")
-    with pytest.raises(RuntimeError, match=r"forward-only \(MeZO/LOZO\).*export with a first-order optimizer"):
-        node_trainer.conformance(art, kits(request, "zo_artifact"))
+@pytest.mark.parametrize("seed, step, n", [(0, 1, 10), (0, 7, 200_000), (12345678901, 3, 50_000), (2**40 + 5, 2**33 + 1, 1000)])
+def test_forward_only_noise_is_numpys_bit_for_bit(node_trainer, seed, step, n):
+    """PCG64 through SeedSequence and the float32 ziggurat, its tail (|x| > 3.654) included."""
+    import base64
+
+    r = node_trainer.run("noise", str(seed), str(step), str(n))
+    assert r.returncode == 0, r.stderr
+    got = np.frombuffer(base64.b64decode(r.stdout.strip()), np.float32)
+    want = np.random.default_rng([seed, step]).standard_normal(n, dtype=np.float32)
+    assert got.tobytes() == want.tobytes()
 
 
 def test_node_train_writes_a_state_python_loads_and_resumes_it(tiny_artifact, demo_data, node_trainer, tmp_path):

@@ -8,7 +8,8 @@ from edgetune.app.web import serve
 from helpers.kits import artifact_of, tampered_copy
 from helpers.web import CHROMIUM, WEB, browse
 
-ARTIFACTS = [("tiny_artifact", 1), ("tiny_lm", 2), pytest.param("minilm_artifact", 2, marks=pytest.mark.slow)]
+ARTIFACTS = [("tiny_artifact", 1), ("tiny_int8_artifact", 1), ("tiny_int4_artifact", 1), ("zo_artifact", 1), ("tiny_lm", 2),
+             pytest.param("minilm_artifact", 2, marks=pytest.mark.slow)]
 
 
 @pytest.fixture(scope="module")

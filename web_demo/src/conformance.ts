@@ -116,7 +116,7 @@ async function replayCase(tr: Trainer, c: any, kit: any, tensors: Map<string, Te
   for (const s of c.steps) {
     const where = `${name} step ${s.step}`;
     const wantH = prefixed(tensors, s.hyper);
-    const gotH = tr.hyper(s.lr);
+    const gotH = tr.hyper(s.lr, kit.seed);
     const keys = (m: Map<string, Tensor>) => [...m.keys()].sort().join(",");
     checkThat(`${where}: hyper inputs`, keys(gotH) === keys(wantH) ? null : `${keys(gotH)} != ${keys(wantH)}`);
     for (const [h, t] of gotH) {
@@ -126,7 +126,7 @@ async function replayCase(tr: Trainer, c: any, kit: any, tensors: Map<string, Te
     const before = tr.state, stepBefore = tr.step;
     let rec = null;
     try {
-      rec = await tr.trainStep(prefixed(tensors, s.batch), s.lr);
+      rec = await tr.trainStep(prefixed(tensors, s.batch), s.lr, kit.seed);
     } catch (e) {
       if (!(e instanceof NonFiniteStepError)) throw e;
     }

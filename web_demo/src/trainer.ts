@@ -94,9 +94,9 @@ export class Trainer {
     return s;
   }
 
-  /** The hyper inputs of the next step at learning rate `lr`. */
-  hyper(lr: number): Map<string, Tensor> {
-    return hyper.feeds(this.manifest.programs.step, this.manifest, this.step + 1, lr);
+  /** The hyper and noise inputs of the next step at learning rate `lr`. */
+  hyper(lr: number, seed = 0): Map<string, Tensor> {
+    return hyper.feeds(this.manifest.programs.step, this.manifest, this.step + 1, lr, seed);
   }
 
   /** `spec`'s inputs from `feeds`, checked (presence, dtype, shape) and wrapped for the runtime. */
@@ -121,11 +121,11 @@ export class Trainer {
    * advances only if the loss and every new state tensor are finite, else NonFiniteStepError
    * and nothing changes.
    */
-  async trainStep(batch: Map<string, Tensor>, lr: number): Promise<StepRecord> {
+  async trainStep(batch: Map<string, Tensor>, lr: number, seed = 0): Promise<StepRecord> {
     const [name, trimmed] = this.programFor(batch);
     const spec = this.manifest.programs[name];
     const session = await this.session(name);
-    const feeds = new Map([...this.state, ...trimmed, ...this.hyper(lr)]);
+    const feeds = new Map([...this.state, ...trimmed, ...hyper.feeds(spec, this.manifest, this.step + 1, lr, seed)]);
     const ortFeeds = this.feedsFor(spec, feeds);
     const t0 = performance.now();
     const outs = await session.run(ortFeeds);
@@ -214,7 +214,7 @@ export class Trainer {
    * last step). Saves every `saveEvery` steps and, whatever happens, at the end.
    */
   async train(batches: Iterator<Map<string, Tensor>>, steps: number,
-              opts: { lr?: number; saveEvery?: number; schedule?: string; totalSteps?: number;
+              opts: { lr?: number; seed?: number; saveEvery?: number; schedule?: string; totalSteps?: number;
                       onStep?: (r: StepRecord) => boolean | void } = {}): Promise<void> {
     const saveEvery = opts.saveEvery ?? 10;
     if (!Number.isSafeInteger(steps) || steps < 0 || !Number.isSafeInteger(saveEvery) || saveEvery < 0) {
@@ -226,7 +226,7 @@ export class Trainer {
     let saved = this.step;
     try {
       for (let i = 0; i < steps; i++) {
-        const rec = await this.trainStep(batches.next().value, hyper.scheduled(schedule, this.step + 1, total, peak));
+        const rec = await this.trainStep(batches.next().value, hyper.scheduled(schedule, this.step + 1, total, peak), opts.seed ?? 0);
         if (saveEvery > 0 && this.step % saveEvery === 0) {
           await this.save();
           saved = this.step;

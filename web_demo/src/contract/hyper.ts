@@ -1,8 +1,9 @@
-/** Learning-rate schedules and the step's hyper inputs (docs/artifact-contract.md, 4.1, 4.2). */
+/** Learning-rate schedules and the step's hyper and noise inputs (docs/artifact-contract.md, 4.1, 4.2, 6). */
 import { ConfigError, shorten } from "./errors.js";
 import { FLOAT32_MAX, ofRole, type Manifest, type ProgramSpec } from "./manifest.js";
 import * as N from "./names.js";
-import { scalar, type Tensor } from "./tensor.js";
+import { NumpyNormal } from "./noise.js";
+import { count, scalar, type Tensor } from "./tensor.js";
 
 export const WARMUP_FRACTION = 0.06;
 export const SCHEDULES = ["constant", "linear"];
@@ -28,22 +29,32 @@ export function scheduled(schedule: string, step: number, total: number, peak: n
   return schedule === "constant" ? peak : linear(step, total, peak);
 }
 
+/** LOZO draws a new V on steps 1, nu + 1, 2 nu + 1, ... */
+export const resampleDue = (step: number, nu: number): boolean => (step - 1) % Math.max(1, nu) === 0;
+
 /**
- * The hyper inputs of `program` for step `step` (1-based) at learning rate `lr`: `lr`, `step`
- * and `eps`. Forward-only programs also take noise drawn from numpy's generator, which this
- * trainer does not implement: they are refused.
+ * The hyper and noise inputs of `program` for step `step` (1-based) at learning rate `lr`:
+ * `lr`, `step`, `eps`, `resample`, and every noise input drawn in the manifest's order from
+ * numpy's generator seeded with [seed, step].
  */
-export function feeds(program: ProgramSpec, m: Manifest, step: number, lr: number): Map<string, Tensor> {
+export function feeds(program: ProgramSpec, m: Manifest, step: number, lr: number, seed = 0): Map<string, Tensor> {
   if (!Number.isFinite(lr) || lr <= 0 || lr > FLOAT32_MAX) {
     throw new ConfigError(`learning rate ${lr} must be a positive number that fits float32`);
   }
   const names = new Set(program.inputs.map((t) => t.name));
-  if (ofRole(program, "noise").length || names.has(N.RESAMPLE)) {
-    throw new ConfigError("this artifact trains forward-only (MeZO/LOZO), whose noise comes from numpy's generator, " +
-      "which the web trainer does not have; export with a first-order optimizer (adamw or sgd)");
-  }
   const out = new Map<string, Tensor>([[N.LR, scalar(lr)]]);
   if (names.has(N.STEP)) out.set(N.STEP, scalar(step));
   if (names.has(N.EPS)) out.set(N.EPS, scalar(m.optimizer.eps as number));
+  const noise = ofRole(program, "noise");
+  if (noise.length || names.has(N.RESAMPLE)) {
+    const due = resampleDue(step, typeof m.optimizer.nu === "number" ? m.optimizer.nu : 1);
+    if (names.has(N.RESAMPLE)) out.set(N.RESAMPLE, scalar(due ? 1 : 0));
+    const rng = new NumpyNormal([seed, step]);
+    for (const t of noise) {
+      // V candidates are zeros on steps that keep V, and draw nothing
+      const values = t.name.startsWith(N.NOISE_PREFIXES[1]) && !due ? new Float32Array(count(t.shape)) : rng.fill(count(t.shape));
+      out.set(t.name, { dtype: "float32", shape: t.shape, data: values });
+    }
+  }
   return out;
 }

@@ -3,22 +3,27 @@
  *
  *     node dist/edgetune-node.mjs conformance ARTIFACT KIT [--threads N]
  *     node dist/edgetune-node.mjs train ARTIFACT NOTES.json --steps N --state FILE [--threads N] [--lr X] [--seed S]
+ *     node dist/edgetune-node.mjs noise SEED STEP COUNT
  *
  * conformance prints {"checks", "failures", "cases"} as one JSON line (exit 2 when a check
  * fails), like `python -m device_harness.conformance`. train takes the demo page's notes
  * ({"train": [{"text", "label"}]}), resumes from FILE when it exists, and prints one JSON line
  * a step ({"step", "loss", "ms"}); FILE is a state file `edgetune save-adapter --state` reads.
+ * noise prints the base64 of COUNT float32 draws of forward-only noise for (SEED, STEP), which the
+ * suite compares with numpy's.
  */
 import { promises as fs } from "node:fs";
 import * as ort from "onnxruntime-node";
 import { batches, type Note } from "../batches.js";
 import { ConfigError, DataError, EdgetuneError } from "../contract/errors.js";
+import { NumpyNormal } from "../contract/noise.js";
 import { replay } from "../conformance.js";
 import { Trainer } from "../trainer.js";
 import { DirectorySource, FileStore } from "./files.js";
 
 const USAGE = "usage: edgetune-node.mjs conformance ARTIFACT KIT [--threads N]\n" +
-  "       edgetune-node.mjs train ARTIFACT NOTES.json --steps N --state FILE [--threads N] [--lr X] [--seed S]";
+  "       edgetune-node.mjs train ARTIFACT NOTES.json --steps N --state FILE [--threads N] [--lr X] [--seed S]\n" +
+  "       edgetune-node.mjs noise SEED STEP COUNT";
 
 /** `--name value` options out of `args` (which keeps the positional ones). */
 function options(args: string[], names: string[]): Record<string, string> {
@@ -67,6 +72,11 @@ async function main(argv: string[]) {
   const [command, ...args] = argv;
   const o = options(args, ["threads", "steps", "state", "lr", "seed"]);
   if (command === "train") return train(args, o);
+  if (command === "noise" && args.length === 3) {
+    const [seed, step, n] = args.map((x, i) => whole(x, ["seed", "step", "count"][i], 0)!);
+    const v = new NumpyNormal([seed, step]).fill(n);
+    return void console.log(Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString("base64"));
+  }
   if (command !== "conformance" || args.length !== 2) throw new ConfigError(USAGE);
   const report = await replay(new DirectorySource(args[0]), new DirectorySource(args[1]), ort, { threads: whole(o.threads, "threads", 1) });
   console.log(JSON.stringify(report));
