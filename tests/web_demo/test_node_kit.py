@@ -76,3 +76,14 @@ def test_node_train_writes_a_state_python_loads_and_resumes_it(tiny_artifact, de
     r = node_trainer.run("train", str(art), str(bad), "--steps", "1", "--state", str(tmp_path / "other.safetensors"))
     assert r.returncode == 2 and "label \"no such folder\", which is not one of the artifact's labels" in r.stderr
     assert not (tmp_path / "other.safetensors").exists()
+
+
+def test_the_sources_type_check(node_trainer):
+    """tsc --noEmit over web_demo/src, strict (the bundler strips types without checking them)."""
+    import subprocess
+
+    from helpers.web import WEB
+
+    r = subprocess.run(["npx", "--no-install", "tsc", "--noEmit", "-p", "."], cwd=WEB, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-1000:]

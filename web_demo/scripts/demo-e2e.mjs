@@ -1,13 +1,14 @@
 // The demo page end to end in headless Chromium (Playwright):
-//   node scripts/demo-e2e.mjs URL STEPS SCREENSHOT
+//   node scripts/demo-e2e.mjs URL STEPS SCREENSHOT [DOWNLOAD]
 // opens the page (its IndexedDB starts empty), reads the held-out accuracy, trains STEPS steps,
-// reads it again, reloads, and reads the step the page resumed at. Prints them as JSON.
+// reads it again (and saves the page's "Download the trained state" file to DOWNLOAD), reloads,
+// and reads the step the page resumed at. Prints them as JSON.
 import { chromium } from "playwright-core";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-const [url, steps, screenshot] = process.argv.slice(2);
+const [url, steps, screenshot, download] = process.argv.slice(2);
 const profile = mkdtempSync(join(tmpdir(), "edgetune-chromium-"));
 const browser = await chromium.launchPersistentContext(profile, {
   executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium", headless: true, viewport: { width: 900, height: 900 },
@@ -30,6 +31,10 @@ try {
   const trained = await demo(page);
   if (trained.error) throw new Error(trained.error);
   await page.screenshot({ path: screenshot, fullPage: true });
+  if (download) {
+    const [file] = await Promise.all([page.waitForEvent("download"), page.click("#download")]);
+    await file.saveAs(download);
+  }
   await page.reload();
   await ready(page);
   const resumed = await demo(page);
