@@ -117,7 +117,7 @@ def main(verbose):
 @click.option("--llm", is_flag=True, help="SmolLM2-135M (frozen 4-bit GGUF base) learns the person's writing instead")
 @click.option("--model", default="smollm2", show_default=True, help="with --llm: smollm2 or a Llama .gguf file")
 @click.option("--text", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="with --llm: your own .txt to learn (90%% trains, the last 10%% is held out)")
+              help="with --llm: your own .txt to learn (90% trains, the last 10% is held out)")
 @click.option("--web", is_flag=True, help="train in a web page instead: serve the demo page on 127.0.0.1 (Ctrl-C stops it)")
 @click.option("--port", type=int, default=8000, show_default=True, help="with --web: the port (0: any free one)")
 def demo(workdir, steps, runtimes, threads, llm, model, text, web, port):
