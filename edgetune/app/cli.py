@@ -92,7 +92,7 @@ def _with_export_bar(export, stages: int):
     with _bar(total=stages, desc="export", unit="stage") as bar:
         def progress(msg):
             bar.set_postfix_str(msg)
-            if not msg.startswith("capturing"):
+            if not msg.startswith(("capturing", "counting")):  # these precede a stage; they are not one
                 bar.update(1)
 
         result = export(progress)

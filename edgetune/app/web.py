@@ -50,11 +50,17 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    # closing does not wait for handler threads: a browser may leave a keep-alive connection open
+    block_on_close = False
+    daemon_threads = True
+
+
 @contextlib.contextmanager
 def serve(roots: dict[str, Path], port: int = 0):
     """http://127.0.0.1:PORT/ serving each ``roots`` prefix ("web" -> a directory) until the block ends."""
     try:
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", port), functools.partial(_Handler, roots=roots))
+        server = _Server(("127.0.0.1", port), functools.partial(_Handler, roots=roots))
     except OSError as e:
         raise ConfigError(f"cannot listen on 127.0.0.1:{port} ({e.strerror}); pass another --port") from e
     threading.Thread(target=server.serve_forever, daemon=True).start()
