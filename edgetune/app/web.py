@@ -55,6 +55,13 @@ class _Server(http.server.ThreadingHTTPServer):
     block_on_close = False
     daemon_threads = True
 
+    def handle_error(self, request, client_address):
+        """A page that reloads or closes aborts its downloads: not an error worth a traceback."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
+
 
 @contextlib.contextmanager
 def serve(roots: dict[str, Path], port: int = 0):

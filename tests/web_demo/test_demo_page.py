@@ -22,12 +22,13 @@ STEPS = 20
 def test_edgetune_demo_web_trains_in_the_page_and_survives_a_reload(node_trainer, tmp_path):
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium), which .ci/run installs")
+    log = open(tmp_path / "server.log", "w")  # a pipe nobody reads could fill and stall the server
     server = subprocess.Popen([sys.executable, "-m", "edgetune.app.cli", "demo", "--web", "--port", "0",
-                               "--workdir", str(tmp_path / "demo")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               "--workdir", str(tmp_path / "demo")], stdout=subprocess.PIPE, stderr=log,
                               text=True, start_new_session=True)
     try:
         url = next((line.split()[1] for line in server.stdout if line.startswith("open http://")), None)
-        assert url, server.stderr.read()[-2000:]
+        assert url, (tmp_path / "server.log").read_text()[-2000:]
         shot = tmp_path / "web-demo.png"  # kept with the test's files
         state = tmp_path / "downloaded.safetensors"
         r = subprocess.run(["node", str(WEB / "scripts" / "demo-e2e.mjs"), url, str(STEPS), str(shot), str(state)],
@@ -48,3 +49,4 @@ def test_edgetune_demo_web_trains_in_the_page_and_survives_a_reload(node_trainer
     finally:
         os.killpg(server.pid, signal.SIGINT)
         server.wait(timeout=30)
+        log.close()
