@@ -101,15 +101,23 @@ def smoke_text(work: Path) -> Path:
 def tiny_gguf(work: Path) -> Path:
     """A 2-layer Llama GGUF with SmolLM2's tokenizer and integer blocks (the tests' generator,
     loaded by path: tests/ on sys.path would shadow the packages)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("gguf_files", ROOT.parent / "tests" / "helpers" / "gguf_files.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = test_helper("gguf_files")
     path = work / "tiny.gguf"
     if not path.exists():
         mod.write_tiny_llama(path, hidden=64, ffn=128, layers=2, tokenizer_from=mod.smollm2_path())
     return path
+
+
+def test_helper(name: str):
+    """tests/helpers/NAME.py as a module, loaded by path: tests/ on sys.path would shadow the
+    packages with its mirror folders."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"{name}_helper", ROOT.parent / "tests" / "helpers" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up while the class is made
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def default_out(name: str, smoke: bool) -> Path:

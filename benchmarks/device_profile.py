@@ -43,18 +43,6 @@ from device_harness.runtimes import RUNNERS
 ROOT = Path(__file__).resolve().parent
 
 
-def _sshd_module():
-    """tests/helpers/sshd_server.py, loaded by path (tests/ on sys.path would shadow the packages
-    with its mirror folders)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("sshd_server", ROOT.parent / "tests" / "helpers" / "sshd_server.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["sshd_server"] = mod  # dataclasses look their module up while the class is made
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=60)
@@ -97,7 +85,7 @@ def main(argv=None):
         if a.ssh:
             spec = device_spec(a.ssh, {}, key=a.key, known_hosts=a.known_hosts)
         else:
-            server = _sshd_module().start_sshd(work / "sshd")
+            server = common.test_helper("sshd_server").start_sshd(work / "sshd")
             spec = {**device_spec(server.url, {}), "key": str(server.key), "known_hosts": str(server.known_hosts),
                     "workdir": server.workdir, "python": sys.executable}
         rows = [(f"{rt} {where}", rt, s, budget) for rt in a.runtime

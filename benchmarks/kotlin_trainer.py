@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib.util
 import json
 import os
 import shutil
@@ -35,15 +34,6 @@ import common
 
 MODEL, BATCH, SEQ, TEXTS = "minilm", 8, 64, 960
 SMALL_HEAP = ("-Xmx128m", "-XX:+UseSerialGC")
-
-
-def kotlin_helper():
-    """tests/helpers/kotlin.py, loaded by path (tests/ on sys.path would shadow the packages)."""
-    spec = importlib.util.spec_from_file_location("kotlin_helper", common.ROOT.parent / "tests" / "helpers" / "kotlin.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # its dataclass looks its module up
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def labelled_csv(src: Path, out: Path, n: int) -> Path:
@@ -97,7 +87,7 @@ def main():
         a.data = common.smoke_classification(work)
     common.require(a.data and a.data / "train.csv", "BANKING77's train.csv (text,category)")
     a.out = a.out or common.default_out("kotlin_trainer", a.smoke)
-    kt = kotlin_helper()
+    kt = common.test_helper("kotlin")
     try:
         trainer = kt.build(common.ROOT.parent / "android_demo" / "trainer" / "build")
     except RuntimeError as e:

@@ -18,7 +18,6 @@ environment, smoke.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import shutil
@@ -30,15 +29,6 @@ from pathlib import Path
 
 import common
 import kotlin_trainer as kt_bench
-
-
-def web_helper():
-    """tests/helpers/web.py, loaded by path (tests/ on sys.path would shadow the packages)."""
-    spec = importlib.util.spec_from_file_location("web_helper", common.ROOT.parent / "tests" / "helpers" / "web.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # its dataclass looks its module up
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def row(name: str, steps: list[dict] | None, error: str | None) -> dict:
@@ -69,7 +59,7 @@ def main():
         a.data = common.smoke_classification(work)
     common.require(a.data and a.data / "train.csv", "BANKING77's train.csv (text,category)")
     a.out = a.out or common.default_out("web_trainer", a.smoke)
-    web = web_helper()
+    web = common.test_helper("web")
     try:
         node = web.build()
     except RuntimeError as e:
