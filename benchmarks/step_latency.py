@@ -76,7 +76,7 @@ def peft_classifier():
 
     from edgetune.app.classifier import load_classifier
 
-    clf, _ = load_classifier(MODEL, LABELS)
+    clf, _ = load_classifier(MODEL, [str(i) for i in range(LABELS)])
     for p in clf.parameters():
         p.requires_grad_(False)
     clf.encoder = peft.get_peft_model(clf.encoder, peft.LoraConfig(r=R, lora_alpha=ALPHA, lora_dropout=0.0,
@@ -90,7 +90,7 @@ def edgetune_prepared(quant: str | None = None):
     from edgetune import FullyTrainable, LoRA, prepare
     from edgetune.app.classifier import load_classifier
 
-    clf, _ = load_classifier(MODEL, LABELS, quant=quant)
+    clf, _ = load_classifier(MODEL, [str(i) for i in range(LABELS)], quant=quant)
     return prepare(clf, [LoRA(targets=("query", "value"), r=R, alpha=ALPHA), FullyTrainable(("head",))])
 
 

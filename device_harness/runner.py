@@ -34,11 +34,12 @@ from device_harness.runtimes import RUNNERS, open_program
 from edgetune.contract import Manifest, load_manifest
 from edgetune.contract.hyper import SCHEDULES, check_schedule, default_schedule, hyper_feeds, scheduled_lr
 from edgetune.contract.lines import StepRecord
-from edgetune.contract.manifest import STATE_FILE
+from edgetune.contract.manifest import STATE_FILE, TENSORS
 from edgetune.contract.names import ATTENTION_MASK, INPUT_IDS, LABELS, LOGITS, LOSS
 from edgetune.contract.state import resume_or_initial, save_state
 from edgetune.data.records import iter_examples, iter_text_chunks
 from edgetune.data.rows import encode_examples, encode_windows
+from edgetune.data.tensors import open_tensor_rows
 from edgetune.data.text import TextEncoder, fixed_batches
 from edgetune.errors import ArtifactError, ConfigError, NonFiniteLossError, error_line
 from edgetune.files import remove_stale_temporaries
@@ -63,9 +64,12 @@ def rss_mb() -> tuple[float, float]:
 
 
 def encode_file(artifact_dir: Path, manifest: Manifest, data_path: str | Path):
-    """A text,label file (or running .txt for a language model) -> an `edgetune.data.rows`
-    object whose batches are named like the program's batch inputs. Read as a stream into a
-    temporary file: memory does not grow with the file. Close it when done."""
+    """A text,label file (or running .txt for a language model; an .npz / .safetensors file of
+    arrays for a tensors artifact) -> an `edgetune.data.rows` object whose batches are named
+    like the program's batch inputs. Text is read as a stream into a temporary file, arrays are
+    memory-mapped: memory does not grow with the file. Close it when done."""
+    if manifest.task == TENSORS:
+        return open_tensor_rows(data_path, {t.name: (t.shape[1:], t.dtype) for t in manifest.step.of_role("batch")})
     if manifest.tokenizer is None:
         raise ArtifactError(f"{artifact_dir} has no tokenizer; text data needs an artifact exported with one")
     need_labels = manifest.task == "sequence_classification"
@@ -220,7 +224,7 @@ def _logit_batches(prog, params: dict[str, np.ndarray], rows, batch_size: int) -
     batch is padded by repetition and trimmed)."""
     for i in range(0, rows.n, batch_size):
         batch = rows.take(np.arange(i, i + batch_size) % rows.n)
-        out = prog.run({**params, INPUT_IDS: batch[INPUT_IDS], ATTENTION_MASK: batch[ATTENTION_MASK]})
+        out = prog.run({**params, **{t.name: batch[t.name] for t in prog.spec.of_role("batch")}})
         keep = min(batch_size, rows.n - i)
         yield {k: v[:keep] for k, v in batch.items()}, out[LOGITS][:keep]
 
@@ -245,8 +249,9 @@ def _log_softmax(logits: np.ndarray) -> np.ndarray:
 def evaluate(artifact_dir: str | Path, data_path: str | Path, runtime: str = "onnx",
              state_path: str | Path | None = None, threads: int | None = None) -> dict:
     """Accuracy and mean cross-entropy (classification) or perplexity (causal LM) of the current
-    state on a data file. Batches are scored as they come: a language model's logits for a
-    whole file would not fit."""
+    state on a data file; for a tensors artifact, accuracy against an int64 target or mean
+    squared error against a float one (`tensor_metrics`). Batches are scored as they come: a
+    language model's logits for a whole file would not fit."""
     d = Path(artifact_dir)
     manifest = load_manifest(d, runtime)
     prog, params = open_inference(d, manifest, runtime, state_path, threads)  # before the data: errors first
@@ -254,6 +259,8 @@ def evaluate(artifact_dir: str | Path, data_path: str | Path, runtime: str = "on
     try:
         batches = _logit_batches(prog, params, rows, manifest.infer_batch)
         nll, count = 0.0, 0
+        if manifest.task == TENSORS:
+            return tensor_metrics(manifest, batches, rows.n)
         if manifest.task == "sequence_classification":
             hits = 0
             for batch, lg in batches:
@@ -270,6 +277,30 @@ def evaluate(artifact_dir: str | Path, data_path: str | Path, runtime: str = "on
         return {"perplexity": float(np.exp(nll / max(1, count))), "tokens": count}
     finally:
         rows.close()
+
+
+def tensor_metrics(manifest: Manifest, batches, n: int) -> dict:
+    """A tensors artifact's metrics: the step's one target (a batch input the inference program
+    does not take) against the output -- accuracy and cross-entropy for int64 class labels
+    [B] of logits [B, C], mean squared error for a float target of the output's shape."""
+    model_inputs = {t.name for t in manifest.programs["infer"].of_role("batch")}
+    targets = [t for t in manifest.step.of_role("batch") if t.name not in model_inputs]
+    out_shape = manifest.programs["infer"].outputs[0].shape
+    if len(targets) != 1:
+        raise ConfigError(f"{len(targets)} targets ({[t.name for t in targets]}): eval scores one target; use "
+                          "predict() and your own metric")
+    t = targets[0]
+    if t.dtype == "int64" and len(t.shape) == 1 and len(out_shape) == 2:
+        hits, nll = 0, 0.0
+        for batch, lg in batches:
+            hits += int((lg.argmax(-1) == batch[t.name]).sum())
+            nll -= float(np.take_along_axis(_log_softmax(lg), batch[t.name][:, None], -1).sum())
+        return {"accuracy": hits / n, "loss": nll / n, "examples": int(n)}
+    if t.dtype == "float32" and t.shape[1:] == out_shape[1:]:
+        sq = sum(float(((out - batch[t.name]) ** 2).sum()) for batch, out in batches)
+        return {"mse": sq / (n * max(1, int(np.prod(out_shape[1:])))), "examples": int(n)}
+    raise ConfigError(f"target {t.name!r} {t.dtype}{list(t.shape)} is neither class labels nor values of the output's "
+                      f"shape {list(out_shape)}; use predict() and your own metric")
 
 
 class _StopRequest:

@@ -92,9 +92,9 @@ def prepare(model: nn.Module, adapters: list[AdapterConfig], calibration=None, r
     """
     if not adapters:
         raise ConfigError("prepare: no adapters given; pass e.g. [LoRA(targets=('query','value')), FullyTrainable(('head',))]")
-    if getattr(model, "task", None) not in ("sequence_classification", "causal_lm"):
-        raise ConfigError("prepare: the model needs a `task` attribute, 'sequence_classification' or 'causal_lm' "
-                          "(wrap Hugging Face models with edgetune.models.minilm.TextClassifier or a causal-LM wrapper)")
+    if getattr(model, "task", None) not in (None, "sequence_classification", "causal_lm"):
+        raise ConfigError(f"prepare: the model's task {model.task!r} is none of 'sequence_classification', "
+                          "'causal_lm' (text models), or unset (a module of tensor inputs)")
     selections = _resolve(model, adapters, strict, calibration is not None or restoring)
     model.eval()
     for p in model.parameters():

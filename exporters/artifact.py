@@ -124,7 +124,7 @@ def _variants(compiled: CompiledStep, seq_buckets: Sequence[int],
               infer_batch: int | None = None) -> dict[str, tuple[CompiledStep, str]]:
     """Program name -> (compiled step at its shape, "step" | "infer"); the inference program
     runs ``infer_batch`` rows per call (default: the step's batch)."""
-    if infer_batch is not None and not batch_shape_ok(infer_batch, compiled.seq_len):
+    if infer_batch is not None and not batch_shape_ok(infer_batch, max(compiled.seq_len, 2)):
         raise ConfigError(f"eval batch {infer_batch!r} must be a whole number in [1, {MAX_BATCH}] with "
                           f"batch x seq_len <= {MAX_BATCH_TOKENS} (--eval-batch-size)")
     infer = (replace(compiled, batch_size=infer_batch) if infer_batch else compiled), "infer"

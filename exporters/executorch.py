@@ -9,6 +9,12 @@ portable kernels (naive loops, ~44x slower than eager on MiniLM).
 ``erf`` (GELU and its gradient) has no XNNPACK kernel and the portable one costs ~9 ms
 per MiniLM layer, so it is spelled out in ops XNNPACK runs (`erf_from_exp`).
 
+A convolution whose kernel is not a constant (a factor of a convolution adapter, or the
+backward's weight-gradient convolution, whose kernel is the output gradient) stays on the
+portable kernels: XNNPACK's convolution packs its kernel once, when the delegate loads,
+and such a partition fails to load; so does a convolution of one input channel, which
+XNNPACK mistakes for a depthwise one (`_static_kernel_convolution`).
+
 Quantized frozen weights stay int8 / packed uint8 constants in the .pte and are
 dequantized inside the graph, layer by layer, in core aten ops (cast, floor, mul, add).
 Integer matmuls (`edgetune::int8_matmul`) run as their fp32 reference here: the same
@@ -80,17 +86,39 @@ def delegation_coverage(edge_ep: torch.export.ExportedProgram) -> dict:
             "portable_ops": dict(left.most_common())}
 
 
+def _static_kernel_convolution():
+    """XNNPACK's convolution config, for constant kernels only (see the module docstring)."""
+    from executorch.backends.xnnpack.partition.config import ConvolutionConfig
+    from executorch.backends.xnnpack.utils.utils import get_input_node, is_param_node
+
+    class _StaticKernelConvolution(ConvolutionConfig):
+        def check_constraints(self, node, ep) -> bool:
+            kernel = get_input_node(node, 1)
+            # one input channel and groups 1 is taken for a depthwise convolution by XNNPACK's
+            # compiler, which then refuses it (xnn_status_invalid_parameter) when the delegate loads
+            single = node.args[8] == 1 and kernel.meta["val"].shape[1] == 1
+            return is_param_node(ep, kernel) and not single and super().check_constraints(node, ep)
+
+    return _StaticKernelConvolution
+
+
 def export_executorch(ep: torch.export.ExportedProgram, path: str | Path) -> dict:
     """Lower ``ep`` and write the .pte; returns the delegation coverage for the manifest."""
+    from executorch.backends.xnnpack.partition.config import ALL_PARTITIONER_CONFIGS, ConvolutionConfig
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
     path = Path(path)
     ep = _decompose(ep)
+    # convolutions first, with their kernels packed as static weights; then the rest, whose
+    # matmuls take dynamic weights (force_non_static_weights_for_f32_linear would make the
+    # convolutions' kernels dynamic too, which XNNPACK's convolution refuses)
+    convs = XnnpackPartitioner([_static_kernel_convolution()])
+    rest = XnnpackPartitioner([c for c in ALL_PARTITIONER_CONFIGS if c is not ConvolutionConfig],
+                              force_non_static_weights_for_f32_linear=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        edge = to_edge_transform_and_lower(
-            ep, partitioner=[XnnpackPartitioner(force_non_static_weights_for_f32_linear=True)])
+        edge = to_edge_transform_and_lower(ep, partitioner=[convs, rest])
         coverage = delegation_coverage(edge.exported_program())
         prog = edge.to_executorch()
     path.write_bytes(prog.buffer)

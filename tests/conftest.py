@@ -56,6 +56,25 @@ def zo_artifact(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tensor_artifact(tmp_path_factory):
+    """A module of tensor inputs (the small image CNN, LoRA on its convolutions + its linear
+    layer), ONNX only: the `tensors` task."""
+    import torch
+
+    from edgetune import FullyTrainable, LoRA, compile_step, prepare
+    from edgetune.step.optimizers import AdamW
+    from exporters.artifact import export_artifact
+    from helpers.tensor_models import SmallCNN, image_batch
+
+    torch.manual_seed(0)
+    x, y = image_batch(4)
+    prepared = prepare(SmallCNN(), [LoRA(targets=("conv1", "conv2"), r=2), FullyTrainable(("fc",))])
+    compiled = compile_step(prepared, AdamW(lr=1e-2), example_inputs=x, example_targets=y)
+    out = tmp_path_factory.mktemp("tensors") / "artifact"
+    return out, export_artifact(compiled, out, ("onnx",)), compiled
+
+
+@pytest.fixture(scope="session")
 def tiny_lm(tmp_path_factory):
     """A tiny Llama GGUF with SmolLM2's tokenizer and integer blocks, LoRA-SB + rows, both runtimes
     -> (dir, gguf, train.txt, held_out.txt, manifest, compiled)."""

@@ -41,3 +41,14 @@ def test_export_help_is_built_from_the_lists_and_plan_defaults():
     assert f"[default: {CLS.embedding_rows} for classifiers, {LM.embedding_rows} for language models]" in text
     assert f"[default: {CLS.batch_size} for classifiers, {LM.batch_size} for language models]" in text
     assert f"[default: {CLS.adapter['method']} for classifiers, {LM.adapter['method']} for language models]" in text
+
+
+def test_every_supported_architecture_is_tested_and_in_the_readme_table():
+    from edgetune.models.hf_checkpoint import DECODERS, ENCODERS
+    from helpers.hf_tiny import DECODER_CONFIGS, ENCODER_CONFIGS, hf_config
+
+    supported = {*DECODERS, *ENCODERS}
+    assert {hf_config(n).model_type for n in [*DECODER_CONFIGS, *ENCODER_CONFIGS]} == supported
+    table = README[README.index("| architecture | kind |"):]
+    table = table[: table.index("\n\n")]
+    assert set(re.findall(r"^\| ([a-z0-9_.-]+) \| (?:de|en)coder \|", table, flags=re.M)) == supported

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from edgetune.adapters.conv import LOW_RANK_MODULES, matrix_shape
 from edgetune.adapters.lora_xs import CoreLinear, check_rank, truncated_svd
 from edgetune.adapters.registry import ApplyContext, LinearAdapterConfig, Selection, register, replace_module
 from edgetune.errors import ConfigError
@@ -30,7 +31,7 @@ def sign_update_factors(grad: torch.Tensor, r: int, init_lr: float) -> tuple[tor
 @register
 @dataclass(frozen=True)
 class LoRASB(LinearAdapterConfig):
-    """LoRA-SB on the ``nn.Linear`` layers matched by ``targets``; needs calibration batches
+    """LoRA-SB on the ``nn.Linear`` layers or convolutions matched by ``targets``; needs calibration batches
     (``prepare(..., calibration=Calibration(...))``; recipes take ``n_samples`` of the user's data)."""
 
     targets: tuple[str, ...] = ("query", "value")
@@ -39,6 +40,7 @@ class LoRASB(LinearAdapterConfig):
     n_samples: int = 64
     method = "lora_sb"
     needs_calibration = True
+    module_types = LOW_RANK_MODULES
 
     def validate(self) -> None:
         if self.r < 1 or self.n_samples < 1 or not self.init_lr > 0:
@@ -52,8 +54,8 @@ class LoRASB(LinearAdapterConfig):
     def apply(self, model: nn.Module, ctx: ApplyContext, selection: Selection) -> list[str]:
         found = selection.found
         if ctx.restoring:
-            factors = [(torch.zeros(m.out_features, self.r), torch.zeros(self.r, self.r), torch.zeros(self.r, m.in_features))
-                       for _, m in found]
+            factors = [(torch.zeros(matrix_shape(m)[0], self.r), torch.zeros(self.r, self.r),
+                        torch.zeros(self.r, matrix_shape(m)[1])) for _, m in found]
         else:
             # every layer's gradient comes from the base model before any layer is wrapped
             grads = ctx.calibration.summed_gradients(model, [m for _, m in found])

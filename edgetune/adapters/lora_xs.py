@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from edgetune.adapters.conv import LOW_RANK_MODULES, check_layer, down, matrix_shape, mix, weight_matrix
 from edgetune.adapters.registry import AdaptedModule, ApplyContext, LinearAdapterConfig, Selection, register, replace_module
 from edgetune.errors import ConfigError
 
@@ -20,8 +21,9 @@ R_INIT_STD = 1e-5
 
 
 class CoreLinear(AdaptedModule):
-    """Frozen ``nn.Linear`` + s * B R A with frozen B [d_out, r], A [r, d_in], trainable R [r, r].
-    Input [..., d_in] -> output [..., d_out]; the r-wide intermediates are never expanded."""
+    """Frozen ``nn.Linear`` (or convolution) + s * B R A with frozen B [d_out, r], A [r, d_in],
+    trainable R [r, r]. Input [..., d_in] -> output [..., d_out] (a convolution's: channels);
+    the r-wide intermediates are never expanded."""
 
     def __init__(self, base: nn.Linear, B: torch.Tensor, R: torch.Tensor, A: torch.Tensor, scale: float, method: str):
         super().__init__()
@@ -33,7 +35,8 @@ class CoreLinear(AdaptedModule):
         self.core_R = nn.Parameter(R.clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.base(x) + ((x @ self.core_A.t()) @ self.core_R.t()) @ self.core_B.t() * self.scale
+        h = mix(self.base, down(self.base, x, self.core_A), self.core_R)
+        return self.base(x) + mix(self.base, h, self.core_B) * self.scale
 
     def lora_factors(self):
         return self.core_B @ self.core_R * self.scale, self.core_A
@@ -45,22 +48,24 @@ def truncated_svd(w: torch.Tensor, r: int) -> tuple[torch.Tensor, torch.Tensor, 
     return u[:, :r].float(), s[:r].float(), vh[:r].float()
 
 
-def check_rank(method: str, r: int, linear: nn.Linear, name: str) -> None:
-    if not 1 <= r <= min(linear.in_features, linear.out_features):
-        raise ConfigError(f"{method}: r={r} must lie in [1, {min(linear.in_features, linear.out_features)}] "
-                          f"for {name} ({linear.out_features}x{linear.in_features})")
+def check_rank(method: str, r: int, layer: nn.Module, name: str) -> None:
+    check_layer(method, layer, name)
+    d_out, d_in = matrix_shape(layer)
+    if not 1 <= r <= min(d_in, d_out):
+        raise ConfigError(f"{method}: r={r} must lie in [1, {min(d_in, d_out)}] for {name} ({d_out}x{d_in})")
 
 
 @register
 @dataclass(frozen=True)
 class LoRAXS(LinearAdapterConfig):
-    """LoRA-XS on the ``nn.Linear`` layers matched by ``targets``; r^2 trainable values each."""
+    """LoRA-XS on the ``nn.Linear`` layers or convolutions matched by ``targets``; r^2 trainable values each."""
 
     targets: tuple[str, ...] = ("query", "value")
     r: int = 16
     alpha: float = 16.0
     seed: int = 0
     method = "lora_xs"
+    module_types = LOW_RANK_MODULES
 
     def validate(self) -> None:
         if self.r < 1:
@@ -74,9 +79,10 @@ class LoRAXS(LinearAdapterConfig):
         g = torch.Generator().manual_seed(self.seed)  # R's draws run over the layers in order
         for name, lin in selection.found:
             if ctx.restoring:
-                b, a = torch.zeros(lin.out_features, self.r), torch.zeros(self.r, lin.in_features)
+                d_out, d_in = matrix_shape(lin)
+                b, a = torch.zeros(d_out, self.r), torch.zeros(self.r, d_in)
             else:
-                u, s, vh = truncated_svd(lin.weight, self.r)
+                u, s, vh = truncated_svd(weight_matrix(lin), self.r)
                 b, a = u, s[:, None] * vh
             r0 = torch.randn(self.r, self.r, generator=g) * R_INIT_STD
             replace_module(model, name, CoreLinear(lin, b, r0, a, self.alpha / self.r, self.method))

@@ -25,7 +25,7 @@ def merge(prepared) -> nn.Module:
     with torch.no_grad():
         for name, m in adapted:
             base = m.base
-            base.weight.add_(m.delta_weight())
+            base.weight.add_(m.delta_weight().reshape(base.weight.shape))  # a conv's kernel from its matrix
             replace_module(model, name, base)
     for bank in SHARED_BANKS:
         if hasattr(model, bank):

@@ -105,10 +105,14 @@ class AdapterConfig:
 class LinearAdapterConfig(AdapterConfig):
     """A method that wraps each matched ``nn.Linear`` in its own module: subclasses give
     ``wrap(model, name, linear, ctx) -> nn.Module`` and ``values(linear)`` (trainable values
-    per wrapped layer); the selection, the loop and the count are shared."""
+    per wrapped layer); the selection, the loop and the count are shared. Methods whose
+    update is a matrix of the layer's shape also take convolutions (``module_types``:
+    `edgetune.adapters.conv`)."""
+
+    module_types: tuple[type, ...] = (nn.Linear,)
 
     def select(self, model: nn.Module, strict: bool = True) -> Selection:
-        return select_modules(model, self.targets, nn.Linear, self.method, strict=strict,
+        return select_modules(model, self.targets, self.module_types, self.method, strict=strict,
                               accept=lambda m: not isinstance(m, AdaptedModule))
 
     def wrap(self, model: nn.Module, name: str, linear: nn.Linear, ctx: ApplyContext) -> nn.Module:  # pragma: no cover

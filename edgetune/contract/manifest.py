@@ -58,7 +58,10 @@ RUNTIMES = {"onnx": ".onnx", "executorch": ".pte", "coreml": ".mlpackage"}  # ru
 # hashed as a tree (`sha256_tree`).
 PACKAGE_RUNTIMES = ("coreml",)
 MAX_PACKAGE_FILES = 1024
-TASKS = ("sequence_classification", "causal_lm")
+# "tensors": a module of tensor inputs (images, audio features, sensor windows); its batch
+# inputs are whatever the manifest lists, with no tokenizer and no sequence length (seq_len 0)
+TASKS = ("sequence_classification", "causal_lm", "tensors")
+TENSORS = "tensors"
 OPTIMIZERS = ("adamw", "sgd", "zo")
 STATE_FILE = "state.safetensors"  # the initial state, never written by a trainer
 ID_PLACEHOLDER = "0" * 16  # artifact_id while the manifest's digest is taken
@@ -191,7 +194,7 @@ class Manifest:
             artifact_id=schema.text(d["artifact_id"], "artifact_id", limit=16),
             task=schema.text(d["task"], "task", limit=64),
             batch_size=schema.whole(d["batch_size"], "batch_size", 1, schema.MAX_BATCH),
-            seq_len=schema.whole(d["seq_len"], "seq_len", 2, schema.MAX_SEQ_LEN),
+            seq_len=schema.whole(d["seq_len"], "seq_len", 0, schema.MAX_SEQ_LEN),
             programs=programs, optimizer=schema.mapping(d.get("optimizer") or {}, "optimizer"),
             hashes={schema.file_name(f, "hashes key"): schema.sha256_hex(h, f"hashes[{shorten(f)}]")
                     for f, h in schema.mapping(d["hashes"], "hashes").items()},
@@ -217,8 +220,8 @@ class Manifest:
         """Rows per call of the inference program: its own batch, which may exceed the step's
         (an evaluation batch chosen at export), else ``batch_size``."""
         prog = self.programs.get("infer")
-        ids = next((t for t in prog.inputs if t.name == INPUT_IDS), None) if prog else None
-        return ids.shape[0] if ids is not None and ids.shape else self.batch_size
+        first = next((t for t in prog.inputs if t.role == "batch"), None) if prog else None
+        return first.shape[0] if first is not None and first.shape else self.batch_size
 
     def step_program_for(self, length: int) -> tuple[str, int]:
         """(program name, its sequence length) of the shortest step that holds ``length`` tokens."""
@@ -236,7 +239,12 @@ def manifest_problems(m: Manifest) -> list[str]:
     out: list[str] = []
     if m.task not in TASKS:
         out.append(f"task {m.task!r} is not one of {TASKS}")
-    if not schema.batch_shape_ok(m.batch_size, m.seq_len):
+    if m.task == TENSORS:
+        if m.seq_len != 0 or m.seq_buckets or m.tokenizer:
+            out.append("a tensors artifact has seq_len 0, no seq_buckets and no tokenizer")
+        if not schema.batch_shape_ok(m.batch_size, 2):
+            out.append(f"batch_size={m.batch_size} must lie in [1, {schema.MAX_BATCH}]")
+    elif not schema.batch_shape_ok(m.batch_size, m.seq_len):
         out.append(f"batch_size={m.batch_size} must lie in [1, {schema.MAX_BATCH}], seq_len={m.seq_len} in "
                    f"[2, {schema.MAX_SEQ_LEN}], their product at most {schema.MAX_BATCH_TOKENS}")
     if not (len(m.artifact_id) == 16 and all(c in "0123456789abcdef" for c in m.artifact_id)):
@@ -316,19 +324,22 @@ def _program_problems(m: Manifest, name: str, prog: ProgramSpec, seq: int) -> li
     b = m.batch_size
     if name == "infer":  # the inference program may run more rows per call than the step
         b = m.infer_batch
-        if not schema.batch_shape_ok(b, seq):
+        if not schema.batch_shape_ok(b, max(seq, 2)):
             out.append(f"the inference batch {shorten(b)} must lie in [1, {schema.MAX_BATCH}], times seq_len at most "
                        f"{schema.MAX_BATCH_TOKENS}")
     batch = {t.name: t for t in prog.of_role("batch")}
-    want = {INPUT_IDS: ((b, seq), "int64"), ATTENTION_MASK: ((b, seq), "int64")}
-    if m.task == "sequence_classification" and name != "infer":
-        want[LABELS] = ((b,), "int64")
-    for n, (shape, dtype) in want.items():
-        t = batch.get(n)
-        if t is None or t.shape != shape or t.dtype != dtype:
-            out.append(f"batch input {n!r} must be {dtype}{list(shape)}, is {t and (t.dtype, list(t.shape))}")
-    if set(batch) - set(want):
-        out.append(f"unknown batch inputs {shorten(sorted(set(batch) - set(want)))}")
+    if m.task == TENSORS:
+        out += _tensor_batch_problems(m, name, batch, b)
+    else:
+        want = {INPUT_IDS: ((b, seq), "int64"), ATTENTION_MASK: ((b, seq), "int64")}
+        if m.task == "sequence_classification" and name != "infer":
+            want[LABELS] = ((b,), "int64")
+        for n, (shape, dtype) in want.items():
+            t = batch.get(n)
+            if t is None or t.shape != shape or t.dtype != dtype:
+                out.append(f"batch input {n!r} must be {dtype}{list(shape)}, is {t and (t.dtype, list(t.shape))}")
+        if set(batch) - set(want):
+            out.append(f"unknown batch inputs {shorten(sorted(set(batch) - set(want)))}")
     for t in prog.of_role("hyper"):
         if t.name not in HYPER_INPUTS or t.shape != () or t.dtype != "float32":
             out.append(f"hyper input {shorten(t.name)} must be a float32 scalar named one of {HYPER_INPUTS}")
@@ -370,6 +381,26 @@ def _program_problems(m: Manifest, name: str, prog: ProgramSpec, seq: int) -> li
         out.append("the step takes 'eps' but the optimizer entry has no eps")
     if RESAMPLE in hyper and "nu" not in m.optimizer:
         out.append("the step resamples V but the optimizer entry has no nu")
+    return out
+
+
+def _tensor_batch_problems(m: Manifest, name: str, batch: dict[str, TensorSpec], b: int) -> list[str]:
+    """A tensors artifact's batch inputs: at least one, each [b, ...]; the step's are the
+    inference program's (the model's inputs) plus what the loss reads (its targets)."""
+    out = []
+    if not batch:
+        out.append("a tensors program needs at least one batch input")
+    for t in batch.values():
+        if not t.shape or t.shape[0] != b:
+            out.append(f"batch input {shorten(t.name)} must have the batch ({b}) as its first dimension, "
+                       f"has shape {list(t.shape)}")
+    infer = m.programs.get("infer")
+    if name != "infer" and infer is not None:
+        model_inputs = {t.name: t.shape[1:] for t in infer.of_role("batch")}
+        mine = {n: t.shape[1:] for n, t in batch.items()}
+        if any(mine.get(n) != shape for n, shape in model_inputs.items()):
+            out.append(f"the step's batch inputs must include the inference program's {shorten(sorted(model_inputs))} "
+                       "with the same shapes")
     return out
 
 

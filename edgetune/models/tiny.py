@@ -56,6 +56,7 @@ class TinyClassifier(nn.Module):
     """ids [B,S], mask [B,S] -> logits [B, num_labels]."""
 
     task = "sequence_classification"
+    lora_targets = ("query", "value")
 
     def __init__(self, vocab=128, d=32, layers=2, heads=4, max_len=64, num_labels=3, seed=0):
         super().__init__()
@@ -72,6 +73,7 @@ class TinyCausalLM(nn.Module):
     """ids [B,S], mask [B,S] -> next-token logits [B, S, vocab]."""
 
     task = "causal_lm"
+    lora_targets = ("query", "value")
 
     def __init__(self, vocab=128, d=32, layers=2, heads=4, max_len=64, seed=0):
         super().__init__()

@@ -20,6 +20,7 @@ from edgetune.contract import ProgramSpec, TensorSpec
 from edgetune.contract.names import LOGITS, LOSS, LR, STEP, next_name, param_input, slot_input
 from edgetune.errors import BatchError, ConfigError
 from edgetune.prepared import PreparedModel
+from edgetune.step.conv_backward import DECOMPOSITIONS as CONV_BACKWARD
 from edgetune.step.losses import task_loss
 from edgetune.step.segments import segmented_loss_and_grads
 
@@ -87,9 +88,13 @@ class CompiledStep:
         outs += [TensorSpec(next_name(t.name), t.shape, t.dtype, "state", feeds=t.name) for t in state]
         return ProgramSpec(tuple(state + self.batch_specs() + self.hyper_specs()), tuple(outs))
 
+    def _infer_batch_specs(self) -> list[TensorSpec]:
+        """The inference program's batch inputs: the model's (the step's, less what only the loss reads)."""
+        return [t for t in self.batch_specs() if t.name != "labels"]
+
     def infer_spec(self) -> ProgramSpec:
         params = self.state_specs()[: len(self.names)]
-        batch = [t for t in self.batch_specs() if t.name != "labels"]
+        batch = self._infer_batch_specs()
         out_shape = self._logits_shape()
         return ProgramSpec(tuple(params + batch), (TensorSpec(LOGITS, out_shape, "float32", "metric"),))
 
@@ -204,5 +209,6 @@ class CompiledStep:
         """Trace ``program`` ('step' or 'infer') into an ExportedProgram of core aten ops."""
         fn, spec = (self.flat_step, self.step_spec()) if program == "step" else (self.flat_infer, self.infer_spec())
         args = self.order(spec, self.example_feeds())
-        gm = make_fx(fn, decomposition_table=core_aten_decompositions())(*args)
+        table = {**core_aten_decompositions(), **CONV_BACKWARD}  # a convolution's backward as convolutions
+        gm = make_fx(fn, decomposition_table=table)(*args)
         return torch.export.export(_Flat(gm), tuple(args), strict=False)

@@ -128,3 +128,23 @@ def test_web_trainer(tmp_path, node_trainer):  # the fixture builds the trainer 
     names = [r["name"] for r in res["rows"]]
     assert names[:3] == ["python_runner", "node_onnxruntime_node", "chromium_wasm_1_thread"]
     assert all(r["ms_per_step"] > 0 and len(r["losses"]) == 4 and r["ratio_to_python"] > 0 for r in res["rows"])
+
+
+def test_pruning(tmp_path):
+    res = run("pruning", tmp_path)
+    check_common(res, {"config", "rows", "ratios"})
+    check_rows(res["rows"])
+    assert [(r["runtime"], r["pruned"]) for r in res["rows"]] == [("eager", False), ("onnx", False), ("eager", True),
+                                                                  ("onnx", True)]
+    full, pruned = (next(r for r in res["rows"] if r["runtime"] == "onnx" and r["pruned"] == p) for p in (False, True))
+    assert len(full["losses"]) == 4 and max(abs(a - b) for a, b in zip(full["losses"], pruned["losses"])) < 1e-4
+    assert all(v > 0 for v in res["ratios"].values())
+
+
+def test_architectures(tmp_path):
+    res = run("architectures", tmp_path)
+    check_common(res, {"rows", "formats"})
+    assert [r["name"] for r in res["rows"]] == ["llama", "bert"]
+    for r in res["rows"]:
+        assert r["runtimes"]["onnx"]["parity"] is True, r
+    assert res["rows"][0]["logits_max_abs_diff"] < 1e-5

@@ -4,20 +4,26 @@ import torch
 from torch.func import functional_call, grad_and_value
 
 from edgetune import EmbeddingRows, LoRA, PiCa, prepare
-from edgetune.models.llama import LlamaConfig, LlamaForCausalLM
+from edgetune.models.decoder import DecoderConfig, DecoderForCausalLM
 from edgetune.step.losses import task_loss
 from edgetune.step.segments import segmented_loss_and_grads
 
+# Gemma-2/3-like switches: per-layer sliding windows with their own rotary base, norms around
+# attention and MLP, q/k norms, soft-capped scores and logits, scaled embeddings
+GEMMA_LIKE = dict(layer_types=["sliding_attention", "full_attention", "sliding_attention"], sliding_window=4,
+                  local_rope_theta=100.0, sandwich_norms=True, qk_norm=True, norm_offset=1.0, embed_scale=True,
+                  attn_softcap=5.0, final_softcap=3.0, activation="gelu_tanh")
 
-@pytest.mark.parametrize("chunk", [1, 5, 12, 64])
-def test_segmented_gradients_match_autograd(chunk):
+
+@pytest.mark.parametrize("chunk, switches", [(1, {}), (5, {}), (12, {}), (64, {}), (5, GEMMA_LIKE)])
+def test_segmented_gradients_match_autograd(chunk, switches):
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=64, hidden_size=32, num_layers=3, num_heads=4, num_kv_heads=2, intermediate_size=64,
-                      max_positions=16)
+    cfg = DecoderConfig(vocab_size=64, hidden_size=32, num_layers=3, num_heads=4, num_kv_heads=2, intermediate_size=64,
+                        max_positions=16, **switches)
     # rows of a tied embedding (used by the first and the last segment), per-layer LoRA, and a
     # PiCa matrix shared by every layer (a tensor under no segment's prefix)
-    p = prepare(LlamaForCausalLM(cfg), [EmbeddingRows(list(range(0, 64, 3)), target="embed_tokens"),
-                                        LoRA(targets=("q_proj", "down_proj"), r=2), PiCa(targets=("v_proj",), r=2)])
+    p = prepare(DecoderForCausalLM(cfg), [EmbeddingRows(list(range(0, 64, 3)), target="embed_tokens"),
+                                          LoRA(targets=("q_proj", "down_proj"), r=2), PiCa(targets=("v_proj",), r=2)])
     params = {n: t.detach() + 0.05 * torch.randn_like(t) for n, t in p.trainable().items()}
     ids = torch.randint(0, 64, (2, 12))
     mask = torch.ones_like(ids)

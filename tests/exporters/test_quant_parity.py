@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from edgetune import AdamW, EmbeddingRows, FullyTrainable, LoRA, compile_step, prepare
-from edgetune.models.llama import LlamaConfig, LlamaForCausalLM, from_gguf
+from edgetune.models.decoder import DecoderConfig, DecoderForCausalLM
+from edgetune.models.llama import from_gguf
 from edgetune.models.tiny import TinyClassifier
 from edgetune.quant import Int4Config, Int8Config, quantize
 from exporters.artifact import export_artifact
@@ -88,12 +89,12 @@ def test_artifacts_shrink_with_the_weights(tmp_path):
     from exporters.executorch import export_executorch
     from exporters.onnx import export_onnx
 
-    cfg = LlamaConfig(vocab_size=64, hidden_size=256, num_layers=2, num_heads=4, num_kv_heads=4,
-                      intermediate_size=512, max_positions=8)
+    cfg = DecoderConfig(vocab_size=64, hidden_size=256, num_layers=2, num_heads=4, num_kv_heads=4,
+                        intermediate_size=512, max_positions=8)
     sizes = {}
     for name, q in [("fp32", None), ("int8", Int8Config()), ("int4", Int4Config(32))]:
         torch.manual_seed(0)
-        model = LlamaForCausalLM(cfg)
+        model = DecoderForCausalLM(cfg)
         if q:
             quantize(model, q)
         compiled = compile_step(prepare(model, [LoRA(targets=("q_proj",), r=2)]), AdamW(), 1, 8)

@@ -78,6 +78,14 @@ def test_node_train_writes_a_state_python_loads_and_resumes_it(tiny_artifact, de
     assert not (tmp_path / "other.safetensors").exists()
 
 
+def test_a_tensors_artifact_is_refused_by_its_task(tensor_artifact, demo_data, node_trainer, tmp_path):
+    from edgetune.app.web import write_notes
+
+    notes = write_notes(*demo_data, tmp_path / "notes.json")
+    r = node_trainer.run("train", str(tensor_artifact[0]), str(notes), "--steps", "1", "--state", str(tmp_path / "s"))
+    assert r.returncode == 2 and "task 'tensors' is not one of" in r.stderr, r.stderr
+
+
 def test_the_sources_type_check(node_trainer):
     """tsc --noEmit over web_demo/src, strict (the bundler strips types without checking them)."""
     import subprocess

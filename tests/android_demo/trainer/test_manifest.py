@@ -40,3 +40,14 @@ def test_the_kotlin_loader_accepts_and_refuses_what_the_python_loader_does(kotli
     differ = [(what, v["problem"], w) for (raw, what), v, w in zip(cases, verdicts, want)
               if v["accepted"] != w and not (w and (b"NaN" in raw or b"Infinity" in raw))]
     assert not differ, differ[:5]
+
+
+def test_a_tensors_artifact_is_refused_by_its_task(kotlin_trainer, tensor_artifact, tmp_path):
+    """The Kotlin trainer implements the text tasks: a valid tensors manifest (which Python accepts)
+    is refused, naming the task, not a field it does not expect."""
+    raw = (tensor_artifact[0] / "manifest.json").read_bytes()
+    assert python_accepts(raw)
+    out = tmp_path / "verdicts.json"
+    kotlin_trainer.run("ToolsMain", "manifests", out, tensor_artifact[0] / "manifest.json")
+    (verdict,) = json.loads(out.read_text())
+    assert not verdict["accepted"] and "task 'tensors' is not one of" in verdict["problem"], verdict

@@ -251,3 +251,73 @@ def test_peft_adapter_loads_onto_the_plain_hugging_face_model(minilm_artifact, d
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-4, atol=1e-4)
     untrained = predict(art, arrays, "onnx", None, manifest=manifest)
     assert np.abs(want - untrained).max() > 1e-3  # the trained state is what was reproduced
+
+
+def test_hugging_face_directories_export_train_and_merge(tmp_path):
+    """A decoder (int8 base) and an encoder checkpoint directory through export, train and merge;
+    the merged encoder predicts what the trained adapters predict."""
+    from helpers.hf_tiny import save_tiny, write_word_data
+
+    csv_path, txt_path = write_word_data(tmp_path / "data")
+    runs = {"qwen3": (txt_path, ["--seq-len", "16", "--batch-size", "2", "--quant", "int8"]),
+            "electra": (csv_path, ["--seq-len", "12", "--batch-size", "4", "--pooling", "cls"])}
+    for name, (data, flags) in runs.items():
+        d, art = save_tiny(name, tmp_path / name), tmp_path / f"{name}-art"
+        r = CliRunner().invoke(main, ["export", str(data), str(art), "--model", str(d), "--format", "onnx",
+                                      "--rank", "4", "--embedding-rows", "8", *flags])
+        assert r.exit_code == 0, r.output
+        first = {"qwen3": "q_proj", "electra": "query"}[name]  # the architecture's attention projections
+        assert f"{first}" in r.output and "lora" in r.output
+        state = tmp_path / f"{name}.state"
+        r = CliRunner().invoke(main, ["train", str(art), str(data), "--steps", "3", "--state", str(state)])
+        assert r.exit_code == 0, r.output
+        r = CliRunner().invoke(main, ["merge", str(art), str(tmp_path / f"{name}-merged"), "--state", str(state),
+                                      "--format", "onnx"])
+        if name == "qwen3":  # an int8 base keeps its adapters separate
+            assert r.exit_code == 1 and "integer base" in r.output, r.output
+        else:
+            assert r.exit_code == 0, r.output
+    acc = [json.loads(CliRunner().invoke(main, ["eval", str(a), str(csv_path), *s]).stdout.strip()
+                      .splitlines()[-1])["accuracy"]
+           for a, s in ((tmp_path / "electra-art", ["--state", str(tmp_path / "electra.state")]),
+                        (tmp_path / "electra-merged", []))]
+    assert acc[0] == acc[1]
+
+
+@pytest.mark.parametrize("setup, args, option, words", [
+    ("t5", [], "--model", "'t5' is not supported; edgetune takes decoders llama"),
+    ("bert", ["--quant", "gguf"], "--quant", "gguf keeps a GGUF file's blocks"),
+    (None, ["--pooling", "mean"], "--pooling", "encoder checkpoint directories"),
+])
+def test_checkpoint_directory_options_are_checked(demo_data, tmp_path, setup, args, option, words):
+    from helpers.hf_tiny import save_tiny
+
+    model = "tiny"
+    if setup == "t5":
+        (tmp_path / "t5").mkdir()
+        (tmp_path / "t5" / "config.json").write_text('{"model_type": "t5"}')
+        model = str(tmp_path / "t5")
+    elif setup:
+        model = str(save_tiny(setup, tmp_path / setup))
+    r = CliRunner().invoke(main, ["export", str(demo_data[0]), str(tmp_path / "never"), "--model", model, *args])
+    assert r.exit_code == 2 and option in r.output and words in r.output, r.output
+    assert not (tmp_path / "never").exists()
+
+
+def test_train_and_eval_a_tensors_artifact_from_an_npz(tensor_artifact, tmp_path):
+    import numpy as np
+
+    from helpers.tensor_models import image_batch
+
+    x, y = image_batch(24, seed=5)
+    data = tmp_path / "train.npz"
+    np.savez(data, images=x["images"].numpy(), labels=y["labels"].numpy())
+    r = CliRunner().invoke(main, ["train", str(tensor_artifact[0]), str(data), "--steps", "3",
+                                  "--state", str(tmp_path / "s.safetensors")])
+    assert r.exit_code == 0, r.output
+    assert [json.loads(l)["step"] for l in r.stdout.splitlines() if l.startswith("{")] == [1, 2, 3]
+    r = CliRunner().invoke(main, ["eval", str(tensor_artifact[0]), str(data), "--state", str(tmp_path / "s.safetensors")])
+    assert r.exit_code == 0 and json.loads(r.stdout.strip().splitlines()[-1])["examples"] == 24, r.output
+    np.savez(data, images=x["images"].numpy())  # the labels are missing: one line naming them
+    r = CliRunner().invoke(main, ["train", str(tensor_artifact[0]), str(data), "--steps", "1"])
+    assert r.exit_code == 1 and "lacks the arrays ['labels']" in r.output and "Traceback" not in r.output

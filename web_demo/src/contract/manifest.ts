@@ -121,6 +121,10 @@ export function parse(json: string, where = "manifest.json"): Manifest {
     for (const k of ["artifact_id", "task", "batch_size", "seq_len", "programs", "hashes"]) {
       if (!(k in root)) throw new Error(`'${k}' is missing`);
     }
+    // the task first: a tensors artifact (seq_len 0) trains on the Python runner, not here
+    if (!TASKS.includes(root.task as string)) {
+      throw new Error(`task ${shorten(root.task)} is not one of ${TASKS}, the tasks this trainer implements`);
+    }
     const programs: Record<string, ProgramSpec> = {};
     for (const [k, v] of Object.entries(mapping(root.programs, "programs"))) {
       const name = text(k, "program name", 32);

@@ -233,6 +233,10 @@ public struct Manifest {
             for k in ["artifact_id", "task", "batch_size", "seq_len", "programs", "hashes"] where root[k] == nil {
                 throw EdgetuneError.artifact("'\(k)' is missing")
             }
+            // the task first: a tensors artifact (seq_len 0) trains on the Python runner, not here
+            guard let task = root["task"] as? String, tasks.contains(task) else {
+                throw EdgetuneError.artifact("task \(shorten(root["task"])) is not one of \(tasks), the tasks this trainer implements")
+            }
             var programs: [String: ProgramSpec] = [:]
             for (name, v) in try mapping(root["programs"], "programs") {
                 _ = try text(name, "program name", 32)

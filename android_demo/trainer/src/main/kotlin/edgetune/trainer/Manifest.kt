@@ -217,6 +217,10 @@ class Manifest(
                 for (k in listOf("artifact_id", "task", "batch_size", "seq_len", "programs", "hashes")) {
                     if (k !in d) throw IllegalArgumentException("'$k' is missing")
                 }
+                // the task first: a tensors artifact (seq_len 0) trains on the Python runner, not here
+                if (TASKS.none { it == d["task"] }) {
+                    throw IllegalArgumentException("task ${shorten(d["task"])} is not one of $TASKS, the tasks this trainer implements")
+                }
                 val programs = LinkedHashMap<String, ProgramSpec>()
                 for ((k, v) in mapping(d["programs"], "programs")) {
                     val name = text(k, "program name", 32)
