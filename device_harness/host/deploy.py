@@ -36,6 +36,7 @@ DEVICE_MODULE_GLOBS = (
     "device_harness/runtimes.py", "device_harness/conformance.py",
     "edgetune/__init__.py", "edgetune/errors.py", "edgetune/files.py", "edgetune/contract/*.py",
     "edgetune/data/__init__.py", "edgetune/data/text.py", "edgetune/data/records.py", "edgetune/data/rows.py",
+    "edgetune/data/tensors.py",
 )
 
 

@@ -30,7 +30,6 @@ def default_adapter() -> dict:
     return {"method": "lora", "r": 8, "alpha": 16.0}
 
 
-
 @dataclass
 class ClassifierPlan:
     """What to train on a text classifier.

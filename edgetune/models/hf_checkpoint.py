@@ -1,10 +1,10 @@
 """Hugging Face checkpoints from a local directory (config.json + safetensors; no hub access).
 
-`load_checkpoint(dir, ...)` -> (model, tokenizer.json path): a decoder becomes edgetune's
-`DecoderForCausalLM` with the checkpoint's weights; an encoder becomes an
-`EncoderClassifier` around the Hugging Face model itself, pooled as the checkpoint implies.
-The supported model types are the keys of `DECODERS` and `ENCODERS`; anything else is
-refused with that list.
+A decoder becomes edgetune's `DecoderForCausalLM` with the checkpoint's weights
+(`load_decoder`); an encoder becomes an `EncoderClassifier` around the Hugging Face model
+itself, pooled as the checkpoint implies (`edgetune.models.encoder.load_encoder_classifier`).
+`checkpoint_kind` tells them apart from config.json alone. The supported model types are the
+keys of `DECODERS` and `ENCODERS`; anything else is refused with that list.
 """
 from __future__ import annotations
 

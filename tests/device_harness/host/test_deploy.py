@@ -58,3 +58,25 @@ def test_failed_runner_and_bad_run_files(tiny_artifact, tmp_path):
         load_run(tmp_path / "junk")
     with pytest.raises(ConfigError, match="does not exist"):
         load_run(tmp_path / "nothing")
+
+
+def test_the_files_deployed_hold_everything_the_runner_imports():
+    """Every project module a deployed module imports (at any depth of the import graph) is deployed too."""
+    import ast
+
+    from device_harness.host.deploy import PACKAGE_ROOT, device_modules
+
+    shipped = set(device_modules())
+    missing = []
+    for rel in sorted(shipped):
+        tree = ast.parse((PACKAGE_ROOT / rel).read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 else []
+            for name in names:
+                if name.split(".")[0] not in ("edgetune", "device_harness"):
+                    continue
+                path = name.replace(".", "/")
+                if f"{path}.py" not in shipped and f"{path}/__init__.py" not in shipped:
+                    missing.append((rel, name))
+    assert not missing, missing

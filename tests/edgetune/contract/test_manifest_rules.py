@@ -9,7 +9,8 @@ from edgetune.contract import load_manifest
 from edgetune.contract.manifest import Manifest, manifest_problems
 from edgetune.errors import ArtifactError
 
-ARTIFACTS = ["tiny_artifact", "zo_artifact", "tiny_lm", pytest.param("minilm_artifact", marks=pytest.mark.slow)]
+ARTIFACTS = ["tiny_artifact", "zo_artifact", "tiny_lm", "tensor_artifact",
+             pytest.param("minilm_artifact", marks=pytest.mark.slow)]
 
 
 def artifact_dir(request, fixture):
@@ -113,3 +114,29 @@ def test_a_changed_state_or_tokenizer_is_refused(tiny_artifact, tmp_path, name):
     (d / name).write_bytes(bytes(raw))
     with pytest.raises(ArtifactError, match="sha256 differs"):
         load_manifest(d, "onnx")
+
+
+def _tensor_step_input(d, name):
+    return next(t for t in _step(d)["inputs"] if t["name"] == name)
+
+
+TENSOR_BROKEN = [
+    ("a sequence length", lambda d: d.update(seq_len=16), "a tensors artifact has seq_len 0"),
+    ("the batch not first", lambda d: _tensor_step_input(d, "images").update(shape=[3, 1, 16, 16]),
+     r"must have the batch \(4\) as its first dimension"),
+    ("a step without the model's input", lambda d: _step(d)["inputs"].remove(_tensor_step_input(d, "images")),
+     "must include the inference program's"),
+    ("no batch input at all", lambda d: d["programs"]["infer"].update(
+        inputs=[t for t in d["programs"]["infer"]["inputs"] if t["role"] != "batch"]), "at least one batch input"),
+]
+
+
+@pytest.mark.parametrize("what, breaks, message", TENSOR_BROKEN, ids=[b[0] for b in TENSOR_BROKEN])
+def test_a_tensors_manifest_that_breaks_a_rule_is_refused(tensor_artifact, tmp_path, what, breaks, message):
+    d = tmp_path / "art"
+    shutil.copytree(tensor_artifact[0], d)
+    data = json.loads((d / "manifest.json").read_text())
+    breaks(data)
+    (d / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(ArtifactError, match=message):
+        load_manifest(d, "onnx", verify=False)
