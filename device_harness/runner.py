@@ -262,12 +262,7 @@ def evaluate(artifact_dir: str | Path, data_path: str | Path, runtime: str = "on
         if manifest.task == TENSORS:
             return tensor_metrics(manifest, batches, rows.n)
         if manifest.task == "sequence_classification":
-            hits = 0
-            for batch, lg in batches:
-                labels = batch[LABELS]
-                hits += int((lg.argmax(-1) == labels).sum())
-                nll -= float(np.take_along_axis(_log_softmax(lg), labels[:, None], -1).sum())
-            return {"accuracy": hits / rows.n, "loss": nll / rows.n, "examples": int(rows.n)}
+            return _classification_metrics(batches, LABELS, rows.n)
         for batch, lg in batches:
             lp = _log_softmax(lg[:, :-1])
             tgt, mask = batch[INPUT_IDS][:, 1:], batch[ATTENTION_MASK]
@@ -277,6 +272,15 @@ def evaluate(artifact_dir: str | Path, data_path: str | Path, runtime: str = "on
         return {"perplexity": float(np.exp(nll / max(1, count))), "tokens": count}
     finally:
         rows.close()
+
+
+def _classification_metrics(batches, labels: str, n: int) -> dict:
+    """Accuracy and mean cross-entropy over (batch, logits [B, C]) pairs against int64 ``batch[labels]``."""
+    hits, nll = 0, 0.0
+    for batch, lg in batches:
+        hits += int((lg.argmax(-1) == batch[labels]).sum())
+        nll -= float(np.take_along_axis(_log_softmax(lg), batch[labels][:, None], -1).sum())
+    return {"accuracy": hits / n, "loss": nll / n, "examples": int(n)}
 
 
 def tensor_metrics(manifest: Manifest, batches, n: int) -> dict:
@@ -291,11 +295,7 @@ def tensor_metrics(manifest: Manifest, batches, n: int) -> dict:
                           "predict() and your own metric")
     t = targets[0]
     if t.dtype == "int64" and len(t.shape) == 1 and len(out_shape) == 2:
-        hits, nll = 0, 0.0
-        for batch, lg in batches:
-            hits += int((lg.argmax(-1) == batch[t.name]).sum())
-            nll -= float(np.take_along_axis(_log_softmax(lg), batch[t.name][:, None], -1).sum())
-        return {"accuracy": hits / n, "loss": nll / n, "examples": int(n)}
+        return _classification_metrics(batches, t.name, n)
     if t.dtype == "float32" and t.shape[1:] == out_shape[1:]:
         sq = sum(float(((out - batch[t.name]) ** 2).sum()) for batch, out in batches)
         return {"mse": sq / (n * max(1, int(np.prod(out_shape[1:])))), "examples": int(n)}

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from edgetune.contract.state import MAX_HEADER_BYTES
 from edgetune.data.rows import ArrayRows
 from edgetune.errors import DataError, shorten
 
-MAX_HEADER_BYTES = 100 * 2**20  # the safetensors library's own cap
 _ST_DTYPES = {"F32": "<f4", "F64": "<f8", "I64": "<i8", "I32": "<i4", "BOOL": "|b1", "F16": "<f2", "U8": "|u1",
               "I8": "|i1", "I16": "<i2"}
 

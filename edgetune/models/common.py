@@ -6,12 +6,16 @@ import torch
 MASK_NEG = -1e9
 
 
-def additive_mask(attention_mask: torch.Tensor, causal: bool = False) -> torch.Tensor:
-    """[B, S] 0/1 mask -> [B, 1, S|1, S] float additive mask (0 keep, MASK_NEG drop)."""
+def additive_mask(attention_mask: torch.Tensor, causal: bool = False, window: int | None = None) -> torch.Tensor:
+    """[B, S] 0/1 mask -> [B, 1, S|1, S] float additive mask (0 keep, MASK_NEG drop). ``window``
+    (causal only): query i sees keys i - window < j <= i, as Hugging Face's sliding windows."""
     keep = attention_mask[:, None, None, :].to(torch.float32)
     if causal:
         s = attention_mask.shape[1]
-        keep = keep * torch.ones(s, s).tril()[None, None]
+        allowed = torch.ones(s, s).tril()
+        if window is not None and window < s:
+            allowed = allowed * torch.ones(s, s).triu(-(window - 1))
+        keep = keep * allowed[None, None]
     return (1.0 - keep) * MASK_NEG
 
 

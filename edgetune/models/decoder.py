@@ -23,7 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from edgetune.errors import ConfigError
-from edgetune.models.common import MASK_NEG
+from edgetune.models.common import additive_mask
 
 ROPE_TYPES = ("default", "linear", "llama3")  # rotary scalings computed here (static in the sequence length)
 ACTIVATIONS = ("silu", "gelu_tanh")
@@ -277,16 +277,6 @@ class DecoderForCausalLM(nn.Module):
             logits = logits.scatter_add(-1, adapter.token_ids.expand(*corr.shape), corr)
         return logits
 
-    def _mask(self, attention_mask: torch.Tensor, window: int | None) -> torch.Tensor:
-        """[B, S] 0/1 -> [B, 1, S, S] additive: causal, padding, and a sliding window
-        (query i sees keys i - window < j <= i, as Hugging Face's masks do)."""
-        s = attention_mask.shape[1]
-        allowed = torch.ones(s, s).tril()
-        if window is not None and window < s:
-            allowed = allowed * torch.ones(s, s).triu(-(window - 1))
-        keep = attention_mask[:, None, None, :].to(torch.float32) * allowed[None, None]
-        return (1.0 - keep) * MASK_NEG
-
     def embed(self, input_ids, attention_mask):
         """-> (h [B, S, d], ctx): token embeddings, and what every layer needs, per layer kind:
         rotary cos/sin [S, rot] and the additive mask [B, 1, S, S]."""
@@ -295,7 +285,8 @@ class DecoderForCausalLM(nn.Module):
         if s > c.max_positions:
             raise ConfigError(f"sequence length {s} exceeds max_positions={c.max_positions}")
         ctx = {kind: (getattr(self, f"rope_cos_{kind}")[:s], getattr(self, f"rope_sin_{kind}")[:s],
-                      self._mask(attention_mask, c.sliding_window if kind == SLIDING else None))
+                      additive_mask(attention_mask, causal=True,
+                                    window=c.sliding_window if kind == SLIDING else None))
                for kind in self.kinds}
         h = self.model.embed_tokens(input_ids)
         if c.embed_scale:  # Gemma rounds the scale to the compute dtype first

@@ -139,10 +139,15 @@ def new_head(d: int, num_labels: int, seed: int) -> nn.Linear:
     return head
 
 
+def _has_head(config) -> bool:
+    """Whether the checkpoint was saved as a ``*ForSequenceClassification`` model."""
+    return any(a.endswith("ForSequenceClassification") for a in config.architectures or ())
+
+
 def implied_pooling(directory: Path, config) -> str:
     """The pooling a checkpoint implies: its own head (``*ForSequenceClassification``), the
     sentence-transformers Pooling module's mode, else ``cls``."""
-    if any(a.endswith("ForSequenceClassification") for a in config.architectures or ()):
+    if _has_head(config):
         return "head"
     modules = directory / "modules.json"
     if modules.is_file():
@@ -173,7 +178,7 @@ def load_encoder_classifier(directory: str | Path, labels: list[str], seed: int 
                           f"{', '.join(ENCODERS)} (train a decoder on running text instead)")
     pooling = pooling or implied_pooling(d, config)
     if pooling == "head":
-        if not any(a.endswith("ForSequenceClassification") for a in config.architectures or ()):
+        if not _has_head(config):
             raise ConfigError(f"{d} has no classification head (architectures {config.architectures}); "
                               "use pooling 'cls' or 'mean'")
         with quiet_transformers():

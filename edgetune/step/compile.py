@@ -17,7 +17,7 @@ from torch.func import functional_call, grad_and_value
 from torch.fx.experimental.proxy_tensor import make_fx
 
 from edgetune.contract import ProgramSpec, TensorSpec
-from edgetune.contract.names import LOGITS, LOSS, LR, STEP, next_name, param_input, slot_input
+from edgetune.contract.names import LABELS, LOGITS, LOSS, LR, STEP, next_name, param_input, slot_input
 from edgetune.errors import BatchError, ConfigError
 from edgetune.prepared import PreparedModel
 from edgetune.step.conv_backward import DECOMPOSITIONS as CONV_BACKWARD
@@ -90,7 +90,7 @@ class CompiledStep:
 
     def _infer_batch_specs(self) -> list[TensorSpec]:
         """The inference program's batch inputs: the model's (the step's, less what only the loss reads)."""
-        return [t for t in self.batch_specs() if t.name != "labels"]
+        return [t for t in self.batch_specs() if t.name != LABELS]
 
     def infer_spec(self) -> ProgramSpec:
         params = self.state_specs()[: len(self.names)]

@@ -19,6 +19,7 @@ from torch.func import functional_call
 
 from edgetune.contract import TensorSpec
 from edgetune.contract.manifest import TENSORS
+from edgetune.contract.names import HYPER_INPUTS, LOGITS, LOSS
 from edgetune.errors import ConfigError
 from edgetune.step.compile import _DTYPE_NAMES, CompiledStep
 from edgetune.step.losses import classification_loss
@@ -37,14 +38,26 @@ def _cross_entropy(output: torch.Tensor, targets: dict) -> torch.Tensor:
 LOSSES: dict[str, Callable] = {"cross_entropy": _cross_entropy, "mse": _mse}
 
 
+def loss_function(loss: str | Callable) -> Callable:
+    """A name of `LOSSES` or a function (output, targets) -> scalar -> the function."""
+    if not isinstance(loss, str):
+        return loss
+    if loss not in LOSSES:
+        raise ConfigError(f"loss {loss!r}: choose one of {sorted(LOSSES)} or pass a function (output, targets) -> scalar")
+    return LOSSES[loss]
+
+
 def _check_examples(kind: str, examples: dict[str, torch.Tensor]) -> None:
     for name, t in examples.items():
         if not isinstance(t, torch.Tensor) or t.dim() < 1:
             raise ConfigError(f"{kind} {name!r} must be a tensor with the batch as its first dimension")
         if t.dtype not in _DTYPE_NAMES:
             raise ConfigError(f"{kind} {name!r} has dtype {t.dtype}; the contract carries {list(_DTYPE_NAMES)}")
-        if name.startswith(("param.", "opt.", "noise.")) or name in ("lr", "step", "loss", "logits"):
-            raise ConfigError(f"{kind} name {name!r} is reserved by the artifact contract; rename it")
+        # the contract's own names: dotted state and noise names (param., adamw.exp_avg., noise.z., ...),
+        # hyper inputs and the programs' outputs
+        if "." in name or name in (*HYPER_INPUTS, LOSS, LOGITS):
+            raise ConfigError(f"{kind} name {name!r} is reserved by the artifact contract (dotted names, "
+                              f"{', '.join((*HYPER_INPUTS, LOSS, LOGITS))}); rename it")
 
 
 @dataclass
@@ -67,18 +80,13 @@ class TensorStep(CompiledStep):
         _check_examples("example target", self.example_targets)
         if set(self.example_inputs) & set(self.example_targets):
             raise ConfigError(f"{sorted(set(self.example_inputs) & set(self.example_targets))} are both inputs and targets")
-        if isinstance(self.loss, str):
-            if self.loss not in LOSSES:
-                raise ConfigError(f"loss {self.loss!r}: choose one of {sorted(LOSSES)} or pass a function "
-                                  "(output, targets) -> scalar")
-            if len(self.example_targets) != 1:
-                raise ConfigError(f"loss {self.loss!r} reads one target; example_targets has "
-                                  f"{sorted(self.example_targets)}")
+        self.loss_fn = loss_function(self.loss)
+        if isinstance(self.loss, str) and len(self.example_targets) != 1:
+            raise ConfigError(f"loss {self.loss!r} reads one target; example_targets has {sorted(self.example_targets)}")
         self.task = TENSORS
         self.seq_len = 0
         self.masks = self.prepared.update_masks()
         self.recompute = False
-        self.loss_fn = LOSSES[self.loss] if isinstance(self.loss, str) else self.loss
 
     # ---- specs ----------------------------------------------------------------------------
     def _specs(self, examples: dict[str, torch.Tensor]) -> list[TensorSpec]:
@@ -129,6 +137,5 @@ class TensorStep(CompiledStep):
 
 def batch_loss(model: torch.nn.Module, inputs: tuple[str, ...], loss: str | Callable, batch: dict) -> torch.Tensor:
     """A tensors model's loss on one batch (name -> tensor), as the step computes it."""
-    fn = LOSSES[loss] if isinstance(loss, str) else loss
     out = model(*(batch[n] for n in inputs))
-    return fn(out, {n: t for n, t in batch.items() if n not in inputs})
+    return loss_function(loss)(out, {n: t for n, t in batch.items() if n not in inputs})
