@@ -110,13 +110,19 @@ class Trainer:
         self.threads = threads
         self.program = open_program(self.dir, self.manifest, "step", runtime, threads)
         self._programs = {"step": self.program}  # shorter step programs load when first needed
-        self.state_path = Path(state_path) if state_path else self.dir / TRAINED_STATE.format(runtime=runtime)
+        self.load_state(state_path or self.dir / TRAINED_STATE.format(runtime=runtime))
+        self.feeds_of = {t.feeds: t.name for t in self.program.spec.of_role("state", outputs=True)}
+        self.opened = time.perf_counter()
+
+    def load_state(self, state_path: str | Path) -> None:
+        """Continue from ``state_path`` (or the artifact's initial state while that file does not
+        exist), and write progress there from now on: one loaded program serves many states
+        (a fleet process training several clients in turn)."""
+        self.state_path = Path(state_path)
         if self.state_path.resolve() == (self.dir / STATE_FILE).resolve():
             raise ConfigError(f"--state {self.state_path} is the artifact's initial state, which a trainer never "
                               "writes; pass another path (the default is trained.<runtime>.safetensors)")
         self.state, self.step = resume_or_initial(self.dir, self.manifest, self.state_path)
-        self.feeds_of = {t.feeds: t.name for t in self.program.spec.of_role("state", outputs=True)}
-        self.opened = time.perf_counter()
 
     def hyper(self, lr: float | None, seed: int = 0) -> dict[str, np.ndarray]:
         """The step's non-data inputs for the next step (`edgetune.contract.hyper.hyper_feeds`)."""
@@ -208,14 +214,14 @@ class Trainer:
 
 
 def open_inference(artifact_dir: str | Path, manifest: Manifest, runtime: str, state_path: str | Path | None = None,
-                   threads: int | None = None):
-    """-> (inference program, its trainable inputs from ``state_path``, else the runner's trained
-    state, else the artifact's initial state)."""
+                   threads: int | None = None, state: dict[str, np.ndarray] | None = None):
+    """-> (inference program, its trainable inputs from ``state`` (a state in memory), else from
+    ``state_path``, else the runner's trained state, else the artifact's initial state)."""
     d = Path(artifact_dir)
     prog = open_program(d, manifest, "infer", runtime, threads)
-    # a path the user named must exist (a typo must not evaluate the untrained state)
-    state, _ = resume_or_initial(d, manifest, state_path or d / TRAINED_STATE.format(runtime=runtime),
-                                 must_exist=bool(state_path))
+    if state is None:  # a path the user named must exist (a typo must not evaluate the untrained state)
+        state, _ = resume_or_initial(d, manifest, state_path or d / TRAINED_STATE.format(runtime=runtime),
+                                     must_exist=bool(state_path))
     return prog, {t.name: state[t.name] for t in prog.spec.inputs if t.role == "state"}
 
 
@@ -231,12 +237,12 @@ def _logit_batches(prog, params: dict[str, np.ndarray], rows, batch_size: int) -
 
 def predict(artifact_dir: str | Path, arrays: dict[str, np.ndarray], runtime: str = "onnx",
             state_path: str | Path | None = None, threads: int | None = None,
-            manifest: Manifest | None = None) -> np.ndarray:
-    """Logits for every row of ``arrays`` through the inference program."""
+            manifest: Manifest | None = None, state: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    """Logits for every row of ``arrays`` through the inference program (state: `open_inference`)."""
     from edgetune.data.rows import ArrayRows
 
     manifest = manifest or load_manifest(Path(artifact_dir), runtime)  # hashes every program file: do it once
-    prog, params = open_inference(artifact_dir, manifest, runtime, state_path, threads)
+    prog, params = open_inference(artifact_dir, manifest, runtime, state_path, threads, state)
     return np.concatenate([lg for _, lg in _logit_batches(prog, params, ArrayRows(arrays), manifest.infer_batch)])
 
 
@@ -247,14 +253,16 @@ def _log_softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def evaluate(artifact_dir: str | Path, data_path: str | Path, runtime: str = "onnx",
-             state_path: str | Path | None = None, threads: int | None = None) -> dict:
+             state_path: str | Path | None = None, threads: int | None = None,
+             state: dict[str, np.ndarray] | None = None) -> dict:
     """Accuracy and mean cross-entropy (classification) or perplexity (causal LM) of the current
     state on a data file; for a tensors artifact, accuracy against an int64 target or mean
     squared error against a float one (`tensor_metrics`). Batches are scored as they come: a
-    language model's logits for a whole file would not fit."""
+    language model's logits for a whole file would not fit. ``state``: evaluate this state in
+    memory instead of one on disk (`open_inference`)."""
     d = Path(artifact_dir)
     manifest = load_manifest(d, runtime)
-    prog, params = open_inference(d, manifest, runtime, state_path, threads)  # before the data: errors first
+    prog, params = open_inference(d, manifest, runtime, state_path, threads, state)  # before the data: errors first
     rows = encode_file(d, manifest, data_path)
     try:
         batches = _logit_batches(prog, params, rows, manifest.infer_batch)

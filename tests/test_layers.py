@@ -2,6 +2,7 @@
 
     contract (torch-free)  <- device runtime (torch-free)  <- exporters <- app <- host tooling
     contract               <- authoring core               <- exporters
+    contract, device       <- fleet (torch-free, Flower)   <- app
 
 Every import counts, also those inside functions: a lazy import still ties the layers.
 """
@@ -20,6 +21,7 @@ LAYERS = {
                "device_harness.conformance"),
     "authoring": ("edgetune.prepared", "edgetune.adapters", "edgetune.quant", "edgetune.step", "edgetune.models"),
     "exporters": ("exporters",),
+    "fleet": ("edgetune.fleet",),
     "app": ("edgetune.app",),
     "host": ("device_harness.host", "device_harness.__main__"),
 }
@@ -28,10 +30,11 @@ ALLOWED = {
     "device": {"contract", "device"},
     "authoring": {"contract", "authoring"},
     "exporters": {"contract", "device", "authoring", "exporters"},
-    "app": {"contract", "device", "authoring", "exporters", "app"},
-    "host": {"contract", "device", "authoring", "exporters", "app", "host"},
+    "fleet": {"contract", "device", "fleet"},
+    "app": {"contract", "device", "authoring", "exporters", "fleet", "app"},
+    "host": {"contract", "device", "authoring", "exporters", "fleet", "app", "host"},
 }
-TORCH_FREE = ("contract", "device")
+TORCH_FREE = ("contract", "device", "fleet")
 
 
 def modules() -> dict[str, pathlib.Path]:

@@ -1,4 +1,4 @@
-"""`edgetune` command line: demo, export, train, eval."""
+"""`edgetune` command line: demo, export, train, eval, fleet."""
 from __future__ import annotations
 
 import dataclasses
@@ -16,6 +16,7 @@ from device_harness.runtimes import RUNNERS
 from edgetune.adapters import ADAPTERS, LinearAdapterConfig
 from edgetune.app.classifier import HEAD_INITS, MODELS, ClassifierPlan
 from edgetune.app.common import adapter_config
+from edgetune.app.fleet_cli import fleet
 from edgetune.app.lm import LMPlan
 from edgetune.contract import RUNTIMES
 from edgetune.contract.hyper import SCHEDULES
@@ -546,6 +547,8 @@ def eval_cmd(artifact, data, runtime, state, threads):
     except EdgetuneError as e:
         _fail(e)
 
+
+main.add_command(fleet)
 
 if __name__ == "__main__":
     main()

@@ -148,3 +148,20 @@ def test_architectures(tmp_path):
     for r in res["rows"]:
         assert r["runtimes"]["onnx"]["parity"] is True, r
     assert res["rows"][0]["logits_max_abs_diff"] < 1e-5
+
+
+def test_fleet(tmp_path):
+    res = run("fleet", tmp_path)
+    check_common(res, {"config", "split", "rows"})
+    rows = {r["name"]: r for r in res["rows"]}
+    assert list(rows) == ["fed_lora_sb", "fed_lora", "local_only", "centralized"]
+    assert all(0 <= r["test_accuracy"] <= 1 and 0 <= r["user_accuracy"] <= 1 for r in rows.values())
+    for name in ("fed_lora_sb", "fed_lora"):
+        rounds = rows[name]["rounds"]
+        assert len(rounds) == res["config"]["rounds"]
+        assert all(r["accepted"] == res["config"]["clients_per_round"] and not r["refused"] for r in rounds)
+    # LoRA-SB's shared tensors are smaller than LoRA's, and the server counted at least their data
+    assert rows["fed_lora_sb"]["shared_values"] < rows["fed_lora"]["shared_values"]
+    assert rows["fed_lora_sb"]["bytes_up_per_client"] > 4 * rows["fed_lora_sb"]["shared_values"]
+    assert rows["fed_lora_sb"]["bytes_up_per_client"] < rows["fed_lora"]["bytes_up_per_client"]
+    assert (tmp_path / "fleet.png").is_file()
