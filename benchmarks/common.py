@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-PACKAGES = ("torch", "executorch", "onnxruntime", "onnx", "transformers", "peft", "numpy", "edgetune")
+PACKAGES = ("torch", "executorch", "onnxruntime", "onnx", "transformers", "peft", "numpy", "flwr", "ray", "edgetune")
 
 
 def cpu_model() -> str:

@@ -41,6 +41,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
+from edgetune.fleet.config import held_out_path  # noqa: E402
+
 ALPHA, MIN_TEXTS, HELD_OUT = 0.5, 20, 0.2
 LOCAL_TEST_USERS = 10
 SB = {"method": "lora_sb", "r": 16, "init_lr": 1e-3, "n_samples": 64, "targets": ["query", "value"]}
@@ -102,7 +104,7 @@ def split_data(data: Path, work: Path, n_users: int, seed: int) -> dict:
     for u, idx in enumerate(dirichlet_users(rest, n_users, ALPHA, seed, MIN_TEXTS)):
         idx = [idx[i] for i in rng.permutation(len(idx))]
         k = max(1, int(round(HELD_OUT * len(idx))))
-        write_csv(part / f"{u}.eval.csv", [rest[i] for i in idx[:k]])
+        write_csv(held_out_path(part / f"{u}.csv"), [rest[i] for i in idx[:k]])
         write_csv(part / f"{u}.csv", [rest[i] for i in idx[k:]])
         union += [rest[i] for i in idx[k:]]
         sizes.append(len(idx) - k)
@@ -136,7 +138,7 @@ class Scorer:
         self.art, self.threads = art, threads
         self.manifest = load_manifest(art, "onnx")
         self.test = encode_arrays(art, self.manifest, write_csv(part.parent / "test.csv", read_rows(data / "test.csv")))
-        self.held = [encode_arrays(art, self.manifest, part / f"{u}.eval.csv") for u in range(n_users)]
+        self.held = [encode_arrays(art, self.manifest, held_out_path(part / f"{u}.csv")) for u in range(n_users)]
 
     def accuracy(self, arrays: dict, state: dict) -> float:
         from device_harness.runner import predict

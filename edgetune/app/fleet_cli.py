@@ -42,10 +42,12 @@ def _settings(artifact: str, runtime: str, sets: tuple[str, ...], **given) -> di
 
 
 def _nodes(artifact: str, data: tuple[str, ...], state_dir: Path) -> list[dict]:
+    from edgetune.fleet.config import held_out_path
+
     nodes = []
     for i, d in enumerate(data):
         p = Path(d).resolve()
-        held = p.with_name(p.stem + ".eval" + p.suffix)
+        held = held_out_path(p)
         node = {"artifact": str(Path(artifact).resolve()), "data": str(p), "state": str(state_dir / f"{i}.{p.stem}.safetensors")}
         if held.exists():
             node["eval-data"] = str(held)

@@ -111,13 +111,19 @@ class ClientSetup:
     """Where one client's artifact, data and state live.
 
     From the SuperNode's node config (``artifact``, ``data``, ``eval-data``, ``state``), or, for a
-    simulated client, from the run's ``partitions`` / ``state-dir`` and its ``partition-id``."""
+    simulated client, from the run's ``partitions`` (``<partition-id>.csv`` and, if present, its
+    `held_out_path`) / ``state-dir`` and its ``partition-id``."""
 
     artifact: Path
     data: Path
     eval_data: Path | None
     state: Path
     name: str
+
+
+def held_out_path(data: Path) -> Path:
+    """A client's held-out file beside its data file: NAME.csv -> NAME.eval.csv."""
+    return data.with_name(f"{data.stem}.eval{data.suffix}")
 
 
 def client_setup(node_config: dict, s: RunSettings) -> ClientSetup:
@@ -134,7 +140,7 @@ def client_setup(node_config: dict, s: RunSettings) -> ClientSetup:
         raise ConfigError("this client has no data: give the SuperNode --node-config 'artifact=\"DIR\" data=\"FILE\" "
                           "state=\"FILE\"', or run a simulation with run-config partitions=DIR state-dir=DIR")
     pid = int(node_config["partition-id"])
-    part = Path(s.partitions)
-    ev = part / f"{pid}.eval.csv"
-    return ClientSetup(Path(str(node_config.get("artifact", s.artifact))), part / f"{pid}.csv",
+    data = Path(s.partitions) / f"{pid}.csv"
+    ev = held_out_path(data)
+    return ClientSetup(Path(str(node_config.get("artifact", s.artifact))), data,
                        ev if ev.exists() else None, Path(s.state_dir) / f"{pid}.safetensors", str(pid))

@@ -201,10 +201,20 @@ class LocalFleet:
                 out.append(int(stat.parent.name))
         return out
 
-    def close(self) -> None:
+    def close(self, seconds: float = 15.0) -> None:
+        """Stop every process started here and wait (up to ``seconds``) until none is left, also
+        the apps they started (an orphan killed by the group signal may take a moment to go)."""
         for p in reversed(self.procs):
             _stop(p)
         self.procs.clear()
+        end = time.monotonic() + seconds
+        while (left := self.alive()) and time.monotonic() < end:
+            for pid in left:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.2)
 
 
 def _stop(p: subprocess.Popen, grace: float = 10.0) -> None:

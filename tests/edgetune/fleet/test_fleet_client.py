@@ -57,3 +57,23 @@ def test_train_takes_the_global_tensors_and_keeps_the_rest(tiny_artifact, demo_d
     with pytest.raises(ConfigError, match="'param.nope', which is not a state tensor"):
         client.train(message({"param.nope": np.zeros(1, np.float32)}, manifest.artifact_id), ctx)
     assert Trainer(art, "onnx", tmp_path / "me.safetensors").step == 2  # refused messages changed nothing
+
+
+def test_evaluate_scores_the_held_out_file_with_the_global_tensors(tiny_artifact, demo_data, tmp_path, task_identity):
+    from device_harness.runner import evaluate
+
+    art, manifest, _ = tiny_artifact
+    names = shared_names(manifest)
+    node = {"artifact": str(art), "data": str(demo_data[0]), "state": str(tmp_path / "me.safetensors")}
+    init = Trainer(art, "onnx", tmp_path / "ref.safetensors").state
+    sent = {k: init[k] * np.float32(1.5) for k in names}
+    ctx = Context(run_id=1, node_id=1, node_config={**node, "eval-data": str(demo_data[1])}, state=RecordDict(),
+                  run_config={})
+    out = client.evaluate_held_out(message(sent, manifest.artifact_id), ctx)
+    want = evaluate(art, demo_data[1], "onnx", state={**init, **sent})
+    assert out.content["metrics"]["accuracy"] == want["accuracy"]
+    assert out.content["metrics"]["loss"] == pytest.approx(want["loss"], rel=1e-6)
+    assert out.content["metrics"]["num-examples"] == want["examples"] and "arrays" not in out.content.array_records
+    with pytest.raises(ConfigError, match="has no held-out file"):
+        client.evaluate_held_out(message(sent, manifest.artifact_id), Context(
+            run_id=1, node_id=1, node_config=node, state=RecordDict(), run_config={}))
