@@ -29,7 +29,6 @@ Writes benchmarks/results/fleet.json and fleet.png.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 import tempfile
@@ -40,6 +39,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
+import quality  # noqa: E402  (its BANKING77 readers and writers)
 
 from edgetune.fleet.config import held_out_path  # noqa: E402
 
@@ -56,19 +56,6 @@ def configure(smoke: bool) -> None:
     if smoke:
         MODEL, BATCH, SEQ, MIN_TEXTS, LOCAL_TEST_USERS = "tiny", 4, 16, 4, 2
         SB, LORA = {**SB, "r": 4, "n_samples": 8}, {**LORA, "r": 2}
-
-
-def read_rows(path: Path) -> list[tuple[str, str]]:
-    with open(path, newline="", encoding="utf-8") as f:
-        return [(r["text"], r.get("category") or r["label"]) for r in csv.DictReader(f)]
-
-
-def write_csv(path: Path, rows) -> Path:
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["text", "label"])
-        w.writerows(rows)
-    return path
 
 
 def dirichlet_users(rows, n_users: int, alpha: float, seed: int, min_texts: int) -> list[list[int]]:
@@ -90,13 +77,13 @@ def dirichlet_users(rows, n_users: int, alpha: float, seed: int, min_texts: int)
 
 def split_data(data: Path, work: Path, n_users: int, seed: int) -> dict:
     """seed.csv (one text per label), partitions/<u>.csv + <u>.eval.csv, union.csv; -> facts."""
-    rows = read_rows(data / "train.csv")
+    rows = quality.read_split(data / "train.csv")
     rng = np.random.default_rng(seed)
     first = {}
     for i in rng.permutation(len(rows)):
         first.setdefault(rows[i][1], int(i))
     seed_idx = set(first.values())
-    write_csv(work / "seed.csv", [rows[i] for i in sorted(seed_idx)])
+    quality.write_csv(work / "seed.csv", [rows[i] for i in sorted(seed_idx)])
     rest = [r for i, r in enumerate(rows) if i not in seed_idx]
     part = work / "partitions"
     part.mkdir(parents=True, exist_ok=True)
@@ -104,12 +91,12 @@ def split_data(data: Path, work: Path, n_users: int, seed: int) -> dict:
     for u, idx in enumerate(dirichlet_users(rest, n_users, ALPHA, seed, MIN_TEXTS)):
         idx = [idx[i] for i in rng.permutation(len(idx))]
         k = max(1, int(round(HELD_OUT * len(idx))))
-        write_csv(held_out_path(part / f"{u}.csv"), [rest[i] for i in idx[:k]])
-        write_csv(part / f"{u}.csv", [rest[i] for i in idx[k:]])
+        quality.write_csv(held_out_path(part / f"{u}.csv"), [rest[i] for i in idx[:k]])
+        quality.write_csv(part / f"{u}.csv", [rest[i] for i in idx[k:]])
         union += [rest[i] for i in idx[k:]]
         sizes.append(len(idx) - k)
         labels_per_user.append(len({rest[i][1] for i in idx}))
-    write_csv(work / "union.csv", [union[i] for i in rng.permutation(len(union))])
+    quality.write_csv(work / "union.csv", [union[i] for i in rng.permutation(len(union))])
     return {"users": n_users, "alpha": ALPHA, "seed_texts": len(seed_idx), "train_texts": int(sum(sizes)),
             "texts_per_user": {"min": int(min(sizes)), "median": float(np.median(sizes)), "max": int(max(sizes))},
             "labels_per_user": {"min": int(min(labels_per_user)), "median": float(np.median(labels_per_user)),
@@ -137,7 +124,8 @@ class Scorer:
 
         self.art, self.threads = art, threads
         self.manifest = load_manifest(art, "onnx")
-        self.test = encode_arrays(art, self.manifest, write_csv(part.parent / "test.csv", read_rows(data / "test.csv")))
+        test_csv = quality.write_csv(part.parent / "test.csv", quality.read_split(data / "test.csv"))
+        self.test = encode_arrays(art, self.manifest, test_csv)
         self.held = [encode_arrays(art, self.manifest, held_out_path(part / f"{u}.csv")) for u in range(n_users)]
 
     def accuracy(self, arrays: dict, state: dict) -> float:

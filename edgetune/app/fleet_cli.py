@@ -15,6 +15,7 @@ import click
 
 from device_harness.runtimes import RUNNERS
 from edgetune.errors import EdgetuneError
+from edgetune.fleet.config import RUN_DEFAULTS, STRATEGIES, held_out_path, run_settings
 
 
 def _settings(artifact: str, runtime: str, sets: tuple[str, ...], **given) -> dict:
@@ -22,7 +23,6 @@ def _settings(artifact: str, runtime: str, sets: tuple[str, ...], **given) -> di
     import tomllib
 
     from edgetune.contract import load_manifest
-    from edgetune.fleet.config import run_settings
     from edgetune.fleet.shared import shared_names
 
     cfg = {"artifact": str(Path(artifact).resolve()), "runtime": runtime,
@@ -42,8 +42,6 @@ def _settings(artifact: str, runtime: str, sets: tuple[str, ...], **given) -> di
 
 
 def _nodes(artifact: str, data: tuple[str, ...], state_dir: Path) -> list[dict]:
-    from edgetune.fleet.config import held_out_path
-
     nodes = []
     for i, d in enumerate(data):
         p = Path(d).resolve()
@@ -78,9 +76,9 @@ def fleet():
 
 @fleet.command("run")
 @_common
-@click.option("--rounds", "num_rounds", type=click.IntRange(min=1), default=3, show_default=True)
-@click.option("--local-steps", type=click.IntRange(min=1), default=10, show_default=True)
-@click.option("--strategy", type=click.Choice(["fedavg", "fedadam", "dp-fixed"]), default="fedavg", show_default=True)
+@click.option("--rounds", "num_rounds", type=click.IntRange(min=1), default=RUN_DEFAULTS["num-rounds"], show_default=True)
+@click.option("--local-steps", type=click.IntRange(min=1), default=RUN_DEFAULTS["local-steps"], show_default=True)
+@click.option("--strategy", type=click.Choice(STRATEGIES), default=RUN_DEFAULTS["strategy"], show_default=True)
 @click.option("--personal", default=None, help="comma-separated patterns of trainable tensors kept on each client, "
                                                "e.g. 'head.*'")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="any other run-config key (repeatable)")

@@ -38,34 +38,14 @@ RUN_DEFAULTS: dict[str, str | int | float | bool] = {
 }
 
 
-@dataclasses.dataclass(frozen=True)
-class RunSettings:
-    """A run's settings, checked. Field names are the run-config keys with '_' for '-'."""
+def _personal_patterns(self) -> tuple[str, ...]:
+    return tuple(p.strip() for p in self.personal.split(",") if p.strip())
 
-    artifact: str
-    runtime: str
-    client_threads: int
-    num_rounds: int
-    fraction_train: float
-    min_clients: int
-    fraction_evaluate: float
-    local_steps: int
-    lr: float
-    schedule: str
-    seed: int
-    personal: str
-    strategy: str
-    server_lr: float
-    dp_noise: float
-    dp_clip: float
-    round_timeout: float
-    partitions: str
-    state_dir: str
-    out: str
 
-    @property
-    def personal_patterns(self) -> tuple[str, ...]:
-        return tuple(p.strip() for p in self.personal.split(",") if p.strip())
+# A run's settings, checked: one field per key of RUN_DEFAULTS ('_' for '-'), of its default's type.
+RunSettings = dataclasses.make_dataclass(
+    "RunSettings", [(k.replace("-", "_"), type(v)) for k, v in RUN_DEFAULTS.items()], frozen=True,
+    namespace={"personal_patterns": property(_personal_patterns, doc="the personal fnmatch patterns, one per comma")})
 
 
 def run_settings(run_config: dict) -> RunSettings:

@@ -2,20 +2,11 @@
 import numpy as np
 import pytest
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordDict
-from flwr.supercore.task_identity import TaskIdentity
 
 from device_harness.runner import Trainer
 from edgetune.errors import ConfigError
 from edgetune.fleet import client
 from edgetune.fleet.shared import shared_names
-
-
-@pytest.fixture
-def task_identity():
-    saved = TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id
-    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 1, 1
-    yield
-    TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id = saved
 
 
 def message(shared: dict, artifact_id: str, steps=2) -> Message:

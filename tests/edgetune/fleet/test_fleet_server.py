@@ -1,9 +1,7 @@
 """The server's screen before aggregation, on real Flower messages (built in this process)."""
 import numpy as np
-import pytest
 from flwr.app import Array, ArrayRecord, ConfigRecord, Error, Message, MetricRecord, RecordDict
 from flwr.serverapp.strategy import DifferentialPrivacyServerSideFixedClipping, FedAdam, FedAvg
-from flwr.supercore.task_identity import TaskIdentity
 from safetensors import safe_open
 
 from edgetune.fleet.config import run_settings
@@ -11,15 +9,6 @@ from edgetune.fleet.server import GLOBAL_FILE, Screened, make_strategy, wire_byt
 
 EXPECTED = {"param.a": ((2, 3), "float32"), "param.b": ((4,), "float32")}
 ART = "a" * 64
-
-
-@pytest.fixture
-def task_identity():
-    """Messages take their run and node ids from the process's task identity (set by Flower's runtimes)."""
-    saved = TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id
-    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 1, 1
-    yield
-    TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id = saved
 
 
 def arrays(value: float, **change) -> dict:
