@@ -39,6 +39,12 @@ class PrepareReport:
         return {"adapters": [a.__dict__ for a in self.adapters], "trainable_params": self.trainable_params,
                 "frozen_params": self.frozen_params, "unmatched": self.unmatched}
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "PrepareReport":
+        """The inverse of `to_dict` (a manifest's ``adapters``)."""
+        return cls([AdapterMatch(**a) for a in d.get("adapters", [])], d.get("trainable_params", 0),
+                   d.get("frozen_params", 0), dict(d.get("unmatched", {})))
+
 
 @dataclass
 class PreparedModel:

@@ -19,6 +19,7 @@ from edgetune.files import replacing_directory
 from edgetune.step.compile import CompiledStep
 from edgetune.step.zeroth_order import ZOStep
 from exporters.cost import step_cost
+from exporters.stages import StageLog
 
 # Tolerance of every parity check between eager PyTorch and a runtime: the contract's
 # (`edgetune.contract.conformance.TOLERANCE`). SmolLM2's embedding-row gradients (summed
@@ -91,33 +92,46 @@ def compare_changes(want: dict[str, torch.Tensor], got: dict[str, np.ndarray], s
 
 
 def self_check(artifact_dir: Path, manifest: Manifest, variants: dict[str, tuple[CompiledStep, str]],
-               runtime: str, eps: dict[str, torch.export.ExportedProgram]) -> None:
+               runtimes: Sequence[str], eps: dict[str, torch.export.ExportedProgram],
+               log: StageLog | None = None) -> None:
     """Run each exported program (name -> (its compiled step, "step" | "infer")) once at step 1
-    from the initial state (where LoRA's A has an exactly-zero gradient) and compare with
-    eager PyTorch. A graph rewrite or lowering that changed the numbers is an `InternalError`.
-    Programs with integer activations are compared in distribution (`compare_changes`).
-    Core ML predicts only on Apple's systems: what is run of it is the rewritten graph the
-    converter received (from the captured ``eps``), whose features were checked when written."""
-    from device_harness.runtimes import open_program
+    from the initial state (where LoRA's A has an exactly-zero gradient) on each of ``runtimes``
+    and compare with eager PyTorch (run once per program). A graph rewrite or lowering that
+    changed the numbers is an `InternalError`. Programs with integer activations are compared
+    in distribution (`compare_changes`). Core ML predicts only on Apple's systems: what is run
+    of it is the rewritten graph the converter received (from the captured ``eps``), whose
+    features were checked when written."""
     from edgetune.quant import uses_integer_activations
+
+    log = log if log is not None else StageLog()
+    for program, (compiled, kind) in variants.items():
+        with log.stage("eager reference", program):
+            noisy = uses_integer_activations(compiled.prepared.model)
+            feeds = compiled.example_feeds(lr=PARITY_LR)
+            if noisy:
+                for t in compiled.state_specs()[len(compiled.names):]:  # optimizer slots
+                    feeds[t.name] = torch.full(t.shape, SMOOTH_SLOT)
+            np_feeds = {k: v.numpy() for k, v in feeds.items()}
+            want = compiled.eager_step(feeds) if kind == "step" else {"logits": compiled.eager_infer(feeds)}
+        for runtime in runtimes:
+            with log.stage(f"check {runtime}", program):
+                _check_program(artifact_dir, manifest, program, runtime, eps, want, np_feeds, noisy)
+
+
+def _check_program(artifact_dir: Path, manifest: Manifest, program: str, runtime: str,
+                   eps: dict[str, torch.export.ExportedProgram], want: dict[str, torch.Tensor],
+                   np_feeds: dict[str, np.ndarray], noisy: bool) -> None:
+    from device_harness.runtimes import open_program
     from exporters.coreml import RewrittenProgram
 
-    for program, (compiled, kind) in variants.items():
-        noisy = uses_integer_activations(compiled.prepared.model)
-        feeds = compiled.example_feeds(lr=PARITY_LR)
-        if noisy:
-            for t in compiled.state_specs()[len(compiled.names):]:  # optimizer slots
-                feeds[t.name] = torch.full(t.shape, SMOOTH_SLOT)
-        np_feeds = {k: v.numpy() for k, v in feeds.items()}
-        want = compiled.eager_step(feeds) if kind == "step" else {"logits": compiled.eager_infer(feeds)}
-        prog = (RewrittenProgram(eps[program], manifest.programs[program]) if runtime == "coreml" else
-                open_program(artifact_dir, manifest, program, runtime))
-        got = prog.run({t.name: np_feeds[t.name] for t in prog.spec.inputs})
-        feeds_of = {t.name: t.feeds for t in prog.spec.outputs if t.feeds}
-        bad = compare_changes(want, got, np_feeds, feeds_of) if noisy else compare_outputs(want, got)
-        if bad:
-            raise InternalError(f"the {runtime} {program} program differs from eager PyTorch in {len(bad)} "
-                                f"outputs: {bad[:4]}. The lowering changed the step's numbers.")
+    prog = (RewrittenProgram(eps[program], manifest.programs[program]) if runtime == "coreml" else
+            open_program(artifact_dir, manifest, program, runtime))
+    got = prog.run({t.name: np_feeds[t.name] for t in prog.spec.inputs})
+    feeds_of = {t.name: t.feeds for t in prog.spec.outputs if t.feeds}
+    bad = compare_changes(want, got, np_feeds, feeds_of) if noisy else compare_outputs(want, got)
+    if bad:
+        raise InternalError(f"the {runtime} {program} program differs from eager PyTorch in {len(bad)} "
+                            f"outputs: {bad[:4]}. The lowering changed the step's numbers.")
 
 
 def _variants(compiled: CompiledStep, seq_buckets: Sequence[int],
@@ -144,14 +158,16 @@ def _variants(compiled: CompiledStep, seq_buckets: Sequence[int],
 def export_artifact(compiled: CompiledStep, out_dir: str | Path, formats: Sequence[str] = RUNNERS,
                     tokenizer_json: str | Path | None = None, labels: list[str] | None = None,
                     model_info: dict | None = None, overwrite: bool = False, seq_buckets: Sequence[int] = (),
-                    progress: Callable[[str], None] = lambda msg: None, infer_batch: int | None = None) -> Manifest:
+                    progress: Callable[[str], None] = lambda msg: None, infer_batch: int | None = None,
+                    log: StageLog | None = None) -> Manifest:
     """Capture, lower to each of ``formats``, self-check, and move the directory into place
     (built in a temporary sibling, so a failed export leaves no half artifact).
 
     ``seq_buckets`` adds step programs at those shorter sequence lengths (a text
     classifier's padding-free batches: the runner groups texts by length and runs each
     batch at the shortest length that holds it). ``infer_batch``: rows per call of the
-    inference program (evaluation), default the step's batch."""
+    inference program (evaluation), default the step's batch. ``log`` collects the seconds and
+    peak RSS of each stage (a new one by default); the artifact gets them as ``export_cost.json``."""
     from edgetune.contract.state import save_state
 
     out = Path(out_dir)
@@ -168,7 +184,11 @@ def export_artifact(compiled: CompiledStep, out_dir: str | Path, formats: Sequen
         progress("capturing the training step")
         variants = _variants(compiled, seq_buckets, infer_batch)
         names = tuple(variants)
-        eps = {p: c.capture(kind) for p, (c, kind) in variants.items()}
+        log = log if log is not None else StageLog()
+        eps = {}
+        for p, (c, kind) in variants.items():
+            with log.stage("capture", p):
+                eps[p] = c.capture(kind)
         specs = {p: c.step_spec() if kind == "step" else c.infer_spec() for p, (c, kind) in variants.items()}
         files: dict[str, dict[str, str]] = {p: {} for p in names}
         lowering: dict[str, dict[str, dict]] = {p: {} for p in names}
@@ -177,8 +197,9 @@ def export_artifact(compiled: CompiledStep, out_dir: str | Path, formats: Sequen
                 progress(f"lowering {program} to {fmt}")
                 fname = f"{program}{RUNTIMES[fmt]}"
                 compiled_p, kind = variants[program]
-                info = _write_program(fmt, eps[program], specs[program], tmp / fname,
-                                      forward_only=kind == "step" and isinstance(compiled_p, ZOStep))
+                with log.stage(f"lower {fmt}", program):
+                    info = _write_program(fmt, eps[program], specs[program], tmp / fname,
+                                          forward_only=kind == "step" and isinstance(compiled_p, ZOStep))
                 files[program][fmt] = fname
                 if info:
                     lowering[program][fmt] = info
@@ -186,7 +207,8 @@ def export_artifact(compiled: CompiledStep, out_dir: str | Path, formats: Sequen
         model = {k: v for k, v in (model_info or {}).items() if k != "step_cost"}  # a merged artifact's was its source's
         if "step" in variants:  # for step-time predictions on named boards (device_harness.host.predict)
             progress("counting the step's FLOPs and bytes")
-            model["step_cost"] = step_cost(eps["step"], specs["step"], variants["step"][0].example_feeds(lr=PARITY_LR))
+            with log.stage("count FLOPs", "step"):
+                model["step_cost"] = step_cost(eps["step"], specs["step"], variants["step"][0].example_feeds(lr=PARITY_LR))
         if tokenizer_json is not None:
             shutil.copyfile(tokenizer_json, tmp / "tokenizer.json")
         manifest = Manifest(
@@ -204,7 +226,7 @@ def export_artifact(compiled: CompiledStep, out_dir: str | Path, formats: Sequen
 
             save_adapter(compiled.prepared, tmp, base=model_info)
         (tmp / "manifest.json").write_bytes(raw)
-        for fmt in formats:
-            progress(f"checking the {fmt} programs against eager PyTorch")
-            self_check(tmp, manifest, variants, fmt, eps)
+        progress(f"checking the {', '.join(formats)} programs against eager PyTorch")
+        self_check(tmp, manifest, variants, formats, eps, log)
+        log.write(tmp)
     return manifest

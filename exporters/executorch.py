@@ -27,8 +27,9 @@ from collections import Counter
 from pathlib import Path
 
 import torch
+from torch._decomp import core_aten_decompositions
 
-from exporters.decompositions import call_targets, quant_references
+from exporters.decompositions import call_targets, quant_references, skip_noop_decompositions
 
 MATMULS = ("aten.mm.default", "aten.addmm.default", "aten.bmm.default")
 
@@ -51,12 +52,13 @@ def erf_from_exp(x: torch.Tensor) -> torch.Tensor:
 
 
 def _decompose(ep: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
-    """Spell out edgetune's quantized ops (aten ops on the integer constants) and erf."""
+    """Spell out edgetune's quantized ops (aten ops on the integer constants) and erf, in the one
+    re-trace of the lowering (see `exporters.decompositions`)."""
     targets = call_targets(ep)
-    table = quant_references(targets)
+    table = {**core_aten_decompositions(), **quant_references(targets)}  # core: what the references use
     if torch.ops.aten.erf.default in targets:
         table[torch.ops.aten.erf.default] = erf_from_exp
-    return ep.run_decompositions(table) if table else ep
+    return ep.run_decompositions(table)
 
 
 def _op_name(target) -> str:
@@ -112,13 +114,15 @@ def export_executorch(ep: torch.export.ExportedProgram, path: str | Path) -> dic
     ep = _decompose(ep)
     # convolutions first, with their kernels packed as static weights; then the rest, whose
     # matmuls take dynamic weights (force_non_static_weights_for_f32_linear would make the
-    # convolutions' kernels dynamic too, which XNNPACK's convolution refuses)
-    convs = XnnpackPartitioner([_static_kernel_convolution()])
+    # convolutions' kernels dynamic too, which XNNPACK's convolution refuses). Each partitioner
+    # costs ExecuTorch a decomposition pass: the first is left out where there is no convolution.
     rest = XnnpackPartitioner([c for c in ALL_PARTITIONER_CONFIGS if c is not ConvolutionConfig],
                               force_non_static_weights_for_f32_linear=True)
-    with warnings.catch_warnings():
+    has_conv = any("convolution" in str(t) for t in call_targets(ep))
+    partitioners = [XnnpackPartitioner([_static_kernel_convolution()]), rest] if has_conv else [rest]
+    with warnings.catch_warnings(), skip_noop_decompositions(ep):
         warnings.simplefilter("ignore")
-        edge = to_edge_transform_and_lower(ep, partitioner=[convs, rest])
+        edge = to_edge_transform_and_lower(ep, partitioner=partitioners)
         coverage = delegation_coverage(edge.exported_program())
         prog = edge.to_executorch()
     path.write_bytes(prog.buffer)

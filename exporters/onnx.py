@@ -13,6 +13,10 @@ Quantized frozen weights (`edgetune::dequantize` nodes) become DequantizeLinear
 over INT8 or UINT4 initializers: the integers stay integers in the file and in onnxruntime's memory
 (its constant folding leaves DequantizeLinear alone).
 
+The captured graph is already core aten (`edgetune.step.compile`), so torch.onnx's own
+decomposition pass, a full re-trace of the graph, is skipped when it would rewrite nothing
+(`_already_decomposed`): it cost 40% of a lowering.
+
 Integer matmuls (`edgetune::int8_matmul`) become per-row QuantizeLinear +
 MatMulInteger over the codes shifted to uint8 (u8 x u8, exact on every CPU), with int32 accumulation; the int32 -> float cast is
 then folded into onnxruntime's MatMulIntegerToFloat (a com.microsoft op: such programs
@@ -20,6 +24,7 @@ need onnxruntime, which is what edgetune's ONNX artifacts target).
 """
 from __future__ import annotations
 
+import contextlib
 import warnings
 from pathlib import Path
 
@@ -31,6 +36,7 @@ from onnx import TensorProto, helper, numpy_helper
 from edgetune.contract import ProgramSpec
 from edgetune.quant.int8_matmul import INT8_MATMUL_OP
 from edgetune.quant.weight import DEQUANTIZE_OP
+from exporters.decompositions import copy_graph_module, nothing_to_decompose
 
 QUANT_OPSET = 21  # blocked DequantizeLinear and UINT4
 
@@ -158,6 +164,29 @@ def _fuse_integer_matmuls(model: onnx.ModelProto) -> int:
     return len(fused)
 
 
+@contextlib.contextmanager
+def _already_decomposed():
+    """While torch.onnx exports, its decomposition pass hands the program on without a re-trace
+    when there is nothing to decompose for ONNX (`nothing_to_decompose` with torch.onnx's own
+    table); otherwise it runs as usual. What it hands on is a copy of the graph: torch.onnx's
+    later passes edit it in place, and the captured program is shared with the other lowerings."""
+    from torch.onnx._internal.exporter import _decomp, _fx_passes
+
+    real = _fx_passes.decompose_with_registry
+
+    def decompose(program, registry):
+        implemented = set(_decomp.get_onnx_implemented_overloads(registry))
+        if nothing_to_decompose(program, _decomp.create_onnx_friendly_decomposition_table(implemented)):
+            return program._update(copy_graph_module(program.graph_module), program.graph_signature)
+        return real(program, registry)
+
+    _fx_passes.decompose_with_registry = decompose
+    try:
+        yield
+    finally:
+        _fx_passes.decompose_with_registry = real
+
+
 def export_onnx(ep: torch.export.ExportedProgram, spec: ProgramSpec, path: str | Path, optimize: bool = False) -> Path:
     """Write ``ep`` to ``path`` with inputs/outputs named as in ``spec``. ``optimize`` exists to
     reproduce the onnxscript rewrite hazard in tests; artifacts never use it."""
@@ -165,7 +194,7 @@ def export_onnx(ep: torch.export.ExportedProgram, spec: ProgramSpec, path: str |
     quant = _has_quant_ops(ep)
     extra = {"opset_version": QUANT_OPSET,
              "custom_translation_table": dict(_QUANT_OPS)} if quant else {}
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _already_decomposed():
         warnings.simplefilter("ignore")
         onx = torch.onnx.export(ep, (), dynamo=True, optimize=optimize, verbose=False,
                                 input_names=[t.name for t in spec.inputs],

@@ -1,11 +1,21 @@
 """Shared fixtures: artifacts are costly to export, so each is built once per session."""
 import logging
+import os
 import warnings
 
 import pytest
 
 warnings.filterwarnings("ignore", category=FutureWarning)
 logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def export_cache_dir(tmp_path_factory):
+    """The CLI's export cache, in the session's own directory (never the user's ~/.cache); the
+    CLI's subprocesses inherit it."""
+    path = tmp_path_factory.mktemp("export-cache")
+    os.environ["EDGETUNE_CACHE_DIR"] = str(path)
+    return path
 
 
 @pytest.fixture(scope="session")

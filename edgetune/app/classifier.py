@@ -132,13 +132,26 @@ def prepare_classifier(plan: ClassifierPlan, train_csv: str | Path) -> tuple[Com
 
 def export_classifier(plan: ClassifierPlan, train_csv: str | Path, out_dir: str | Path,
                       formats: Sequence[str] = RUNNERS, overwrite: bool = False,
-                      progress: Callable[[str], None] = lambda m: None):
-    """-> (manifest, compiled step)."""
+                      progress: Callable[[str], None] = lambda m: None, cache: bool = False, log=None):
+    """-> (manifest, compiled step). With ``cache``, an unchanged plan is copied from the export
+    cache (`edgetune.app.export_cache`) and the compiled step is None. ``log``: an
+    `exporters.stages.StageLog` for the seconds and memory of each stage."""
     from exporters.artifact import export_artifact
+    from exporters.stages import StageLog
 
-    compiled, labels, tok = prepare_classifier(plan, train_csv)
-    manifest = export_artifact(compiled, out_dir, formats, tokenizer_json=tok, labels=labels,
-                               model_info={"name": plan.model, "plan": plan.to_dict()},
-                               overwrite=overwrite, seq_buckets=plan.seq_buckets, progress=progress,
-                               infer_batch=plan.eval_batch_size)
-    return manifest, compiled
+    log = log if log is not None else StageLog()
+
+    def export():
+        with log.stage("load and prepare"):
+            compiled, labels, tok = prepare_classifier(plan, train_csv)
+        manifest = export_artifact(compiled, out_dir, formats, tokenizer_json=tok, labels=labels,
+                                   model_info={"name": plan.model, "plan": plan.to_dict()},
+                                   overwrite=overwrite, seq_buckets=plan.seq_buckets, progress=progress,
+                                   infer_batch=plan.eval_batch_size, log=log)
+        return manifest, compiled
+
+    if not cache:
+        return export()
+    from edgetune.app.export_cache import cached_export
+
+    return cached_export("classifier", plan.to_dict(), train_csv, formats, out_dir, overwrite, export, progress)

@@ -35,6 +35,9 @@ QUANTS = ("none", *QUANT_MODES, "gguf")
 LOW_RANK_METHODS = tuple(m for m, c in ADAPTERS.items() if issubclass(c, LinearAdapterConfig))
 FIRST_ORDER = tuple(n for n in OPTIMIZERS if n != ZerothOrder.name)
 CLS, LM, ZO = ClassifierPlan(), LMPlan(), ZerothOrder()
+NO_CACHE = click.option("--no-cache", "no_cache", is_flag=True,
+                        help="export afresh even when the export cache holds this plan (EDGETUNE_CACHE_DIR, default "
+                             "~/.cache/edgetune/exports)")
 # loggers whose warnings are the toolchain's, not the user's: exporter registration, torchao's
 # optional CUDA kernels, torch's pytree deprecations
 TOOLCHAIN_LOGGERS = ("torch.onnx", "torch._export", "torch.export", "executorch", "torchao", "torch.utils._pytree",
@@ -78,29 +81,43 @@ def _quiet_toolchain():
         pass
 
 
-def _export_with_bar(plan, train_csv, out, formats, overwrite):
+def _export_with_bar(plan, train_csv, out, formats, overwrite, cache=True):
     from edgetune.app.classifier import export_classifier
 
-    programs = 2 + len(plan.seq_buckets)  # step (and its shorter buckets), infer; + one check per runtime
-    return _with_export_bar(lambda progress: export_classifier(plan, train_csv, out, formats, overwrite, progress),
-                            stages=(programs + 1) * len(formats))
+    programs = 2 + len(plan.seq_buckets)  # step (and its shorter buckets), infer; + the check
+    return _with_export_bar(lambda progress, log: export_classifier(plan, train_csv, out, formats, overwrite, progress,
+                                                                    cache=cache, log=log),
+                            stages=programs * len(formats) + 1)
 
 
 def _with_export_bar(export, stages: int):
-    """Run ``export(progress)`` under a bar that advances on each lowering and check."""
+    """Run ``export(progress, log)`` under a bar that advances on each lowering and check; with
+    --verbose, print the table of each stage's seconds and peak RSS (also in export_cost.json)."""
     import importlib
+
+    from exporters.stages import StageLog
 
     importlib.import_module("torch.onnx")  # its loggers exist, with their own levels, once imported
     _quiet_toolchain()
+    log = StageLog()
     with _bar(total=stages, desc="export", unit="stage") as bar:
         def progress(msg):
-            bar.set_postfix_str(msg)
-            if not msg.startswith(("capturing", "counting")):  # these precede a stage; they are not one
+            bar.set_postfix_str(msg[:60])
+            if msg.startswith(("lowering", "checking")):  # the stages counted in ``stages``
                 bar.update(1)
 
-        result = export(progress)
+        result = export(progress, log)
         bar.update(bar.total - bar.n)
+    if _verbose():
+        click.echo(log.table() if log.rows else "export: copied from the export cache (--no-cache exports afresh)")
     return result
+
+
+def _report(manifest, compiled) -> str:
+    """What the plan trains: from the compiled step, or from the manifest of a cached export."""
+    from edgetune.prepared import PrepareReport
+
+    return str(compiled.prepared.report if compiled is not None else PrepareReport.from_dict(manifest.adapters))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -124,7 +141,8 @@ def main(verbose):
               help="with --llm: your own .txt to learn (90% trains, the last 10% is held out)")
 @click.option("--web", is_flag=True, help="train in a web page instead: serve the demo page on 127.0.0.1 (Ctrl-C stops it)")
 @click.option("--port", type=int, default=8000, show_default=True, help="with --web: the port (0: any free one)")
-def demo(workdir, steps, runtimes, threads, llm, model, text, web, port):
+@NO_CACHE
+def demo(workdir, steps, runtimes, threads, llm, model, text, web, port, no_cache):
     """MiniLM-L6 learns one person's note folders, on each runtime.
 
     Writes a small personalization data set, prepares MiniLM-L6 (LoRA r=8 on query/value,
@@ -143,24 +161,24 @@ def demo(workdir, steps, runtimes, threads, llm, model, text, web, port):
     runtimes = runtimes or (("onnx",) if llm else RUNNERS)
     try:
         if web:
-            _demo_web(wd, port)
+            _demo_web(wd, port, not no_cache)
         elif llm:
-            _demo_llm(wd, steps, runtimes, threads, model, text)
+            _demo_llm(wd, steps, runtimes, threads, model, text, not no_cache)
         else:
-            _demo_classifier(wd, steps, runtimes, threads)
+            _demo_classifier(wd, steps, runtimes, threads, not no_cache)
     except EdgetuneError as e:
         _fail(e)
 
 
-def _demo_classifier(wd: Path, steps, runtimes, threads):
+def _demo_classifier(wd: Path, steps, runtimes, threads, cache: bool):
     from device_harness.runner import evaluate
     from edgetune.data.demo import write_demo_data
 
     train_csv, test_csv = write_demo_data(wd / "data")
     art = wd / "artifact"
     click.echo(f"data: {train_csv} ({sum(1 for _ in open(train_csv)) - 1} examples), held out: {test_csv}")
-    manifest, compiled = _export_with_bar(ClassifierPlan(), train_csv, art, runtimes, overwrite=True)
-    click.echo(str(compiled.prepared.report))
+    manifest, compiled = _export_with_bar(ClassifierPlan(), train_csv, art, runtimes, overwrite=True, cache=cache)
+    click.echo(_report(manifest, compiled))
     rows = []
     for rt in runtimes:
         state = wd / f"trained.{rt}.safetensors"
@@ -174,7 +192,7 @@ def _demo_classifier(wd: Path, steps, runtimes, threads):
                f"trained state in {wd}/trained.<runtime>.safetensors)")
 
 
-def _demo_web(wd: Path, port: int):
+def _demo_web(wd: Path, port: int, cache: bool):
     import time
 
     from edgetune.app.web import serve, web_bundle, write_notes
@@ -184,7 +202,7 @@ def _demo_web(wd: Path, port: int):
     train_csv, test_csv = write_demo_data(wd / "data")
     notes = write_notes(train_csv, test_csv, wd / "data" / "notes.json")
     art = wd / "web-artifact"
-    _export_with_bar(ClassifierPlan(), train_csv, art, ("onnx",), overwrite=True)
+    _export_with_bar(ClassifierPlan(), train_csv, art, ("onnx",), overwrite=True, cache=cache)
     with serve({"web": bundle, "artifact": art, "data": notes.parent}, port) as base:
         click.echo(f"open {base}web/index.html  (the page trains {art.name} on your notes; Ctrl-C stops the server)")
         try:
@@ -194,7 +212,7 @@ def _demo_web(wd: Path, port: int):
             click.echo("stopped")
 
 
-def _demo_llm(wd: Path, steps, runtimes, threads, model, text):
+def _demo_llm(wd: Path, steps, runtimes, threads, model, text, cache: bool):
     from device_harness.runner import evaluate
     from edgetune.app.lm import export_lm, generate
     from edgetune.data.demo import write_demo_text
@@ -213,9 +231,10 @@ def _demo_llm(wd: Path, steps, runtimes, threads, model, text):
     art = wd / "llm-artifact"
     plan = LMPlan(model=model)
     manifest, compiled = _with_export_bar(
-        lambda progress: export_lm(plan, train_txt, art, runtimes, overwrite=True, progress=progress),
-        stages=2 + 3 * len(runtimes))
-    click.echo(str(compiled.prepared.report))
+        lambda progress, log: export_lm(plan, train_txt, art, runtimes, overwrite=True, progress=progress,
+                                        cache=cache, log=log),
+        stages=2 * len(runtimes) + 1)
+    click.echo(_report(manifest, compiled))
     prompt = " ".join(held_txt.read_text(encoding="utf-8").split("\n")[0].split()[:3])
     rows, samples = [], []
     for rt in runtimes:
@@ -230,8 +249,7 @@ def _demo_llm(wd: Path, steps, runtimes, threads, model, text):
     _print_demo_table(("ppl before", "ppl after"), rows)
     for rt, b, a in samples:
         click.echo(f"\n{rt}: {prompt!r} continues\n  before: {b!r}\n  after:  {a!r}")
-    kind = getattr(compiled.prepared.model.model.layers[0].mlp.down_proj, "kind", "fp32")
-    click.echo(f"\n(frozen base: {plan.quant} ({kind}); "
+    click.echo(f"\n(frozen base: {plan.quant} ({manifest.model.get('base', 'fp32')}); "
                f"{steps} steps of batch {manifest.batch_size} x {manifest.seq_len} tokens per runtime)")
 
 
@@ -360,9 +378,10 @@ def _adapter_option(method: str, rank: int | None, targets: str | None, sets: tu
 @click.option("--seed", type=int, default=CLS.seed, show_default=True,
               help="seed of the initial trainable weights (new head, LoRA's A, random projections)")
 @click.option("--overwrite", is_flag=True, help="replace OUT if it exists")
+@NO_CACHE
 def export(train_data, out, model, pooling, prune, quant, formats, method, rank, targets, sets, embedding_rows, head,
            head_init, optimizer, zo, zo_eps, zo_rank, zo_nu, lr, weight_decay, batch_size, seq_len, buckets,
-           eval_batch_size, seed, overwrite):
+           eval_batch_size, seed, overwrite, no_cache):
     """Prepare a model for TRAIN_DATA and export its training step to OUT."""
     _quiet_toolchain()
     from edgetune.app.lm import export_lm
@@ -408,8 +427,9 @@ def export(train_data, out, model, pooling, prune, quant, formats, method, rank,
                           batch_size=batch_size or LM.batch_size, seq_len=seq_len or LM.seq_len, seed=seed)
             formats = formats or ("onnx",)
             manifest, compiled = _with_export_bar(
-                lambda progress: export_lm(plan, train_data, out, formats, overwrite, progress),
-                stages=2 + 3 * len(formats))
+                lambda progress, log: export_lm(plan, train_data, out, formats, overwrite, progress,
+                                                cache=not no_cache, log=log),
+                stages=2 * len(formats) + 1)
         else:
             plan = ClassifierPlan(model=model, pooling=pooling, prune=prune, adapter=adapter,
                                   embedding_rows=CLS.embedding_rows if embedding_rows is None else embedding_rows,
@@ -417,10 +437,11 @@ def export(train_data, out, model, pooling, prune, quant, formats, method, rank,
                                   batch_size=batch_size or CLS.batch_size, seq_len=seq_len or CLS.seq_len,
                                   quant=None if quant in (None, "none") else quant,
                                   seq_buckets=seq_buckets, seed=seed, eval_batch_size=eval_batch_size)
-            manifest, compiled = _export_with_bar(plan, train_data, out, formats or RUNNERS, overwrite)
+            manifest, compiled = _export_with_bar(plan, train_data, out, formats or RUNNERS, overwrite,
+                                                  not no_cache)
     except EdgetuneError as e:
         _fail(e)
-    click.echo(str(compiled.prepared.report))
+    click.echo(_report(manifest, compiled))
     click.echo(f"artifact {manifest.artifact_id} written to {out}")
 
 

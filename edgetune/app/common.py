@@ -1,12 +1,14 @@
-"""What the classifier and language-model recipes share: adapter configs from plan dicts (and the
-model's default targets), calibration samples."""
+"""What the classifier and language-model recipes (and the export cache) share: adapter configs from
+plan dicts (and the model's default targets), calibration samples, a GGUF model's file."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 
 from edgetune.adapters import ADAPTERS, AdapterConfig, Calibration, config_from_dict
+from edgetune.errors import ConfigError
 
 
 def adapter_config(adapter: dict, seed: int) -> AdapterConfig:
@@ -17,10 +19,13 @@ def adapter_config(adapter: dict, seed: int) -> AdapterConfig:
     return config_from_dict({"seed": seed, **adapter} if takes_seed else adapter)
 
 
-def calibration_sample(arrays: dict[str, np.ndarray], n_samples: int, seed: int) -> Calibration:
-    """``n_samples`` examples drawn at random (data files are often sorted by label)."""
+def calibration_sample(arrays: dict[str, np.ndarray], n_samples: int, seed: int,
+                       batch_size: int | None = None) -> Calibration:
+    """``n_samples`` examples drawn at random (data files are often sorted by label), in
+    batches of ``batch_size`` (default `Calibration.from_arrays`'s)."""
     order = np.random.default_rng(seed).permutation(len(arrays["input_ids"]))
-    return Calibration.from_arrays({k: v[order] for k, v in arrays.items()}, n_samples)
+    kw = {"batch_size": batch_size} if batch_size else {}
+    return Calibration.from_arrays({k: v[order] for k, v in arrays.items()}, n_samples, **kw)
 
 
 def model_targets(adapter: dict, model) -> dict:
@@ -30,7 +35,18 @@ def model_targets(adapter: dict, model) -> dict:
         return adapter
     default = getattr(model, "lora_targets", None)
     if default is None:
-        from edgetune.errors import ConfigError
-
         raise ConfigError(f"{type(model).__name__} has no default adapter targets; name them (targets=[...])")
     return {**adapter, "targets": list(default)}
+
+
+def gguf_path(model: str) -> Path:
+    """The GGUF file of a plan's ``model`` ('smollm2' or a .gguf path)."""
+    from edgetune.models.llama import smollm2_gguf_path
+
+    if model == "smollm2":
+        return smollm2_gguf_path()
+    p = Path(model)
+    if p.suffix.lower() != ".gguf" or not p.is_file():
+        raise ConfigError(f"model {model!r}: use 'smollm2', the path of an existing .gguf file or a Hugging Face "
+                          "checkpoint directory (config.json + *.safetensors + tokenizer.json)")
+    return p

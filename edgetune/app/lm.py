@@ -57,20 +57,9 @@ class LMPlan:
         return dataclasses.asdict(self)
 
 
-def gguf_path(model: str) -> Path:
-    from edgetune.models.llama import smollm2_gguf_path
-
-    if model == "smollm2":
-        return smollm2_gguf_path()
-    p = Path(model)
-    if p.suffix.lower() != ".gguf" or not p.is_file():
-        raise ConfigError(f"model {model!r}: use 'smollm2', the path of an existing .gguf file or a Hugging Face "
-                          "checkpoint directory (config.json + *.safetensors + tokenizer.json)")
-    return p
-
-
 def load_lm(plan: LMPlan):
     """-> the frozen base model of ``plan`` (eval mode), quantized as the plan says."""
+    from edgetune.app.common import gguf_path
     from edgetune.models.hf_checkpoint import is_checkpoint_dir, load_decoder
     from edgetune.models.llama import from_gguf
     from edgetune.quant import config_from, quantize
@@ -112,7 +101,10 @@ def prepare_lm(plan: LMPlan, text_path: str | Path, tokenizer_json: str | Path):
         cfg = adapter_config(model_targets(plan.adapter, model), plan.seed)
         adapters.append(cfg)
         if cfg.needs_calibration:
-            calibration = calibration_sample({"input_ids": ids, "attention_mask": mask}, cfg.n_samples, plan.seed)
+            # in batches of the step's size: a batch of 16 windows held 6.3 GB of SmolLM2's
+            # activations and vocabulary-wide logits, the export's peak
+            calibration = calibration_sample({"input_ids": ids, "attention_mask": mask}, cfg.n_samples, plan.seed,
+                                             plan.batch_size)
     if not adapters:
         raise ConfigError("the plan trains nothing: set an adapter or embedding_rows")
     prepared = prepare(model, adapters, calibration=calibration)
@@ -120,22 +112,40 @@ def prepare_lm(plan: LMPlan, text_path: str | Path, tokenizer_json: str | Path):
 
 
 def export_lm(plan: LMPlan, text_path: str | Path, out_dir: str | Path, formats: Sequence[str] = ("onnx",),
-              overwrite: bool = False, progress: Callable[[str], None] = lambda m: None):
-    """-> (manifest, compiled step) of a next-token artifact trained on ``text_path`` (.txt)."""
+              overwrite: bool = False, progress: Callable[[str], None] = lambda m: None, cache: bool = False,
+              log=None):
+    """-> (manifest, compiled step) of a next-token artifact trained on ``text_path`` (.txt). With
+    ``cache``, an unchanged plan is copied from the export cache (`edgetune.app.export_cache`)
+    and the compiled step is None. ``log``: an `exporters.stages.StageLog`."""
+    from edgetune.app.common import gguf_path
     from edgetune.models.hf_checkpoint import is_checkpoint_dir, tokenizer_path
     from edgetune.models.llama import gguf_tokenizer_json
     from exporters.artifact import export_artifact
+    from exporters.stages import StageLog
 
-    with tempfile.TemporaryDirectory() as tmp:
-        progress("reading the tokenizer")
-        tok = (tokenizer_path(plan.model) if is_checkpoint_dir(plan.model)
-               else gguf_tokenizer_json(gguf_path(plan.model), Path(tmp) / "tokenizer.json"))
-        progress("preparing the model")
-        compiled = prepare_lm(plan, text_path, tok)
-        manifest = export_artifact(compiled, out_dir, formats, tokenizer_json=tok,
-                                   model_info={"name": plan.model, "plan": plan.to_dict(), "quant": plan.quant},
-                                   overwrite=overwrite, progress=progress)
-    return manifest, compiled
+    log = log if log is not None else StageLog()
+
+    def export():
+        with tempfile.TemporaryDirectory() as tmp:
+            progress("reading the tokenizer")
+            tok = (tokenizer_path(plan.model) if is_checkpoint_dir(plan.model)
+                   else gguf_tokenizer_json(gguf_path(plan.model), Path(tmp) / "tokenizer.json"))
+            progress("preparing the model")
+            with log.stage("load and prepare"):
+                compiled = prepare_lm(plan, text_path, tok)
+            base = next((getattr(m, "kind", "fp32") for name, m in compiled.prepared.model.named_modules()
+                         if name.endswith("mlp.down_proj")), "fp32")  # how the frozen base is stored
+            manifest = export_artifact(compiled, out_dir, formats, tokenizer_json=tok,
+                                       model_info={"name": plan.model, "plan": plan.to_dict(), "quant": plan.quant,
+                                                   "base": base},
+                                       overwrite=overwrite, progress=progress, log=log)
+        return manifest, compiled
+
+    if not cache:
+        return export()
+    from edgetune.app.export_cache import cached_export
+
+    return cached_export("lm", plan.to_dict(), text_path, formats, out_dir, overwrite, export, progress)
 
 
 def generate(artifact_dir: str | Path, prompt: str, max_new_tokens: int = 40, runtime: str = "onnx",

@@ -2,8 +2,8 @@
 
     step(state..., batch..., hyper...) -> (loss, state'...)
 
-The graph is traced with make_fx over torch.func.grad_and_value, so backward and
-the optimizer become ordinary ops; frozen weights become constants. The same
+The graph is traced with make_fx over torch.func.grad_and_value (on fake tensors), so backward
+and the optimizer become ordinary ops; frozen weights become constants. The same
 captured `ExportedProgram` is then lowered by every exporter, and the very same
 Python function runs eagerly as the parity reference.
 """
@@ -210,5 +210,8 @@ class CompiledStep:
         fn, spec = (self.flat_step, self.step_spec()) if program == "step" else (self.flat_infer, self.infer_spec())
         args = self.order(spec, self.example_feeds())
         table = {**core_aten_decompositions(), **CONV_BACKWARD}  # a convolution's backward as convolutions
-        gm = make_fx(fn, decomposition_table=table)(*args)
+        # Fake tensors: nothing is computed while tracing. (Real-mode tracing ran the whole step
+        # and made a fresh fake mode per node for its metadata: 2.3x the time and 5x the memory
+        # on MiniLM.) The frozen weights, real tensors the step reads, stay the model's own as constants.
+        gm = make_fx(fn, decomposition_table=table, tracing_mode="fake", _allow_non_fake_inputs=True)(*args)
         return torch.export.export(_Flat(gm), tuple(args), strict=False)

@@ -165,3 +165,16 @@ def test_fleet(tmp_path):
     assert rows["fed_lora_sb"]["bytes_up_per_client"] > 4 * rows["fed_lora_sb"]["shared_values"]
     assert rows["fed_lora_sb"]["bytes_up_per_client"] < rows["fed_lora"]["bytes_up_per_client"]
     assert (tmp_path / "fleet.png").is_file()
+
+
+def test_export_cost(tmp_path):
+    res = run("export_cost", tmp_path)
+    check_common(res, {"rows"})
+    check_rows(res["rows"])
+    rows = {r["mode"]: r for r in res["rows"]}
+    assert list(rows) == ["stock", "edgetune", "cached"] and all(r["runtime"] == "onnx" for r in rows.values())
+    for mode in ("stock", "edgetune"):  # each exported, with its own stage table, self-check included
+        stages = {s["stage"] for s in rows[mode]["stages"]}
+        assert {"load and prepare", "capture", "lower onnx", "check onnx"} <= stages, stages
+    assert rows["cached"]["stages"] == [] and rows["cached"]["seconds"] < rows["edgetune"]["seconds"]
+    assert rows["cached"]["artifact_mb"] == rows["edgetune"]["artifact_mb"]

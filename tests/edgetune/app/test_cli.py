@@ -33,17 +33,18 @@ def _foreign_lines(stderr: str, ours: tuple[str, ...]) -> list[str]:
 
 def test_export_prints_only_its_own_lines(demo_data, tmp_path):
     """A fresh `edgetune export` process: the toolchain's warnings and log lines are filtered,
-    and shown with --verbose."""
+    and shown with --verbose (with the table of stages)."""
     def export(*flags: str, out: str):
         return subprocess.run([sys.executable, "-m", "edgetune.app.cli", *flags, "export", str(demo_data[0]),
                                str(tmp_path / out), "--model", "tiny", "--format", "onnx", "--batch-size", "4",
-                               "--seq-len", "16"], capture_output=True, text=True, timeout=900)
+                               "--seq-len", "16", "--no-cache"], capture_output=True, text=True, timeout=900)
 
     quiet, verbose = export(out="a"), export("--verbose", out="b")
     assert quiet.returncode == verbose.returncode == 0, quiet.stderr[-3000:] + verbose.stderr[-3000:]
     assert _foreign_lines(quiet.stderr, ("export:",)) == []
     assert _foreign_lines(verbose.stderr, ("export:",)) != []  # the toolchain does speak; the filter hid it
     assert "written to" in quiet.stdout
+    assert "lower onnx" in verbose.stdout and "lower onnx" not in quiet.stdout  # the stage table
 
 
 @pytest.mark.slow
