@@ -16,7 +16,7 @@ PyTorch, or the row carries the error.
     python benchmarks/export_cost.py --smoke    # the tiny classifier, ONNX only
 
 JSON keys: rows (model, runtime, mode, seconds, peak_rss_mb, stages, artifact_mb, error, stopped),
-environment, smoke.
+complete (false while running: the JSON is rewritten after each row), environment, smoke.
 """
 from __future__ import annotations
 
@@ -144,7 +144,10 @@ def run_one(model: str, runtime: str, mode: str, work: Path, cache: Path, timeou
         err.seek(0)
         lines = [ln for ln in err.read().strip().splitlines() if ln.strip()]
     if p.returncode != 0 or not out.is_file():
-        return {**row, "error": lines[-1] if lines else f"exit {p.returncode}"}
+        raised = [ln for ln in lines if not ln.startswith((" ", "W1", "I1")) and ("Error" in ln or "Exception" in ln)]
+        why = raised[-1] if raised else (f"killed by signal {-p.returncode}" if p.returncode < 0 else
+                                         f"exit {p.returncode}")
+        return {**row, "error": why, "seconds": round(time.monotonic() - t, 1), "peak_rss_mb": peak}
     return {**row, **json.loads(out.read_text())}
 
 
@@ -154,7 +157,7 @@ def _line(r: dict, stock: dict | None) -> str:
     if r.get("stopped"):
         return head + f"{'>' + str(r['seconds']):>9}{'>=' + str(r['peak_rss_mb']):>13}   (stopped)"
     if "error" in r:
-        return head + f"  failed: {r['error']}"
+        return head + f"  failed after {r.get('seconds', '?')} s: {r['error']}"
     bound = "<" if stock and stock.get("stopped") else ""
 
     def ratio(k):
@@ -184,6 +187,7 @@ def main() -> None:
     modes = [m for m in MODES if m in a.modes.split(",")]
     if "cached" in modes and "edgetune" not in modes:
         sys.exit("error: --modes cached needs edgetune too (its export fills the cache)")
+    out = a.out or common.default_out("export_cost", a.smoke)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         base = a.work or Path(tmp)
@@ -193,18 +197,22 @@ def main() -> None:
                 work.mkdir(parents=True, exist_ok=True)
                 cache = Path(tempfile.mkdtemp(dir=tmp, prefix="cache-"))  # empty: the edgetune row exports
                 for mode in modes:
-                    row = run_one(model, runtime, mode, work, cache, a.stock_timeout)
+                    fresh = next((r for r in rows if r["model"] == model and r["runtime"] == runtime
+                                  and r["mode"] == "edgetune"), None)
+                    if mode == "cached" and (fresh is None or "error" in fresh):
+                        row = {"model": model, "runtime": runtime, "mode": mode,
+                               "error": "no cache entry: the edgetune export did not finish"}
+                    else:
+                        row = run_one(model, runtime, mode, work, cache, a.stock_timeout)
                     rows.append(row)
-                    print(f"{model:<10}{runtime:<12}{mode:<10}" + (
-                        f"{row['seconds']:>9.1f} s{row['peak_rss_mb']:>9.0f} MB" if "error" not in row else
-                        f"  failed: {row['error']}"), flush=True)
+                    common.write_json(out, {"rows": rows, "complete": False}, None, a.smoke)  # a stopped run keeps its rows
+                    print(_line(row, None), flush=True)
     print(f"\n{'model':<10}{'runtime':<12}{'mode':<10}{'seconds':>9}{'peak RSS MB':>13}{'x stock time':>14}"
           f"{'x stock RSS':>13}")
     for r in rows:
         print(_line(r, next((s for s in rows if s["mode"] == "stock" and s["model"] == r["model"]
-                             and s["runtime"] == r["runtime"] and s.get("seconds")), None)))
-    out = a.out or common.default_out("export_cost", a.smoke)
-    common.write_json(out, {"rows": rows}, None, a.smoke)
+                             and s["runtime"] == r["runtime"] and ("error" not in s or s.get("stopped"))), None)))
+    common.write_json(out, {"rows": rows, "complete": True}, None, a.smoke)
     print(f"\nwrote {out}")
 
 

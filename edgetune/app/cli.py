@@ -484,8 +484,9 @@ def merge(artifact, out, state, formats, overwrite):
     from edgetune.app.restore import export_merged
 
     try:
-        manifest, _ = _with_export_bar(lambda progress: export_merged(artifact, out, state, formats, overwrite, progress),
-                                       stages=2 * len(formats))
+        manifest, _ = _with_export_bar(
+            lambda progress, log: export_merged(artifact, out, state, formats, overwrite, progress, log),
+            stages=len(formats) + 1)
     except EdgetuneError as e:
         _fail(e)
     click.echo(f"inference-only artifact {manifest.artifact_id} written to {out}")

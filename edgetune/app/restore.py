@@ -47,9 +47,9 @@ def restore_prepared(artifact_dir: str | Path, state_path: str | Path | None = N
 
 def export_merged(artifact_dir: str | Path, out_dir: str | Path, state_path: str | Path | None = None,
                   formats: Sequence[str] = RUNNERS, overwrite: bool = False,
-                  progress: Callable[[str], None] = lambda m: None):
+                  progress: Callable[[str], None] = lambda m: None, log=None):
     """An inference-only artifact with the trained adapters folded into the base weights
-    -> (manifest, compiled inference program)."""
+    -> (manifest, compiled inference program). ``log``: an `exporters.stages.StageLog`."""
     from edgetune.adapters.merge import merge
     from edgetune.step.build import compile_inference
     from exporters.artifact import export_artifact
@@ -59,5 +59,5 @@ def export_merged(artifact_dir: str | Path, out_dir: str | Path, state_path: str
     tok = Path(artifact_dir) / manifest.tokenizer if manifest.tokenizer else None
     out = export_artifact(compiled, out_dir, formats, tokenizer_json=tok, labels=manifest.labels,
                           model_info={**manifest.model, "merged_from": manifest.artifact_id},
-                          overwrite=overwrite, progress=progress)
+                          overwrite=overwrite, progress=progress, log=log)
     return out, compiled
