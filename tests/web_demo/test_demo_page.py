@@ -23,9 +23,12 @@ def test_edgetune_demo_web_trains_in_the_page_and_survives_a_reload(node_trainer
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium), which .ci/run installs")
     log = open(tmp_path / "server.log", "w")  # a pipe nobody reads could fill and stall the server
+    # SIGINT's default action, as in a terminal: a suite started in the background (`pytest &`)
+    # hands its children SIGINT ignored, and Ctrl-C would then never reach the server
     server = subprocess.Popen([sys.executable, "-m", "edgetune.app.cli", "demo", "--web", "--port", "0",
                                "--workdir", str(tmp_path / "demo")], stdout=subprocess.PIPE, stderr=log,
-                              text=True, start_new_session=True)
+                              text=True, start_new_session=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         url = next((line.split()[1] for line in server.stdout if line.startswith("open http://")), None)
         assert url, (tmp_path / "server.log").read_text()[-2000:]
