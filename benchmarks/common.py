@@ -10,7 +10,6 @@ moves (tests/benchmarks/test_smoke.py). Smoke numbers measure nothing and say so
 from __future__ import annotations
 
 import csv
-import importlib.metadata
 import json
 import os
 import platform
@@ -46,12 +45,9 @@ def cpu_features() -> list[str]:
 
 def environment(threads: int | None) -> dict:
     """The CPU, cores, threads and package versions a result was measured with."""
-    versions = {}
-    for p in PACKAGES:
-        try:
-            versions[p] = importlib.metadata.version(p)
-        except importlib.metadata.PackageNotFoundError:
-            versions[p] = None
+    from edgetune.app.export_cache import package_versions
+
+    versions = package_versions(PACKAGES)
     return {"cpu": cpu_model(), "cpu_features": cpu_features(), "machine": platform.machine(),
             "logical_cores": os.cpu_count(),
             "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),

@@ -18,24 +18,9 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from device_harness.runner import rss_mb
+
 COST_FILE = "export_cost.json"  # sidecar beside the manifest: host provenance, not part of the contract
-
-
-def _status_mb(*keys: str) -> dict[str, float]:
-    vals = {}
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                key = line.split(":", 1)[0]
-                if key in keys:
-                    vals[key] = int(line.split()[1]) / 1024.0
-    except OSError:
-        import resource
-        import sys
-
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == "darwin" else 1024.0)
-        vals = {k: peak for k in keys}
-    return vals
 
 
 def _reset_peak() -> bool:
@@ -54,7 +39,7 @@ class StageLog:
         self.rows: list[dict] = []
         self.per_stage_peak = True
         self._start = time.perf_counter()
-        self._peak = _status_mb("VmHWM").get("VmHWM", 0.0)
+        self._peak = rss_mb()[1]
 
     @contextmanager
     def stage(self, stage: str, program: str = ""):
@@ -63,7 +48,7 @@ class StageLog:
         try:
             yield
         finally:
-            peak = _status_mb("VmHWM").get("VmHWM", 0.0)
+            peak = rss_mb()[1]
             self._peak = max(self._peak, peak)
             self.rows.append({"stage": stage, "program": program, "seconds": round(time.perf_counter() - t, 3),
                               "peak_rss_mb": round(peak, 1)})

@@ -77,9 +77,10 @@ def _code_digest() -> str:
     return h.hexdigest()
 
 
-def _versions() -> dict[str, str | None]:
+def package_versions(names) -> dict[str, str | None]:
+    """name -> installed version (None when not installed)."""
     out = {}
-    for p in TOOLCHAIN:
+    for p in names:
         try:
             out[p] = importlib.metadata.version(p)
         except importlib.metadata.PackageNotFoundError:
@@ -93,7 +94,7 @@ def cache_key(recipe: str, plan: dict, data: str | Path, formats: Sequence[str],
     roots = Path(model) if Path(model).is_dir() else None
     ident = {"recipe": recipe, "plan": plan, "data": file_digest(data), "formats": list(formats),
              "model": [(str(p.relative_to(roots)) if roots else p.name, file_digest(p)) for p in files],
-             "toolchain": _versions(), "code": _code_digest()}
+             "toolchain": package_versions(TOOLCHAIN), "code": _code_digest()}
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()
 
 
