@@ -19,8 +19,13 @@ parent), so its peak RSS is the loop's; every runtime gets --threads.
     python benchmarks/step_latency.py --data ../shared/data/banking77 [--threads N] [--steps 20] [--max-seconds 60]
     python benchmarks/step_latency.py --smoke    # the tiny classifier, batch 4 x 16, 3 steps per row
 
+The ort_training_artifacts row is ONNX Runtime's own training API (onnxruntime-training
+1.19.2: generate_artifacts, then Module/Optimizer, AdamW) on the same PEFT model and batch,
+in its own cached environment (ort_training_peer.py); first_loss checks it computes the same
+loss as the eager row.
+
 JSON keys: config, rows and natural_rows (name, ms_per_step, ratio_to_eager, peak_rss_mb,
-rss_ratio_to_eager, artifact_mb, error, ...), environment, smoke.
+rss_ratio_to_eager, artifact_mb, first_loss, error, ...), environment, smoke.
 """
 from __future__ import annotations
 
@@ -35,6 +40,7 @@ import time
 from pathlib import Path
 
 import common
+import ort_training_peer
 
 ROOT = Path(__file__).resolve().parent
 ROWS = ["eager_peft", "edgetune_onnx", "edgetune_executorch", "edgetune_int8_onnx", "edgetune_int8_executorch",
@@ -205,14 +211,17 @@ def child(row: str, work: Path, threads: int, steps: int, max_seconds: float) ->
             return out
     else:
         raise SystemExit(f"unknown row {row}")
-    for _ in range(3):  # warm-up: allocator, kernels, caches
+    first = run()  # warm-up (allocator, kernels, caches); the first loss, for the peers' parity
+    first_loss = first if isinstance(first, float) else getattr(first, "loss", None)
+    for _ in range(2):
         run()
     times, t_end = [], time.perf_counter() + max_seconds
     while len(times) < steps and (len(times) < 3 or time.perf_counter() < t_end):
         t0 = time.perf_counter()
         run()
         times.append(1000 * (time.perf_counter() - t0))
-    return {"ms_per_step": statistics.median(times), "steps": len(times), "peak_rss_mb": rss_mb()[1]}
+    return {"ms_per_step": statistics.median(times), "steps": len(times), "peak_rss_mb": rss_mb()[1],
+            "first_loss": first_loss}
 
 
 # ---------------------------------------------------------------- parent
@@ -325,15 +334,6 @@ def export_et_training(path: Path) -> float:
     return path.stat().st_size / 2**20
 
 
-def ort_training_error() -> str:
-    try:
-        from onnxruntime.training import artifacts  # noqa: F401
-    except ImportError as e:
-        return (f"onnxruntime-training is not installed ({e}); it ships the `onnxruntime` module itself, so it "
-                "cannot sit beside the onnxruntime that edgetune pins, and its last release (1.19.2) caps ONNX IR at 10")
-    return ""
-
-
 def int8_matmul_peak_gops(threads: int, n: int = 2048) -> float:
     """onnxruntime's u8 x u8 MatMulInteger on n x n x n: the integer peak the int8 rows use."""
     import numpy as np
@@ -413,8 +413,14 @@ def main():
             size = sizes.get(row)
             if isinstance(size, str):
                 res["error"] = size
-            elif row == "ort_training_artifacts":
-                res["error"] = ort_training_error() or "not measured"
+            elif row == "ort_training_artifacts":  # its own environment (ort_training_peer)
+                r = ort_training_peer.measure(peft_classifier(), numpy_batch(), work / "ort_training", a.threads,
+                                              a.steps, a.max_seconds, LR)
+                res["error"] = r.pop("error", None)
+                res.update({k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()})
+                if res["ms_per_step"]:
+                    res["gflops"] = round(flops / res["ms_per_step"] / 1e6, 1)
+                    res["pct_of_peak"] = round(100 * res["gflops"] / peak, 1)
             else:
                 res["artifact_mb"] = round(size, 2) if size is not None else None
                 r = run_child(row, a, work)

@@ -30,7 +30,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from device_harness.facts import energy_used, facts, missing_packages, read_energy
-from device_harness.runtimes import RUNNERS, open_program
+from device_harness.runtimes import RUNNERS, SharedWeights, open_program
 from edgetune.contract import Manifest, load_manifest
 from edgetune.contract.hyper import SCHEDULES, check_schedule, default_schedule, hyper_feeds, scheduled_lr
 from edgetune.contract.lines import StepRecord
@@ -108,7 +108,9 @@ class Trainer:
         self.runtime = runtime
         self.manifest = load_manifest(self.dir, runtime)
         self.threads = threads
-        self.program = open_program(self.dir, self.manifest, "step", runtime, threads)
+        # the step's shorter buckets share its weights and arena (`SharedWeights`)
+        self._shared = SharedWeights() if self.manifest.seq_buckets and runtime == "onnx" else None
+        self.program = open_program(self.dir, self.manifest, "step", runtime, threads, self._shared)
         self._programs = {"step": self.program}  # shorter step programs load when first needed
         self.load_state(state_path or self.dir / TRAINED_STATE.format(runtime=runtime))
         self.feeds_of = {t.feeds: t.name for t in self.program.spec.of_role("state", outputs=True)}
@@ -155,7 +157,7 @@ class Trainer:
         mask = batch[ATTENTION_MASK]
         name, n = self.manifest.step_program_for(int(mask.sum(axis=1).max()))
         if name not in self._programs:
-            self._programs[name] = open_program(self.dir, self.manifest, name, self.runtime, self.threads)
+            self._programs[name] = open_program(self.dir, self.manifest, name, self.runtime, self.threads, self._shared)
         if n == mask.shape[1]:
             return self._programs[name], batch
         return self._programs[name], {k: np.ascontiguousarray(v[:, :n]) if v.ndim == 2 else v for k, v in batch.items()}

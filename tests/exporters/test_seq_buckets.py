@@ -2,8 +2,10 @@
 runner picks the shortest one that holds each batch."""
 import numpy as np
 import pytest
+import torch
 
 from device_harness.runner import Trainer
+from device_harness.runtimes import SharedWeights, open_program
 from edgetune.app.classifier import ClassifierPlan, export_classifier, prepare_classifier
 from edgetune.errors import ConfigError
 from exporters.artifact import compare_outputs
@@ -39,6 +41,27 @@ def test_trimmed_batch_steps_like_the_padded_one(bucketed):
     assert program.spec == manifest.programs["step_s8"] and trimmed["input_ids"].shape == (4, 8)
     got = program.run({**tr.state, **trimmed, "lr": np.array(1e-4, np.float32), "step": np.array(1.0, np.float32)})
     assert not compare_outputs(want, got)
+
+
+def test_bucket_programs_share_one_copy_of_the_weights(bucketed):
+    """Every large initializer of the three step programs is one pooled tensor, and a pooled
+    program computes what a program with its own weights does."""
+    import onnx
+
+    art, manifest, compiled = bucketed
+    tr = Trainer(art, "onnx", art / "shared.state")
+    batch = {k: v.numpy() for k, v in compiled.example_batch().items()}
+    batch["attention_mask"][:, 6:] = 0
+    program, trimmed = tr.program_for(batch)
+    tr.program_for({"attention_mask": np.ones((4, 16), np.int64)})
+    assert set(tr._programs) == {"step", "step_s8", "step_s16"}
+    large = {(i.data_type, tuple(i.dims), i.raw_data) for name in ("step", "step_s8", "step_s16")
+             for i in onnx.load(art / manifest.programs[name].files["onnx"]).graph.initializer
+             if len(i.raw_data) >= SharedWeights.MIN_BYTES}
+    assert large and len(tr._shared._pool) == len(large)  # the embedding at least; one copy each
+    feeds = {**tr.state, **trimmed, "lr": np.array(1e-4, np.float32), "step": np.array(1.0, np.float32)}
+    own = open_program(art, manifest, "step_s8", "onnx").run(feeds)
+    assert not compare_outputs({k: torch.from_numpy(v) for k, v in own.items()}, program.run(feeds))
 
 
 def test_training_uses_short_programs(bucketed, demo_data):
