@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from device_harness.onnx_weights import DTYPES, read_initializers
 from edgetune.contract import NP_DTYPES, Manifest, ProgramSpec
 from edgetune.errors import ArtifactError, BatchError, ConfigError, shorten
 
@@ -79,8 +80,7 @@ class SharedWeights:
     folding and weight prepacking are off in these sessions: both make a private copy of every
     weight per session (a folded transpose, a packed matrix) -- measured on MiniLM with four
     buckets, the process held 1284 MB with them and 509 MB without, at the same step times.
-    Reading the programs takes the `onnx` package; without it (a minimal board install) each
-    session keeps its own weights and only the arena is shared."""
+    The files are read with `device_harness.onnx_weights` (a device has no `onnx` package)."""
 
     MIN_BYTES = 1 << 16
     _arena_registered = False
@@ -101,17 +101,12 @@ class SharedWeights:
         self._register_arena(ort)
         opts.add_session_config_entry("session.use_env_allocators", "1")
         opts.add_session_config_entry("session.disable_prepacking", "1")
-        try:
-            import onnx
-            from onnx import numpy_helper
-        except ImportError:
-            return {"disabled_optimizers": ["ConstantFolding"]}
-        for init in onnx.load(str(path)).graph.initializer:
-            if len(init.raw_data) < self.MIN_BYTES:
+        for init in read_initializers(path):
+            if len(init.raw) < self.MIN_BYTES or init.data_type not in DTYPES:
                 continue
-            key = (init.data_type, tuple(init.dims), hashlib.blake2b(init.raw_data, digest_size=16).digest())
+            key = (init.data_type, init.dims, hashlib.blake2b(init.raw, digest_size=16).digest())
             if key not in self._pool:
-                self._pool[key] = ort.OrtValue.ortvalue_from_numpy(numpy_helper.to_array(init).copy())
+                self._pool[key] = ort.OrtValue.ortvalue_from_numpy(init.array().copy())  # writable, owned
             opts.add_initializer(init.name, self._pool[key])
         return {"disabled_optimizers": ["ConstantFolding"]}
 
