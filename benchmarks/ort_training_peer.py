@@ -80,9 +80,12 @@ def export_forward(model, inputs: dict, path: Path) -> list[str]:
             m.p = 0.0
     model.train(True)
     names = list(inputs)
-    torch.onnx.export(model, tuple(torch.from_numpy(v) for v in inputs.values()), str(path), input_names=names,
-                      output_names=["logits"], opset_version=OPSET, dynamo=False, do_constant_folding=False,
-                      training=torch.onnx.TrainingMode.PRESERVE)
+    try:
+        torch.onnx.export(model, tuple(torch.from_numpy(v) for v in inputs.values()), str(path), input_names=names,
+                          output_names=["logits"], opset_version=OPSET, dynamo=False, do_constant_folding=False,
+                          training=torch.onnx.TrainingMode.PRESERVE)
+    except Exception as e:  # the exporter's own failure, named
+        raise StageError(f"export: {type(e).__name__}: {str(e)[:300]}") from e
     proto = onnx.load(str(path))
     for node in proto.graph.node:
         while len(node.output) < GRADIENT_OUTPUTS.get(node.op_type, 0):
@@ -114,12 +117,7 @@ def measure(model, batch: dict, work: Path, threads: int, steps: int, max_second
     try:
         python = venv_python()
         forward = work / "ort_forward.onnx"
-        try:
-            trainable = export_forward(model, {k: v for k, v in batch.items() if k != "labels"}, forward)
-        except StageError:
-            raise
-        except Exception as e:  # the exporter's own failure, named
-            raise StageError(f"export: {type(e).__name__}: {str(e)[:300]}") from e
+        trainable = export_forward(model, {k: v for k, v in batch.items() if k != "labels"}, forward)
         (work / "trainable.json").write_text(json.dumps(trainable))
         gen = _run_peer(python, "generate", [str(forward), str(work / "trainable.json"), str(work / "ort_artifacts")])
         np.savez(work / "batch.npz", **batch)

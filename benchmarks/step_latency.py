@@ -11,7 +11,8 @@ Table 2 (natural lengths): the same model on real BANKING77 texts, batch 16, at 
 tokens, one pass over the same --texts texts per row. Eager PEFT pads each random batch to
 its longest text (the usual dynamic padding); edgetune's fixed program pads to 64; its
 padding-free rows group texts by length and run each batch at the shortest of the
-bucket programs 16/24/32/48/64 that holds it.
+bucket programs 16/24/32/48/64 that holds it, all loaded in one process that keeps one copy
+of the weights (the _unshared rows: each program's session with its own, as before).
 
 Every row runs in its own process that does only that loop (exports happen in the
 parent), so its peak RSS is the loop's; every runtime gets --threads.
@@ -46,7 +47,9 @@ ROOT = Path(__file__).resolve().parent
 ROWS = ["eager_peft", "edgetune_onnx", "edgetune_executorch", "edgetune_int8_onnx", "edgetune_int8_executorch",
         "et_training_module", "ort_training_artifacts"]
 NATURAL_ROWS = ["natural_eager_peft", "natural_edgetune_onnx", "natural_edgetune_onnx_buckets",
-                "natural_edgetune_int8_onnx_buckets"]
+                "natural_edgetune_int8_onnx_buckets", "natural_edgetune_onnx_buckets_unshared",
+                "natural_edgetune_int8_onnx_buckets_unshared"]
+UNSHARED = "_unshared"  # the same bucket programs, each session with its own weights and arena
 MODEL = "minilm"
 BATCH, SEQ, LABELS, R, ALPHA = 8, 64, 77, 8, 16.0
 NAT_BATCH, NAT_BUCKETS = 16, [16, 24, 32, 48]
@@ -63,7 +66,9 @@ LR = 1e-4
 ARTIFACTS = {"edgetune_onnx": ("fp32", "onnx"), "edgetune_executorch": ("fp32", "executorch"),
              "edgetune_int8_onnx": ("int8", "onnx"), "edgetune_int8_executorch": ("int8", "executorch"),
              "natural_edgetune_onnx": ("nat_fp32", "onnx"), "natural_edgetune_onnx_buckets": ("nat_buckets", "onnx"),
-             "natural_edgetune_int8_onnx_buckets": ("nat_int8_buckets", "onnx")}
+             "natural_edgetune_int8_onnx_buckets": ("nat_int8_buckets", "onnx"),
+             "natural_edgetune_onnx_buckets" + UNSHARED: ("nat_buckets", "onnx"),
+             "natural_edgetune_int8_onnx_buckets" + UNSHARED: ("nat_int8_buckets", "onnx")}
 
 
 def numpy_batch(seed: int = 0) -> dict:
@@ -132,7 +137,8 @@ def natural_child(row: str, work: Path, threads: int, data: Path, n_texts: int) 
 
     art = work / ARTIFACTS.get(row, ("nat_fp32",))[0]
     csv_path = work / "natural.csv"
-    tr = None if row == "natural_eager_peft" else Trainer(art, "onnx", work / f"{row}.state", threads)
+    tr = None if row == "natural_eager_peft" else Trainer(art, "onnx", work / f"{row}.state", threads,
+                                                          share_weights=not row.endswith(UNSHARED))
     manifest = tr.manifest if tr else None
     if tr is None:
         from edgetune.contract import load_manifest
@@ -413,17 +419,13 @@ def main():
             size = sizes.get(row)
             if isinstance(size, str):
                 res["error"] = size
-            elif row == "ort_training_artifacts":  # its own environment (ort_training_peer)
-                r = ort_training_peer.measure(peft_classifier(), numpy_batch(), work / "ort_training", a.threads,
-                                              a.steps, a.max_seconds, LR)
-                res["error"] = r.pop("error", None)
-                res.update({k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()})
-                if res["ms_per_step"]:
-                    res["gflops"] = round(flops / res["ms_per_step"] / 1e6, 1)
-                    res["pct_of_peak"] = round(100 * res["gflops"] / peak, 1)
             else:
-                res["artifact_mb"] = round(size, 2) if size is not None else None
-                r = run_child(row, a, work)
+                if row == "ort_training_artifacts":  # its own environment (ort_training_peer)
+                    r = ort_training_peer.measure(peft_classifier(), numpy_batch(), work / "ort_training", a.threads,
+                                                  a.steps, a.max_seconds, LR)
+                else:
+                    res["artifact_mb"] = round(size, 2) if size is not None else None
+                    r = run_child(row, a, work)
                 res["error"] = r.pop("error", None)
                 res.update({k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()})
                 if row in ROWS and res["ms_per_step"]:

@@ -103,13 +103,13 @@ class Trainer:
     """
 
     def __init__(self, artifact_dir: str | Path, runtime: str = "onnx", state_path: str | Path | None = None,
-                 threads: int | None = None):
+                 threads: int | None = None, share_weights: bool = True):
         self.dir = Path(artifact_dir)
         self.runtime = runtime
         self.manifest = load_manifest(self.dir, runtime)
         self.threads = threads
-        # the step's shorter buckets share its weights and arena (`SharedWeights`)
-        self._shared = SharedWeights() if self.manifest.seq_buckets and runtime == "onnx" else None
+        # the step's shorter buckets share its weights and arena (`SharedWeights`; off only to measure what that saves)
+        self._shared = SharedWeights() if share_weights and self.manifest.seq_buckets and runtime == "onnx" else None
         self.program = open_program(self.dir, self.manifest, "step", runtime, threads, self._shared)
         self._programs = {"step": self.program}  # shorter step programs load when first needed
         self.load_state(state_path or self.dir / TRAINED_STATE.format(runtime=runtime))
