@@ -33,7 +33,7 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 # device's own Python). tests/test_layers.py checks these layers import nothing above them.
 DEVICE_MODULE_GLOBS = (
     "device_harness/__init__.py", "device_harness/facts.py", "device_harness/runner.py",
-    "device_harness/runtimes.py", "device_harness/conformance.py",
+    "device_harness/runtimes.py", "device_harness/onnx_weights.py", "device_harness/conformance.py",
     "edgetune/__init__.py", "edgetune/errors.py", "edgetune/files.py", "edgetune/contract/*.py",
     "edgetune/data/__init__.py", "edgetune/data/text.py", "edgetune/data/records.py", "edgetune/data/rows.py",
     "edgetune/data/tensors.py",
