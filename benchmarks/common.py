@@ -13,7 +13,9 @@ import csv
 import json
 import os
 import platform
+import statistics
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -41,6 +43,22 @@ def cpu_features() -> list[str]:
     except OSError:
         pass
     return []
+
+
+def timed_steps(run, steps: int, max_seconds: float, warmup: int = 3) -> tuple[object, dict]:
+    """Every loop row's timing: ``warmup`` untimed calls of ``run`` (allocator, kernels, caches),
+    then ``steps`` timed ones, cut at ``max_seconds`` after at least 3. -> (what the first call
+    returned, {"ms_per_step": median, "steps"}). Standard library only: ort_training_peer.py
+    runs it in an environment without edgetune."""
+    first = run()
+    for _ in range(warmup - 1):
+        run()
+    times, t_end = [], time.perf_counter() + max_seconds
+    while len(times) < steps and (len(times) < 3 or time.perf_counter() < t_end):
+        t0 = time.perf_counter()
+        run()
+        times.append(1000 * (time.perf_counter() - t0))
+    return first, {"ms_per_step": statistics.median(times), "steps": len(times)}
 
 
 def environment(threads: int | None) -> dict:

@@ -18,12 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
 import types
 from pathlib import Path
+
+import common  # standard library only: importable in the peer environment too
 
 HERE = Path(__file__).resolve()
 VERSION = "1.19.2"
@@ -173,23 +174,19 @@ def peer_train(art: Path, batch_npz: Path, threads: int, steps: int, max_seconds
         batch = {k: z[k] for k in z.files}
     labels = batch.pop("labels")
     module.train()
+    losses = []
 
     def step() -> float:
-        loss = module(*batch.values(), labels)
+        losses.append(float(module(*batch.values(), labels)))
         opt.step()
         module.lazy_reset_grad()
-        return float(loss)
+        return losses[-1]
 
-    losses = [step() for _ in range(3)]  # warm-up, as every row
-    times, t_end = [], time.perf_counter() + max_seconds
-    while len(times) < steps and (len(times) < 3 or time.perf_counter() < t_end):
-        t0 = time.perf_counter()
-        losses.append(step())
-        times.append(1000 * (time.perf_counter() - t0))
-    status = Path("/proc/self/status").read_text()
-    peak = int(status.split("VmHWM:")[1].split()[0]) / 1024
-    return {"ms_per_step": statistics.median(times), "steps": len(times), "peak_rss_mb": peak,
-            "first_loss": losses[0], "last_loss": losses[-1], "onnxruntime_training": VERSION}
+    first_loss, timing = common.timed_steps(step, steps, max_seconds)
+    # VmHWM read here: device_harness.runner.rss_mb is not importable in this environment
+    peak = int(Path("/proc/self/status").read_text().split("VmHWM:")[1].split()[0]) / 1024
+    return {**timing, "peak_rss_mb": peak, "first_loss": first_loss, "last_loss": losses[-1],
+            "onnxruntime_training": VERSION}
 
 
 def main() -> None:

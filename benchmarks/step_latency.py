@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -217,17 +216,9 @@ def child(row: str, work: Path, threads: int, steps: int, max_seconds: float) ->
             return out
     else:
         raise SystemExit(f"unknown row {row}")
-    first = run()  # warm-up (allocator, kernels, caches); the first loss, for the peers' parity
-    first_loss = first if isinstance(first, float) else getattr(first, "loss", None)
-    for _ in range(2):
-        run()
-    times, t_end = [], time.perf_counter() + max_seconds
-    while len(times) < steps and (len(times) < 3 or time.perf_counter() < t_end):
-        t0 = time.perf_counter()
-        run()
-        times.append(1000 * (time.perf_counter() - t0))
-    return {"ms_per_step": statistics.median(times), "steps": len(times), "peak_rss_mb": rss_mb()[1],
-            "first_loss": first_loss}
+    first, timing = common.timed_steps(run, steps, max_seconds)
+    first_loss = first if isinstance(first, float) else getattr(first, "loss", None)  # for the peers' parity
+    return {**timing, "peak_rss_mb": rss_mb()[1], "first_loss": first_loss}
 
 
 # ---------------------------------------------------------------- parent

@@ -77,7 +77,7 @@ def _tensor(buf, start: int, end: int) -> Initializer:
         elif field == _TENSOR_TYPE and wire == _VARINT:
             data_type = a
         elif field == _TENSOR_NAME and wire == _LEN:
-            name = bytes(buf[a:b]).decode("utf-8")
+            name = buf[a:b].decode("utf-8")  # an mmap slice is bytes
         elif field == _TENSOR_RAW and wire == _LEN:
             raw = buf[a:b]
     return Initializer(name, data_type, tuple(dims), raw)
