@@ -30,41 +30,11 @@ import time
 from pathlib import Path
 
 import common
+from decoder_shapes import shaped_checkpoint
 
 MODELS = ("minilm", "smollm2", "qwen0.5b")
 SMOKE_MODELS = ("tiny",)
 MODES = ("stock", "edgetune", "cached")
-# Qwen2.5-0.5B's config.json (the shapes; the weights are drawn at random)
-QWEN_05B = dict(vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
-                num_attention_heads=14, num_key_value_heads=2, max_position_embeddings=32768, rope_theta=1000000.0,
-                rms_norm_eps=1e-6, tie_word_embeddings=True, bos_token_id=151643, eos_token_id=151643)
-
-
-def qwen_shaped_checkpoint(d: Path) -> Path:
-    """A Qwen2 checkpoint directory with Qwen2.5-0.5B's shapes and random bf16 weights (saved
-    tensor by tensor from a meta-device model, so building it never holds an fp32 copy), and a
-    word-level tokenizer."""
-    import torch
-    import transformers
-    from safetensors.torch import save_file
-
-    if (d / "model.safetensors").is_file():
-        return d
-    d.mkdir(parents=True, exist_ok=True)
-    cfg = transformers.Qwen2Config(**QWEN_05B)
-    with torch.device("meta"):
-        model = transformers.AutoModelForCausalLM.from_config(cfg)
-    g = torch.Generator().manual_seed(0)
-    tensors = {}
-    for name, p in model.named_parameters():
-        if name == "lm_head.weight":  # tied to the embedding
-            continue
-        t = torch.ones(p.shape) if "norm" in name else torch.randn(p.shape, generator=g) * 0.02
-        tensors[name] = t.to(torch.bfloat16)
-    save_file(tensors, str(d / "model.safetensors"), metadata={"format": "pt"})
-    cfg.save_pretrained(d)
-    common.test_helper("hf_tiny").word_tokenizer(cfg.vocab_size).save(str(d / "tokenizer.json"))
-    return d
 
 
 def plan_and_data(model: str, work: Path):
@@ -78,7 +48,7 @@ def plan_and_data(model: str, work: Path):
         return "classifier", ClassifierPlan(model=model), train
     if model == "smollm2":
         return "lm", LMPlan(), write_demo_text(work / "text")[0]
-    d = qwen_shaped_checkpoint(work / "qwen0.5b")
+    d = shaped_checkpoint(model, work / model)
     text = common.test_helper("hf_tiny").write_word_data(work / "words")[1]
     return "lm", LMPlan(model=str(d), quant="int4", batch_size=1, seq_len=256), text
 

@@ -10,10 +10,15 @@ LoRA r=16 on the same projections, the method PEFT has), AdamW. Rows:
 - edgetune_int8_onnx: edgetune's int8 per-channel base (embedding int8 per row).
 - edgetune_int4_onnx / edgetune_int4_executorch: the file's own Q4_1 blocks (Q8_0 embedding).
 
+``--model qwen0.5b`` / ``qwen1.5b``: a decoder with Qwen2.5-0.5B's / 1.5B's shapes and random weights
+(`decoder_shapes`), batch 1 x 256 of the word tokenizer's words; its int4 rows quantize with
+edgetune's int4 (group 32, zero points; int8 embedding). Honest for time and memory, not quality.
+
 Each row's loop runs in its own process (the device runner for edgetune rows), so its
 peak RSS (VmHWM) is the whole process: runtime, weights, activations.
 
     python benchmarks/memory.py --data ../shared/data/tiny_shakespeare/input.txt [--steps 3] [--rows ...]
+    python benchmarks/memory.py --model qwen0.5b [--rows eager_peft_fp32 edgetune_int4_onnx]
     python benchmarks/memory.py --smoke      # a tiny Llama GGUF, batch 2 x 16, 2 steps
 
 JSON keys: config, rows (name, quant, ms_per_step, ratio_to_eager, peak_rss_mb,
@@ -32,12 +37,13 @@ import time
 from pathlib import Path
 
 import common
+from decoder_shapes import SHAPES, TITLES, shaped_checkpoint, word_text
 
 from edgetune.contract.lines import step_records
 
 ROOT = Path(__file__).resolve().parent
 BATCH, SEQ, R = 4, 128, 16
-MODEL = "smollm2"  # or a GGUF path (--smoke: a tiny Llama)
+MODEL = "smollm2"  # or one of decoder_shapes.SHAPES, or a GGUF path (--smoke: a tiny Llama)
 LR = 1e-4
 ROWS = {  # name -> (quant, runtime)
     "eager_peft_fp32": ("none", "eager"),
@@ -46,14 +52,34 @@ ROWS = {  # name -> (quant, runtime)
     "edgetune_int4_onnx": ("gguf", "onnx"),
     "edgetune_int4_executorch": ("gguf", "executorch"),
 }
+SHAPED_ROWS = ["eager_peft_fp32", "edgetune_int4_onnx"]  # a shaped decoder's rows unless --rows says otherwise
+QUANT_TITLES = {"none": "none", "int8": "int8", "gguf": "gguf Q4_1 (Q8_0 embedding)",
+                "int4": "int4 group 32, zero points (int8 embedding)"}
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
 
-def configure(smoke: bool, work: Path) -> None:
-    """--smoke: a tiny Llama GGUF at batch 2 x 16 instead of SmolLM2 at 4 x 128."""
+def configure(smoke: bool, work: Path, model: str) -> None:
+    """--smoke: a tiny Llama GGUF at batch 2 x 16 instead of SmolLM2 at 4 x 128; a shaped decoder
+    (random weights) trains at batch 1 x 256."""
     global BATCH, SEQ, R, MODEL
     if smoke:
         BATCH, SEQ, R, MODEL = 2, 16, 4, str(common.tiny_gguf(work))
+    elif model in SHAPES:
+        BATCH, SEQ, MODEL = 1, 256, model
+
+
+def shaped() -> bool:
+    return MODEL in SHAPES
+
+
+def checkpoint() -> Path:
+    """The shaped decoder's checkpoint directory (built once, kept between runs)."""
+    return shaped_checkpoint(MODEL, ROOT / ".work" / "checkpoints" / MODEL)
+
+
+def row_quant(quant: str) -> str:
+    """A shaped decoder has no GGUF file: its int4 rows quantize with edgetune's int4 (group 32, zero points)."""
+    return "int4" if quant == "gguf" and shaped() else quant
 
 
 def gguf_file() -> Path:
@@ -62,10 +88,12 @@ def gguf_file() -> Path:
     return smollm2_gguf_path() if MODEL == "smollm2" else Path(MODEL)
 
 
-def train_text(work: Path, data: Path) -> Path:
+def train_text(work: Path, data: Path | None) -> Path:
     from edgetune.data.text import read_text, split_text
 
     p = work / "train.txt"
+    if shaped():  # the word tokenizer's own words
+        return word_text(p)
     p.write_text(split_text(read_text(data))[0][:200_000], encoding="utf-8")
     return p
 
@@ -73,25 +101,20 @@ def train_text(work: Path, data: Path) -> Path:
 def plan_for(quant: str):
     from edgetune.app.lm import LMPlan
 
-    return LMPlan(model=MODEL, quant=quant, adapter={"method": "lora_sb", "targets": TARGETS, "r": R, "n_samples": 16},
-                  embedding_rows=256 if MODEL == "smollm2" else 32, batch_size=BATCH, seq_len=SEQ,
+    model = str(checkpoint()) if shaped() else MODEL
+    return LMPlan(model=model, quant=row_quant(quant), adapter={"method": "lora_sb", "targets": TARGETS, "r": R, "n_samples": 16},
+                  embedding_rows=256 if MODEL == "smollm2" or shaped() else 32, batch_size=BATCH, seq_len=SEQ,
                   optimizer={"name": "adamw", "lr": LR, "weight_decay": 0.0})
 
 
 def export_row(work: Path, quant: str, runtime: str) -> Path:
-    """The artifact of a row, reused when a previous run exported the same plan."""
+    """The artifact of a row; an unchanged plan (same code, toolchain and model) comes from the
+    export cache (`edgetune.app.export_cache`)."""
     from edgetune.app.lm import export_lm
-    from edgetune.contract import load_manifest
 
     art = work / f"{quant}_{runtime}"
-    plan = plan_for(quant)
-    try:
-        if load_manifest(art, runtime, verify=False).model.get("plan") == plan.to_dict():
-            return art
-    except Exception:  # absent or stale: export
-        pass
     t0 = time.time()
-    export_lm(plan, work / "train.txt", art, (runtime,), overwrite=True,
+    export_lm(plan_for(quant), work / "train.txt", art, (runtime,), overwrite=True, cache=True,
               progress=lambda m: print(f"  {quant}/{runtime}: {m} ({time.time() - t0:.0f} s)", flush=True))
     return art
 
@@ -109,17 +132,20 @@ def eager_child(work: Path, threads: int, steps: int) -> dict:
     import torch
     from peft import LoraConfig, get_peft_model
     from safetensors.torch import load_file
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
     from device_harness.runner import rss_mb
 
     torch.set_num_threads(threads)
-    cfg = LlamaConfig.from_json_file(str(work / "hf_config.json"))
-    with torch.device("meta"):
-        model = LlamaForCausalLM(cfg)
-    model.load_state_dict(load_file(str(work / "fp32.safetensors")), strict=False, assign=True)
-    model.tie_weights()
-    model.model.rotary_emb = type(model.model.rotary_emb)(config=cfg)  # its buffers were built on meta
+    if shaped():
+        model = AutoModelForCausalLM.from_pretrained(str(checkpoint()), dtype=torch.float32)
+    else:
+        cfg = LlamaConfig.from_json_file(str(work / "hf_config.json"))
+        with torch.device("meta"):
+            model = LlamaForCausalLM(cfg)
+        model.load_state_dict(load_file(str(work / "fp32.safetensors")), strict=False, assign=True)
+        model.tie_weights()
+        model.model.rotary_emb = type(model.model.rotary_emb)(config=cfg)  # its buffers were built on meta
     model = get_peft_model(model, LoraConfig(r=R, lora_alpha=2 * R, lora_dropout=0.0, target_modules=TARGETS))
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=LR)
     from torch.utils.flop_counter import FlopCounterMode
@@ -162,12 +188,16 @@ def prepare_eager(work: Path, text: Path) -> None:
     from edgetune.data.text import TextEncoder
     from edgetune.models.llama import from_gguf, gguf_tokenizer_json
 
-    path = gguf_file()
-    if not (work / "fp32.safetensors").exists():
-        AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name).to_json_file(str(work / "hf_config.json"))
-        sd = from_gguf(path, keep_quantized=False).state_dict()
-        save_file({k: v.contiguous() for k, v in sd.items() if not k.startswith("rope_")}, str(work / "fp32.safetensors"))
-    tok = gguf_tokenizer_json(path, work / "tokenizer.json")
+    if shaped():  # the eager child loads the checkpoint itself
+        tok = checkpoint() / "tokenizer.json"
+    else:
+        path = gguf_file()
+        if not (work / "fp32.safetensors").exists():
+            AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name).to_json_file(str(work / "hf_config.json"))
+            sd = from_gguf(path, keep_quantized=False).state_dict()
+            save_file({k: v.contiguous() for k, v in sd.items() if not k.startswith("rope_")},
+                      str(work / "fp32.safetensors"))
+        tok = gguf_tokenizer_json(path, work / "tokenizer.json")
     ids, _ = TextEncoder(tok, SEQ).windows(text.read_text(encoding="utf-8"))
     np.save(work / "batches.npy", ids[np.random.default_rng(0).permutation(len(ids))])
 
@@ -178,24 +208,29 @@ def main():
     ap.add_argument("--smoke", action="store_true", help="a tiny Llama GGUF, batch 2 x 16, 2 steps")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--steps", type=int, default=3)
-    ap.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS))
+    ap.add_argument("--model", choices=("smollm2", *SHAPES), default="smollm2",
+                    help="SmolLM2-135M (its GGUF), or a decoder with a larger model's shapes and random weights "
+                         f"(batch 1 x 256; default rows {' '.join(SHAPED_ROWS)}) [default: smollm2]")
+    ap.add_argument("--rows", nargs="+", choices=list(ROWS), default=None)
     ap.add_argument("--work", default=str(ROOT / ".work" / "memory"), help="artifacts are kept here between runs")
     ap.add_argument("--child-eager", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/memory.json")
     a = ap.parse_args()
-    work = Path(a.work) / ("smoke" if a.smoke else "")
+    work = Path(a.work) / ("smoke" if a.smoke else "" if a.model == "smollm2" else a.model)
     work.mkdir(parents=True, exist_ok=True)
-    configure(a.smoke, work)
+    configure(a.smoke, work, a.model)
+    a.rows = a.rows or (SHAPED_ROWS if shaped() else list(ROWS))
     if a.child_eager:
         print("RESULT " + json.dumps(eager_child(work, a.threads, a.steps)))
         return
     import warnings
 
     warnings.filterwarnings("ignore")
-    a.out = a.out or common.default_out("memory", a.smoke)
+    a.out = a.out or common.default_out("memory" if a.model == "smollm2" else f"memory_{a.model}", a.smoke)
     if a.smoke:
         a.steps = min(a.steps, 2)
-    text = train_text(work, common.smoke_text(work) if a.smoke else common.require(a.data, "the training text"))
+    text = train_text(work, common.smoke_text(work) if a.smoke else
+                      None if shaped() else common.require(a.data, "the training text"))
     sys.path.insert(0, str(ROOT))
     from step_latency import matmul_peak_gflops
 
@@ -205,14 +240,14 @@ def main():
     for name in a.rows:
         quant, runtime = ROWS[name]
         print(f"{name}", flush=True)
-        res = {"name": name, "quant": quant if quant != "gguf" else "gguf Q4_1 (Q8_0 embedding)", "ms_per_step": None,
+        res = {"name": name, "quant": QUANT_TITLES[row_quant(quant)], "ms_per_step": None,
                "ratio_to_eager": None, "peak_rss_mb": None, "rss_ratio_to_eager": None, "artifact_mb": None,
                "gflops": None, "pct_of_peak": None, "steps": a.steps, "error": None}
         try:
             if runtime == "eager":
                 prepare_eager(work, text)
                 p = subprocess.run([sys.executable, __file__, "--child-eager", "--work", a.work, "--threads",
-                                    str(a.threads), "--steps", str(a.steps)] + ["--smoke"] * a.smoke,
+                                    str(a.threads), "--steps", str(a.steps), "--model", a.model] + ["--smoke"] * a.smoke,
                                    capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
                 line = [l for l in p.stdout.splitlines() if l.startswith("RESULT ")]
                 if p.returncode or not line:
@@ -220,7 +255,7 @@ def main():
                 r = json.loads(line[0][7:])
                 flops = r["flops"]
             else:
-                art = export_row(work, quant, runtime)
+                art = export_row(work, row_quant(quant), runtime)
                 res["artifact_mb"] = round(program_mb(art, runtime), 1)
                 r = runner_child(art, runtime, text, a.threads, a.steps, work)
             res.update(ms_per_step=round(statistics.median(r["ms"][1:] or r["ms"]), 1),
@@ -241,8 +276,9 @@ def main():
             r["rss_ratio_to_eager"] = round(r["peak_rss_mb"] / base["peak_rss_mb"], 3)
         if fp32_mb and r["artifact_mb"]:
             r["artifact_ratio_to_fp32"] = round(r["artifact_mb"] / fp32_mb, 3)
-    out = {"config": {"model": "SmolLM2-135M-Instruct" if MODEL == "smollm2" else "tiny Llama GGUF",
-                      "batch": BATCH, "seq": SEQ, "adapter_r": R, "threads": a.threads, "data": str(a.data or "demo notes"),
+    out = {"config": {"model": TITLES.get(MODEL, "SmolLM2-135M-Instruct" if MODEL == "smollm2" else "tiny Llama GGUF"),
+                      "batch": BATCH, "seq": SEQ, "adapter_r": R, "threads": a.threads,
+                      "data": "random words (the word tokenizer's)" if shaped() else str(a.data or "demo notes"),
                       "step_gflop": round(flops / 1e9, 3) if flops else None, "matmul_peak_gflops": round(peak, 1)},
            "rows": rows}
     common.write_json(a.out, out, a.threads, a.smoke)

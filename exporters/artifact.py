@@ -52,10 +52,11 @@ def _write_program(fmt: str, ep, spec, path: Path, forward_only: bool = False) -
     """Lower one program; returns what the manifest records of the lowering. ``forward_only``:
     a zeroth-order step (two forwards over the same frozen weights)."""
     if fmt == "onnx":
-        from exporters.onnx import export_onnx
+        from exporters.onnx import export_onnx, session_config
 
         export_onnx(ep, spec, path)
-        return {"session_config": dict(ZO_SESSION_CONFIG)} if forward_only else {}
+        config = {**session_config(ep), **(ZO_SESSION_CONFIG if forward_only else {})}
+        return {"session_config": config} if config else {}
     if fmt == "coreml":
         from exporters.coreml import export_coreml
 

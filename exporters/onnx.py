@@ -85,6 +85,21 @@ def _int8_matmul_onnx(a, q, scale, transpose: bool):
 _QUANT_OPS = {DEQUANTIZE_OP: _dequantize_onnx, INT8_MATMUL_OP: _int8_matmul_onnx}
 
 
+# onnxruntime may fuse DequantizeLinear -> MatMul into MatMulNBits, whose default accuracy
+# level 4 rounds the activations to int8. edgetune's blocked form fuses nowhere today (0 of the
+# tiny int8/int4 classifiers' DequantizeLinear nodes); the per-axis form of per-row int8 codes
+# did, and moved the tiny int8 classifier's logits by 7.4e-4 from eager PyTorch's, which the
+# self-check rejects. Level 1 multiplies in fp32, so quantized programs pin it.
+QDQ_SESSION_CONFIG = {"session.qdq_matmulnbits_accuracy_level": "1"}
+
+
+def session_config(ep: torch.export.ExportedProgram) -> dict[str, str]:
+    """The onnxruntime session config entries the lowering of ``ep`` needs (the manifest's
+    ``lowering.onnx.session_config``)."""
+    dequantizes = any(n.op == "call_function" and n.target == DEQUANTIZE_OP for n in ep.graph.nodes)
+    return dict(QDQ_SESSION_CONFIG) if dequantizes else {}
+
+
 def _has_quant_ops(ep: torch.export.ExportedProgram) -> bool:
     return any(n.op == "call_function" and n.target in _QUANT_OPS for n in ep.graph.nodes)
 

@@ -310,4 +310,4 @@ class DecoderForCausalLM(nn.Module):
         blocks = [Block((f"model.layers.{i}",), lambda h, ctx, layer=layer: layer(h, *ctx[layer.kind]))
                   for i, layer in enumerate(self.model.layers)]
         return Segments(("model.embed_tokens",), self.embed, blocks, ("model.norm", "model.embed_tokens", "lm_head"),
-                        self.head)
+                        self.head, self.config.vocab_size)

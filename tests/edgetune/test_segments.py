@@ -6,7 +6,7 @@ from torch.func import functional_call, grad_and_value
 from edgetune import EmbeddingRows, LoRA, PiCa, prepare
 from edgetune.models.decoder import DecoderConfig, DecoderForCausalLM
 from edgetune.step.losses import task_loss
-from edgetune.step.segments import segmented_loss_and_grads
+from edgetune.step.segments import HEAD_LOGITS_BYTES, head_chunk, segmented_loss_and_grads
 
 # Gemma-2/3-like switches: per-layer sliding windows with their own rotary base, norms around
 # attention and MLP, q/k norms, soft-capped scores and logits, scaled embeddings
@@ -37,3 +37,14 @@ def test_segmented_gradients_match_autograd(chunk, switches):
     for n in want:
         torch.testing.assert_close(got[n], want[n], rtol=1e-5, atol=1e-7, msg=n)
         assert float(want[n].abs().max()) > 0, n
+
+
+@pytest.mark.parametrize("batch, seq, vocab", [(4, 128, 49152), (1, 256, 151936), (2, 12, 64), (1, 7, 10**8), (3, 100, 5000)])
+def test_head_chunks_keep_the_logits_within_budget_in_few_chunks(batch, seq, vocab):
+    chunk = head_chunk(batch, seq, vocab)
+    n = -(-seq // chunk)
+    assert 1 <= chunk <= seq
+    assert chunk == 1 or batch * chunk * vocab * 4 <= HEAD_LOGITS_BYTES
+    # no fewer positions per chunk than the budget allows, spread evenly over the chunks
+    fit = max(1, HEAD_LOGITS_BYTES // (4 * vocab * batch))
+    assert n == -(-seq // fit) and n * chunk - seq < n

@@ -82,6 +82,17 @@ def test_onnx_keeps_integer_weights(gguf_lm):
     assert max(dims[0] * (dims[1] if len(dims) > 1 else 1) for dims in kinds[onnx.TensorProto.FLOAT]) < 64 * 64
 
 
+def test_quantized_programs_pin_fp32_products_in_the_session(gguf_lm):
+    from device_harness.runtimes import open_program
+    from exporters.onnx import QDQ_SESSION_CONFIG
+
+    art, manifest, _ = gguf_lm
+    for name, spec in manifest.programs.items():
+        assert spec.lowering["onnx"]["session_config"] == QDQ_SESSION_CONFIG, name
+    opts = open_program(art, manifest, "step", "onnx").session.get_session_options()
+    assert opts.get_session_config_entry("session.qdq_matmulnbits_accuracy_level") == "1"
+
+
 def test_artifacts_shrink_with_the_weights(tmp_path):
     """Inference program files of a model whose weights dominate: int8 and int4 vs fp32, both
     runtimes (the lowerings alone: the step holds the same constants, and its self-checked
