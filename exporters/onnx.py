@@ -96,12 +96,12 @@ QDQ_SESSION_CONFIG = {"session.qdq_matmulnbits_accuracy_level": "1"}
 def session_config(ep: torch.export.ExportedProgram) -> dict[str, str]:
     """The onnxruntime session config entries the lowering of ``ep`` needs (the manifest's
     ``lowering.onnx.session_config``)."""
-    dequantizes = any(n.op == "call_function" and n.target == DEQUANTIZE_OP for n in ep.graph.nodes)
-    return dict(QDQ_SESSION_CONFIG) if dequantizes else {}
+    return dict(QDQ_SESSION_CONFIG) if _calls(ep, (DEQUANTIZE_OP,)) else {}
 
 
-def _has_quant_ops(ep: torch.export.ExportedProgram) -> bool:
-    return any(n.op == "call_function" and n.target in _QUANT_OPS for n in ep.graph.nodes)
+def _calls(ep: torch.export.ExportedProgram, ops) -> bool:
+    """Whether ``ep`` calls any of ``ops``."""
+    return any(n.op == "call_function" and n.target in ops for n in ep.graph.nodes)
 
 
 def _int4_initializers(model: onnx.ModelProto) -> int:
@@ -206,7 +206,7 @@ def export_onnx(ep: torch.export.ExportedProgram, spec: ProgramSpec, path: str |
     """Write ``ep`` to ``path`` with inputs/outputs named as in ``spec``. ``optimize`` exists to
     reproduce the onnxscript rewrite hazard in tests; artifacts never use it."""
     path = Path(path)
-    quant = _has_quant_ops(ep)
+    quant = _calls(ep, _QUANT_OPS)
     extra = {"opset_version": QUANT_OPSET,
              "custom_translation_table": dict(_QUANT_OPS)} if quant else {}
     with warnings.catch_warnings(), _already_decomposed():

@@ -39,12 +39,14 @@ def test_segmented_gradients_match_autograd(chunk, switches):
         assert float(want[n].abs().max()) > 0, n
 
 
-@pytest.mark.parametrize("batch, seq, vocab", [(4, 128, 49152), (1, 256, 151936), (2, 12, 64), (1, 7, 10**8), (3, 100, 5000)])
-def test_head_chunks_keep_the_logits_within_budget_in_few_chunks(batch, seq, vocab):
+@pytest.mark.parametrize("batch, seq, vocab, want", [(4, 128, 49152, 64), (1, 256, 151936, 64), (2, 12, 64, 12),
+                                                     (1, 7, 10**8, 1), (3, 100, 5000, 100)])
+def test_head_chunks_keep_the_logits_within_budget_in_few_chunks(batch, seq, vocab, want):
     chunk = head_chunk(batch, seq, vocab)
     n = -(-seq // chunk)
+    assert chunk == want
     assert 1 <= chunk <= seq
     assert chunk == 1 or batch * chunk * vocab * 4 <= HEAD_LOGITS_BYTES
-    # no fewer positions per chunk than the budget allows, spread evenly over the chunks
-    fit = max(1, HEAD_LOGITS_BYTES // (4 * vocab * batch))
-    assert n == -(-seq // fit) and n * chunk - seq < n
+    # one chunk fewer would not fit the budget, and the chunks are spread evenly
+    assert n == 1 or batch * -(-seq // (n - 1)) * vocab * 4 > HEAD_LOGITS_BYTES
+    assert n * chunk - seq < n
