@@ -123,7 +123,7 @@ def program_mb(art: Path, runtime: str) -> float:
     from edgetune.contract import load_manifest
 
     m = load_manifest(art, runtime, verify=False)
-    return (art / m.programs["step"].files[runtime]).stat().st_size / 2**20
+    return sum((art / f).stat().st_size for f in m.programs["step"].data_files(runtime)) / 2**20
 
 
 # ---------------------------------------------------------------- children

@@ -12,7 +12,7 @@ import torch
 from device_harness.runtimes import RUNNERS
 from edgetune.contract import RUNTIMES, Manifest, ProgramSpec, bucket_program, sha256_program
 from edgetune.contract.conformance import TOLERANCE, mismatch
-from edgetune.contract.manifest import ID_PLACEHOLDER, STATE_FILE
+from edgetune.contract.manifest import ID_PLACEHOLDER, ONNX_WEIGHTS_KEY, STATE_FILE
 from edgetune.contract.schema import MAX_BATCH, MAX_BATCH_TOKENS, batch_shape_ok
 from edgetune.errors import ConfigError, InternalError
 from edgetune.files import replacing_directory
@@ -204,6 +204,13 @@ def export_artifact(compiled: CompiledStep, out_dir: str | Path, formats: Sequen
                 files[program][fmt] = fname
                 if info:
                     lowering[program][fmt] = info
+        if "onnx" in formats:
+            from exporters.onnx_weights import share_onnx_weights
+
+            with log.stage("share ONNX weights"):
+                weights = share_onnx_weights(tmp, [files[p]["onnx"] for p in names])
+            for p in names if weights else ():
+                lowering[p]["onnx"] = {**lowering[p].get("onnx", {}), ONNX_WEIGHTS_KEY: weights}
         programs = {p: ProgramSpec(specs[p].inputs, specs[p].outputs, files[p], lowering[p]) for p in specs}
         model = {k: v for k, v in (model_info or {}).items() if k != "step_cost"}  # a merged artifact's was its source's
         if "step" in variants:  # for step-time predictions on named boards (device_harness.host.predict)
@@ -219,7 +226,7 @@ def export_artifact(compiled: CompiledStep, out_dir: str | Path, formats: Sequen
             adapters=compiled.prepared.report.to_dict(), seq_buckets=sorted(set(seq_buckets)))
         save_state(tmp / STATE_FILE, {k: v.numpy() for k, v in compiled.initial_state().items()}, manifest,
                    step=0, initial=True)
-        hashed = [f for p in files.values() for f in p.values()] + [STATE_FILE] + (
+        hashed = sorted({f for p in programs.values() for f in p.data_files()}) + [STATE_FILE] + (
             [manifest.tokenizer] if manifest.tokenizer else [])
         manifest, raw = replace(manifest, hashes={f: sha256_program(tmp / f) for f in hashed}).stamped()
         if not compiled.inference_only:  # the adapters' frozen factors, to restore or merge trained state

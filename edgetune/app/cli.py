@@ -254,7 +254,7 @@ def _demo_llm(wd: Path, steps, runtimes, threads, model, text, cache: bool):
 
 
 def _run_stats(art: Path, manifest, rt: str, recs: list[dict]) -> tuple:
-    files = [manifest.programs[p].files[rt] for p in ("step", "infer")] + ["state.safetensors"]
+    files = sorted({f for p in ("step", "infer") for f in manifest.programs[p].data_files(rt)}) + ["state.safetensors"]
     return (recs[-1]["loss"], statistics.median(r["ms"] for r in recs[1:] or recs),
             max(r["peak_rss_mb"] for r in recs), sum((art / f).stat().st_size for f in files) / 2**20)
 

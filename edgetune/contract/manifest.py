@@ -54,6 +54,9 @@ NP_DTYPES = {"float32": np.dtype(np.float32), "int64": np.dtype(np.int64), "int3
              "bool": np.dtype(np.bool_)}
 DTYPES = tuple(NP_DTYPES)
 RUNTIMES = {"onnx": ".onnx", "executorch": ".pte", "coreml": ".mlpackage"}  # runtime name -> program file suffix
+# lowering.onnx key: the file holding an ONNX program's frozen weights (ONNX external data),
+# shared by the artifact's ONNX programs; absent when the weights are inside the .onnx file
+ONNX_WEIGHTS_KEY, ONNX_WEIGHTS_SUFFIX = "external_data", ".onnx.data"
 # Runtimes whose program is a directory (a Core ML package: its spec plus a weights file),
 # hashed as a tree (`sha256_tree`).
 PACKAGE_RUNTIMES = ("coreml",)
@@ -115,6 +118,15 @@ class ProgramSpec:
 
     def of_role(self, role: str, outputs: bool = False) -> list[TensorSpec]:
         return [t for t in (self.outputs if outputs else self.inputs) if t.role == role]
+
+    def data_files(self, runtime: str | None = None) -> dict[str, str]:
+        """File name -> runtime of every file this program reads on ``runtime`` (all runtimes
+        when None): its program files and the ONNX program's external weights file."""
+        out = {f: rt for rt, f in self.files.items() if runtime in (None, rt)}
+        weights = self.lowering.get("onnx", {}).get(ONNX_WEIGHTS_KEY)
+        if weights is not None and "onnx" in self.files and runtime in (None, "onnx"):
+            out[weights] = "onnx"
+        return out
 
 
 @dataclass
@@ -182,6 +194,8 @@ class Manifest:
                      for rt, f in schema.mapping(p.get("files", {}), f"program {name!r} files").items()}
             lowering = {rt: schema.mapping(v, f"program {name!r} lowering.{shorten(rt)}")
                         for rt, v in schema.mapping(p.get("lowering", {}), f"program {name!r} lowering").items()}
+            if ONNX_WEIGHTS_KEY in lowering.get("onnx", {}):
+                schema.file_name(lowering["onnx"][ONNX_WEIGHTS_KEY], f"program {name!r} lowering.onnx.{ONNX_WEIGHTS_KEY}")
             programs[name] = ProgramSpec(
                 *(tuple(TensorSpec.from_dict(t, f"program {name!r} {key}") for t in
                         schema.listing(p.get(key), f"program {name!r} {key}", limit=1 << 16))
@@ -249,7 +263,7 @@ def manifest_problems(m: Manifest) -> list[str]:
                    f"[2, {schema.MAX_SEQ_LEN}], their product at most {schema.MAX_BATCH_TOKENS}")
     if not (len(m.artifact_id) == 16 and all(c in "0123456789abcdef" for c in m.artifact_id)):
         out.append(f"artifact_id {shorten(m.artifact_id)} must be 16 lowercase hex digits")
-    files = {f for p in m.programs.values() for f in p.files.values()} | {STATE_FILE} | (
+    files = {f for p in m.programs.values() for f in p.data_files()} | {STATE_FILE} | (
         {m.tokenizer} if m.tokenizer else set())
     if set(m.hashes) != files:
         out.append(f"hashes must list exactly the artifact's files {shorten(sorted(files))}, "
@@ -321,6 +335,10 @@ def _program_problems(m: Manifest, name: str, prog: ProgramSpec, seq: int) -> li
         if rt not in RUNTIMES or not fname.endswith(RUNTIMES.get(rt, "?")) or "/" in fname or fname.startswith("."):
             out.append(f"file {shorten(fname)} for runtime {shorten(rt)} is not a {sorted(RUNTIMES)} program file "
                        "in the artifact")
+    weights = prog.lowering.get("onnx", {}).get(ONNX_WEIGHTS_KEY)
+    if weights is not None and ("onnx" not in prog.files or not weights.endswith(ONNX_WEIGHTS_SUFFIX)):
+        out.append(f"lowering.onnx.{ONNX_WEIGHTS_KEY} {shorten(weights)} must name a {ONNX_WEIGHTS_SUFFIX} file "
+                   "of an ONNX program")
     b = m.batch_size
     if name == "infer":  # the inference program may run more rows per call than the step
         b = m.infer_batch
@@ -500,8 +518,7 @@ def load_manifest(artifact_dir: str | os.PathLike, runtime: str | None = None, v
         have = sorted({r for p in m.programs.values() for r in p.files})
         raise ArtifactError(f"{d} has no {runtime} program (it has {have}); re-export with --format {runtime}")
     needed = {f: False for f in [STATE_FILE] + ([m.tokenizer] if m.tokenizer else [])}
-    needed.update({f: rt in PACKAGE_RUNTIMES for p in m.programs.values() for rt, f in p.files.items()
-                   if runtime is None or rt == runtime})
+    needed.update({f: rt in PACKAGE_RUNTIMES for p in m.programs.values() for f, rt in p.data_files(runtime).items()})
     for fname, package in needed.items():
         f = d / fname
         if not ((f.is_dir() and not f.is_symlink()) if package else f.is_file()):

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from edgetune.errors import ConfigError
 from edgetune.models.common import additive_mask
+from edgetune.quant.modules import TABLE_BLOCK_ROWS
 
 ROPE_TYPES = ("default", "linear", "llama3")  # rotary scalings computed here (static in the sequence length)
 ACTIVATIONS = ("silu", "gelu_tanh")
@@ -262,20 +263,38 @@ class DecoderForCausalLM(nn.Module):
             self.register_buffer(f"rope_sin_{kind}", ang.sin().to(torch.float32), persistent=False)
         self.kinds = tuple(tables)
 
-    def output_embedding(self, h: torch.Tensor) -> torch.Tensor:
-        """h [B, S, d] -> logits [B, S, vocab]. With tied embeddings an embedding adapter's
-        rows serve the output too (as in PEFT's trainable tokens on tied models): the
-        frozen table's logits, plus h . delta for the adapted tokens' columns."""
+    def output_embedding(self, h: torch.Tensor, lo: int = 0, hi: int | None = None) -> torch.Tensor:
+        """h [B, S, d] -> logits of tokens lo..hi-1 [B, S, hi - lo] (default: the whole vocabulary).
+        With tied embeddings an embedding adapter's rows serve the output too (as in PEFT's
+        trainable tokens on tied models): the frozen table's logits, plus h . delta for the
+        adapted tokens' columns."""
+        hi = self.config.vocab_size if hi is None else hi
         if self.lm_head is not None:
-            return self.lm_head(h)
+            logits = self.lm_head(h)
+            return logits if (lo, hi) == (0, logits.shape[-1]) else logits[..., lo:hi]
         emb = self.model.embed_tokens
         adapter = emb if hasattr(emb, "row_delta") else None
         table = emb.base if adapter is not None else emb
-        logits = table.as_linear(h) if hasattr(table, "as_linear") else F.linear(h, table.weight)
+        if (lo, hi) == (0, table.num_embeddings):
+            logits = table.as_linear(h) if hasattr(table, "as_linear") else F.linear(h, table.weight)
+        else:
+            logits = table.rows_linear(h, lo, hi) if hasattr(table, "rows_linear") else F.linear(h, table.weight[lo:hi])
         if adapter is not None:  # scatter-add along the last axis: no transposes of the logits
             corr = h @ adapter.row_delta().t()
-            logits = logits.scatter_add(-1, adapter.token_ids.expand(*corr.shape), corr)
+            ids = adapter.token_ids
+            if (lo, hi) != (0, table.num_embeddings):  # the adapted tokens outside lo..hi add 0 to column 0
+                inside = (ids >= lo) & (ids < hi)
+                ids, corr = torch.where(inside, ids - lo, 0), corr * inside
+            logits = logits.scatter_add(-1, ids.expand(*corr.shape), corr)
         return logits
+
+    def vocab_blocks(self) -> list[tuple[int, int]] | None:
+        """The token ranges a tied output head computes one at a time (the blocks a quantized
+        table is dequantized in); None for a separate lm_head, which is computed whole."""
+        if self.lm_head is not None:
+            return None
+        n = self.config.vocab_size
+        return [(lo, min(n, lo + TABLE_BLOCK_ROWS)) for lo in range(0, n, TABLE_BLOCK_ROWS)]
 
     def embed(self, input_ids, attention_mask):
         """-> (h [B, S, d], ctx): token embeddings, and what every layer needs, per layer kind:
@@ -293,9 +312,9 @@ class DecoderForCausalLM(nn.Module):
             h = h * torch.tensor(c.hidden_size ** 0.5, dtype=h.dtype)
         return h, ctx
 
-    def head(self, h):
-        """h [B, S', d] -> logits [B, S', vocab], position by position."""
-        return _softcap(self.output_embedding(self.model.norm(h)), self.config.final_softcap)
+    def head(self, h, lo: int = 0, hi: int | None = None):
+        """h [B, S', d] -> logits of tokens lo..hi-1 [B, S', hi - lo] (default: all), position by position."""
+        return _softcap(self.output_embedding(self.model.norm(h), lo, hi), self.config.final_softcap)
 
     def forward(self, input_ids, attention_mask):
         h, ctx = self.embed(input_ids, attention_mask)
@@ -310,4 +329,4 @@ class DecoderForCausalLM(nn.Module):
         blocks = [Block((f"model.layers.{i}",), lambda h, ctx, layer=layer: layer(h, *ctx[layer.kind]))
                   for i, layer in enumerate(self.model.layers)]
         return Segments(("model.embed_tokens",), self.embed, blocks, ("model.norm", "model.embed_tokens", "lm_head"),
-                        self.head, self.config.vocab_size)
+                        self.head, self.config.vocab_size, self.vocab_blocks())

@@ -23,6 +23,8 @@ from edgetune.errors import ConfigError
 from edgetune.quant.int8_matmul import INT8_MATMUL_MODES, int8_matmul
 from edgetune.quant.weight import QuantizedWeight, dequantize
 
+TABLE_BLOCK_ROWS = 8192  # rows of a quantized table an output head dequantizes at a time
+
 
 class _QuantMatmul(torch.autograd.Function):
     """x [..., K] @ W^T with W dequantized from (q, scale, offset); no gradient to the codes."""
@@ -144,16 +146,21 @@ class QuantEmbedding(_QuantBuffers, nn.Embedding):
         rows = dequantize(pick(self.qweight), pick(self.qscale), pick(self.qoffset), self.bits, self.group)
         return rows.reshape(*ids.shape, self.embedding_dim)
 
-    def as_linear(self, x: torch.Tensor, rows_per_block: int = 8192) -> torch.Tensor:
+    def as_linear(self, x: torch.Tensor, rows_per_block: int = TABLE_BLOCK_ROWS) -> torch.Tensor:
         """x [..., d] -> [..., vocab]. The table is dequantized ``rows_per_block`` rows at a time
         (forward and backward), never whole: SmolLM2's would be 113 MB of fp32."""
+        n = self.num_embeddings
+        blocks = [self.rows_linear(x, lo, min(n, lo + rows_per_block)) for lo in range(0, n, rows_per_block)]
+        return torch.cat(blocks, dim=-1) if len(blocks) > 1 else blocks[0]
+
+    def rows_linear(self, x: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+        """x [..., d] -> [..., hi - lo]: the products with rows lo..hi-1 only."""
         qw = self.quantized
-        n = qw.shape[0]
-        blocks = [QuantizedWeight(qw.q[lo:lo + rows_per_block], qw.scale[lo:lo + rows_per_block],
-                                  None if qw.offset is None else qw.offset[lo:lo + rows_per_block],
-                                  qw.bits, qw.group, qw.kind) for lo in range(0, n, rows_per_block)]
-        return torch.cat([quantized_matmul(x, b) for b in blocks], dim=-1) if len(blocks) > 1 else \
-            quantized_matmul(x, qw)
+        if (lo, hi) == (0, qw.shape[0]):
+            return quantized_matmul(x, qw)
+        return quantized_matmul(x, QuantizedWeight(qw.q[lo:hi], qw.scale[lo:hi],
+                                                   None if qw.offset is None else qw.offset[lo:hi],
+                                                   qw.bits, qw.group, qw.kind))
 
     def extra_repr(self) -> str:
         return f"{self.num_embeddings}, {self.embedding_dim}, {self.kind}"

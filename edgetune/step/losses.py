@@ -12,21 +12,16 @@ def classification_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Ten
     return -(onehot * torch.log_softmax(logits, dim=-1)).sum(-1).mean()
 
 
-def next_token_targets(input_ids: torch.Tensor, attention_mask: torch.Tensor):
+def next_token_targets(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Targets of next-token prediction over all S positions (no slicing of the logits).
 
-    -> (onehot(lo, hi, vocab) -> [B, hi-lo, V] float one-hot of the targets of positions
-    lo..hi-1, valid [B, S] float): position t predicts token t+1 and counts when both are
-    real tokens; the last position never counts.
+    -> (target [B, S] int64, valid [B, S] float): position t predicts token t+1 and counts
+    when both are real tokens; the last position never counts (its target is 0).
     """
     pad = torch.zeros_like(input_ids[:, :1])
     target = torch.cat([input_ids[:, 1:], pad], dim=1)
     valid = (torch.cat([attention_mask[:, 1:], pad], dim=1) * attention_mask).to(torch.float32)
-
-    def onehot(lo: int, hi: int, vocab: int) -> torch.Tensor:
-        return (target[:, lo:hi].unsqueeze(-1) == torch.arange(vocab)).to(torch.float32)
-
-    return onehot, valid
+    return target, valid
 
 
 def next_token_loss(logits: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -37,8 +32,9 @@ def next_token_loss(logits: torch.Tensor, input_ids: torch.Tensor, attention_mas
     either fills a [B, S, V] zero tensor, which runtimes constant-fold into a
     permanent buffer the size of the logits.
     """
-    onehot, valid = next_token_targets(input_ids, attention_mask)
-    picked = (torch.log_softmax(logits, dim=-1) * onehot(0, logits.shape[1], logits.shape[-1])).sum(-1)
+    target, valid = next_token_targets(input_ids, attention_mask)
+    onehot = (target.unsqueeze(-1) == torch.arange(logits.shape[-1])).to(torch.float32)
+    picked = (torch.log_softmax(logits, dim=-1) * onehot).sum(-1)
     return -(picked * valid).sum() / valid.sum().clamp(min=1.0)
 
 

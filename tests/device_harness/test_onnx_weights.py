@@ -34,3 +34,35 @@ def test_a_cut_file_is_an_error(tmp_path):
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match="cut.onnx|runs past"):
         list(read_initializers(path))
+
+
+def _external_model(tmp_path):
+    arrays = {"w": np.arange(3000, dtype=np.float32).reshape(100, 30), "codes": np.arange(-64, 64, dtype=np.int8)}
+    graph = helper.make_graph([helper.make_node("Identity", ["w"], ["y"])], "g", [],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [100, 30])],
+                              [numpy_helper.from_array(a, name) for name, a in arrays.items()])
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph), path, save_as_external_data=True, location="m.onnx.data", size_threshold=0)
+    return path, arrays
+
+
+def test_reads_weights_stored_in_an_external_file(tmp_path):
+    path, arrays = _external_model(tmp_path)
+    assert (tmp_path / "m.onnx.data").stat().st_size >= 3000 * 4 + 128
+    got = {g.name: g.array() for g in read_initializers(path)}
+    assert got.keys() == arrays.keys()
+    for name, a in arrays.items():
+        np.testing.assert_array_equal(got[name], a)
+
+
+@pytest.mark.parametrize("key, value, match", [("location", "../m.onnx.data", "not a file next to the program"),
+                                               ("offset", "99999", "lies outside"),
+                                               ("length", "x", "no whole offset and length")])
+def test_an_external_reference_outside_its_file_is_an_error(tmp_path, key, value, match):
+    path, _ = _external_model(tmp_path)
+    model = onnx.load(path, load_external_data=False)
+    entry = next(e for e in model.graph.initializer[0].external_data if e.key == key)
+    entry.value = value
+    onnx.save(model, path)
+    with pytest.raises(ValueError, match=match):
+        list(read_initializers(path))

@@ -15,8 +15,15 @@ GEMMA_LIKE = dict(layer_types=["sliding_attention", "full_attention", "sliding_a
                   attn_softcap=5.0, final_softcap=3.0, activation="gelu_tanh")
 
 
-@pytest.mark.parametrize("chunk, switches", [(1, {}), (5, {}), (12, {}), (64, {}), (5, GEMMA_LIKE)])
-def test_segmented_gradients_match_autograd(chunk, switches):
+@pytest.mark.parametrize("chunk, switches, block_rows", [(1, {}, 8192), (5, {}, 8192), (12, {}, 8192), (64, {}, 8192),
+                                                       (5, GEMMA_LIKE, 8192), (12, {}, 24), (5, GEMMA_LIKE, 24),
+                                                       (5, {"tie_word_embeddings": False}, 24)])
+def test_segmented_gradients_match_autograd(chunk, switches, block_rows, monkeypatch):
+    """block_rows 24: the tied head's 64 tokens in three ranges, so the loss streams over them
+    (the adapted rows fall in all three); a separate lm_head's logits come whole."""
+    import edgetune.models.decoder as decoder
+
+    monkeypatch.setattr(decoder, "TABLE_BLOCK_ROWS", block_rows)
     torch.manual_seed(0)
     cfg = DecoderConfig(vocab_size=64, hidden_size=32, num_layers=3, num_heads=4, num_kv_heads=2, intermediate_size=64,
                         max_positions=16, **switches)
@@ -29,6 +36,8 @@ def test_segmented_gradients_match_autograd(chunk, switches):
     mask = torch.ones_like(ids)
     mask[1, 9:] = 0
     batch = {"input_ids": ids, "attention_mask": mask}
+    blocks = p.model.vocab_blocks()
+    assert blocks is None if "tie_word_embeddings" in switches else len(blocks) == -(-64 // block_rows)
     got, loss = segmented_loss_and_grads(p.model, params, batch, chunk=chunk)
     want, ref = grad_and_value(
         lambda pr: task_loss("causal_lm", functional_call(p.model, pr, (ids, mask), strict=False), batch))(params)
@@ -50,3 +59,13 @@ def test_head_chunks_keep_the_logits_within_budget_in_few_chunks(batch, seq, voc
     # one chunk fewer would not fit the budget, and the chunks are spread evenly
     assert n == 1 or batch * -(-seq // (n - 1)) * vocab * 4 > HEAD_LOGITS_BYTES
     assert n * chunk - seq < n
+
+
+def test_an_integer_index_made_to_wait_stays_exact_when_its_dependency_is_not_finite():
+    """The head's targets wait for the chunk's logits through `_after`; they index a gather, so
+    a NaN or infinite logit must not move them (the runner then refuses the step's loss)."""
+    from edgetune.step.segments import _after
+
+    idx = torch.tensor([[3, 7]])
+    out = _after(idx, torch.tensor([float("nan"), 1.0]), torch.tensor([float("inf")]), torch.tensor([-float("inf")]))
+    assert out.dtype == torch.int64 and torch.equal(out, idx)

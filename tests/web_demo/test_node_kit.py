@@ -7,7 +7,7 @@ import pytest
 
 from helpers.kits import artifact_of, tampered_copy
 
-ARTIFACTS = ["tiny_artifact", "tiny_int8_artifact", "tiny_int4_artifact", "zo_artifact", "tiny_lm",
+ARTIFACTS = ["tiny_artifact", "tiny_int8_artifact", "tiny_int4_artifact", "zo_artifact", "tiny_lm", "shared_weights_artifact",
              pytest.param("minilm_artifact", marks=pytest.mark.slow)]
 
 

@@ -9,7 +9,7 @@ from helpers.kits import artifact_of, tampered_copy
 from helpers.web import CHROMIUM, WEB, browse
 
 ARTIFACTS = [("tiny_artifact", 1), ("tiny_int8_artifact", 1), ("tiny_int4_artifact", 1), ("zo_artifact", 1), ("tiny_lm", 2),
-             pytest.param("minilm_artifact", 2, marks=pytest.mark.slow)]
+             ("shared_weights_artifact", 1), pytest.param("minilm_artifact", 2, marks=pytest.mark.slow)]
 
 
 @pytest.fixture(scope="module")

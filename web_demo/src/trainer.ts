@@ -7,7 +7,7 @@
 import type * as ortTypes from "onnxruntime-common";
 import { ArtifactError, ConfigError, DataError, NonFiniteStepError, shorten } from "./contract/errors.js";
 import * as hyper from "./contract/hyper.js";
-import { load, ofRole, STATE_FILE, stepProgramFor, type ArtifactSource, type Manifest, type ProgramSpec } from "./contract/manifest.js";
+import { load, ofRole, onnxWeights, STATE_FILE, stepProgramFor, type ArtifactSource, type Manifest, type ProgramSpec } from "./contract/manifest.js";
 import * as N from "./contract/names.js";
 import { check, encode, type StateStore } from "./contract/statefile.js";
 import { isFinite, sameShape, type Tensor } from "./contract/tensor.js";
@@ -84,6 +84,8 @@ export class Trainer {
     const opts: ortTypes.InferenceSession.SessionOptions = { extra: sessionConfig(spec), graphOptimizationLevel: "all" };
     if (this.options.threads) opts.intraOpNumThreads = this.options.threads;
     if (this.options.executionProviders) opts.executionProviders = this.options.executionProviders;
+    const weights = onnxWeights(spec);
+    if (weights) opts.externalData = [{ path: weights, data: this.files.get(weights)! }];  // the name the program's initializers use
     s = await this.ort.InferenceSession.create(this.files.get(file)!, opts);
     const same = (have: readonly string[], want: { name: string }[]) =>
       have.length === want.length && want.every((t, i) => t.name === have[i]);

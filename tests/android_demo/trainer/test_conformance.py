@@ -7,7 +7,8 @@ import pytest
 
 from helpers.kits import artifact_of, tampered_copy
 
-ARTIFACTS = ["tiny_artifact", "zo_artifact", "tiny_lm", pytest.param("minilm_artifact", marks=pytest.mark.slow)]
+ARTIFACTS = ["tiny_artifact", "zo_artifact", "tiny_lm", "shared_weights_artifact",
+             pytest.param("minilm_artifact", marks=pytest.mark.slow)]
 
 
 @pytest.mark.parametrize("fixture", ARTIFACTS)

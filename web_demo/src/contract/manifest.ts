@@ -21,6 +21,9 @@ const TASKS = ["sequence_classification", "causal_lm"];
 const OPTIMIZERS = ["adamw", "sgd", "zo"];
 const ROLES = ["state", "batch", "hyper", "noise", "metric"];
 const RUNTIMES: Record<string, string> = { onnx: ".onnx", executorch: ".pte", coreml: ".mlpackage" };
+/** lowering.onnx key naming the file of an ONNX program's frozen weights (ONNX external data), when not inline. */
+const ONNX_WEIGHTS_KEY = "external_data";
+const ONNX_WEIGHTS_SUFFIX = ".onnx.data";
 const FIELDS = new Set(["format", "version", "artifact_id", "task", "batch_size", "seq_len", "programs", "seq_buckets",
   "optimizer", "hashes", "labels", "tokenizer", "model", "adapters"]);
 const ID_PLACEHOLDER = "0".repeat(16);
@@ -42,6 +45,15 @@ export interface ProgramSpec {
 
 export const ofRole = (p: ProgramSpec, role: string, outputs = false): TensorSpec[] =>
   (outputs ? p.outputs : p.inputs).filter((t) => t.role === role);
+
+/** The file of the ONNX program's frozen weights, or null when they are inside the .onnx file. */
+export const onnxWeights = (p: ProgramSpec): string | null =>
+  p.files.onnx && typeof p.lowering.onnx?.[ONNX_WEIGHTS_KEY] === "string" ? (p.lowering.onnx[ONNX_WEIGHTS_KEY] as string) : null;
+
+/** Every file `p` reads on `runtime` (all runtimes when undefined): program files and the ONNX weights file. */
+export const dataFiles = (p: ProgramSpec, runtime?: string): string[] => [
+  ...Object.entries(p.files).filter(([rt]) => runtime === undefined || rt === runtime).map(([, f]) => f),
+  ...(runtime === undefined || runtime === "onnx" ? [onnxWeights(p)].filter((f): f is string => f !== null) : [])];
 
 export interface Manifest {
   artifactId: string;
@@ -133,6 +145,9 @@ export function parse(json: string, where = "manifest.json"): Manifest {
         .map(([rt, f]) => [text(rt, `program '${name}' runtime`, 32), fileName(f, `program '${name}' file`)]));
       const lowering = Object.fromEntries(Object.entries(mapping(p.lowering ?? {}, `program '${name}' lowering`))
         .map(([rt, x]) => [rt, mapping(x, `program '${name}' lowering.${rt}`)]));
+      if (lowering.onnx && ONNX_WEIGHTS_KEY in lowering.onnx) {
+        fileName(lowering.onnx[ONNX_WEIGHTS_KEY], `program '${name}' lowering.onnx.${ONNX_WEIGHTS_KEY}`);
+      }
       const [inputs, outputs] = ["inputs", "outputs"].map((key) =>
         listing(p[key], `program '${name}' ${key}`, 2 ** 16).map((t) => tensorSpec(t, `program '${name}' ${key}`)));
       programs[name] = { inputs, outputs, files, lowering };
@@ -167,7 +182,7 @@ export function problems(m: Manifest): string[] {
   if (!TASKS.includes(m.task)) out.push(`task '${m.task}' is not one of ${TASKS}`);
   if (!batchShapeOk(m.batchSize, m.seqLen)) out.push(`batch_size=${m.batchSize}, seq_len=${m.seqLen} are out of range`);
   if (!/^[0-9a-f]{16}$/.test(m.artifactId)) out.push(`artifact_id ${shorten(m.artifactId)} must be 16 lowercase hex digits`);
-  const files = new Set([...Object.values(m.programs).flatMap((p) => Object.values(p.files)), STATE_FILE,
+  const files = new Set([...Object.values(m.programs).flatMap((p) => dataFiles(p)), STATE_FILE,
     ...(m.tokenizer ? [m.tokenizer] : [])]);
   const hashed = Object.keys(m.hashes);
   if (hashed.length !== files.size || !hashed.every((f) => files.has(f))) {
@@ -233,6 +248,10 @@ function programProblems(m: Manifest, name: string, prog: ProgramSpec, seq: numb
   }
   for (const [rt, f] of Object.entries(prog.files)) {
     if (!(rt in RUNTIMES) || !f.endsWith(RUNTIMES[rt])) out.push(`file ${shorten(f)} for runtime ${shorten(rt)} is not a program file of that runtime`);
+  }
+  const weights = prog.lowering.onnx?.[ONNX_WEIGHTS_KEY];
+  if (weights !== undefined && (!prog.files.onnx || typeof weights !== "string" || !weights.endsWith(ONNX_WEIGHTS_SUFFIX))) {
+    out.push(`lowering.onnx.${ONNX_WEIGHTS_KEY} ${shorten(weights)} must name a ${ONNX_WEIGHTS_SUFFIX} file of an ONNX program`);
   }
   let b = m.batchSize;
   if (name === "infer") {
@@ -344,7 +363,7 @@ export async function load(src: ArtifactSource, runtime: string): Promise<{ mani
     throw new ArtifactError(`${src.where} has no ${runtime} program; re-export with --format ${runtime}`);
   }
   const needed = new Set([STATE_FILE, ...(m.tokenizer ? [m.tokenizer] : []),
-    ...Object.values(m.programs).flatMap((p) => (p.files[runtime] ? [p.files[runtime]] : []))]);
+    ...Object.values(m.programs).flatMap((p) => dataFiles(p, runtime))]);
   const files = new Map<string, Uint8Array>();
   for (const name of needed) {
     const bytes = await src.read(name);

@@ -21,6 +21,18 @@ public struct ProgramSpec {
         (outputs ? self.outputs : inputs).filter { $0.role == role }
     }
 
+    public static let onnxWeightsKey = "external_data"
+    public static let onnxWeightsSuffix = ".onnx.data"
+
+    /// The file of the ONNX program's frozen weights (ONNX external data), or nil when they are inside the .onnx file.
+    public var onnxWeights: String? { files["onnx"] == nil ? nil : lowering["onnx"]?[ProgramSpec.onnxWeightsKey] as? String }
+
+    /// Every file this program reads on `runtime` (all runtimes when nil): program files and the ONNX weights file.
+    public func dataFiles(_ runtime: String? = nil) -> [String] {
+        files.filter { runtime == nil || $0.key == runtime }.map(\.value)
+            + ((runtime == nil || runtime == "onnx") ? [onnxWeights].compactMap { $0 } : [])
+    }
+
     /// ONNX Runtime session config entries the exporter chose for this program.
     public func onnxSessionConfig() throws -> [String: String] {
         guard let c = lowering["onnx"]?["session_config"] else { return [:] }
@@ -103,7 +115,7 @@ public struct Manifest {
             throw EdgetuneError.artifact("\(dir.path) has no \(runtime) program; re-export with --format \(runtime)")
         }
         var needed = [stateFile] + (m.tokenizer.map { [$0] } ?? [])
-        for p in m.programs.values { if let f = p.files[runtime], !needed.contains(f) { needed.append(f) } }
+        for p in m.programs.values { for f in p.dataFiles(runtime) where !needed.contains(f) { needed.append(f) } }
         let package = packageRuntimes.contains(runtime)
         for name in needed {
             let f = dir.appendingPathComponent(name)
@@ -249,6 +261,9 @@ public struct Manifest {
                 for (rt, x) in try mapping(present(p["lowering"]) ?? [String: Any](), "program '\(name)' lowering") {
                     lowering[rt] = try mapping(x, "program '\(name)' lowering.\(rt)")
                 }
+                if let w = lowering["onnx"]?[ProgramSpec.onnxWeightsKey] {
+                    _ = try fileName(w, "program '\(name)' lowering.onnx.\(ProgramSpec.onnxWeightsKey)")
+                }
                 let ins = try listing(p["inputs"], "program '\(name)' inputs", 1 << 16).map { try tensorSpec($0, "program '\(name)' inputs") }
                 let outs = try listing(p["outputs"], "program '\(name)' outputs", 1 << 16).map { try tensorSpec($0, "program '\(name)' outputs") }
                 programs[name] = ProgramSpec(inputs: ins, outputs: outs, files: files, lowering: lowering)
@@ -290,7 +305,7 @@ public struct Manifest {
             out.append("batch_size=\(m.batchSize) must lie in [1, \(maxBatch)], seq_len=\(m.seqLen) in [2, \(maxSeqLen)], their product at most \(maxBatchTokens)")
         }
         if m.artifactId.count != 16 || !m.artifactId.allSatisfy({ "0123456789abcdef".contains($0) }) { out.append("artifact_id \(shorten(m.artifactId)) must be 16 lowercase hex digits") }
-        var files = Set(m.programs.values.flatMap { $0.files.values })
+        var files = Set(m.programs.values.flatMap { $0.dataFiles() })
         files.insert(stateFile)
         if let t = m.tokenizer { files.insert(t) }
         if Set(m.hashes.keys) != files { out.append("hashes must list exactly the artifact's files \(files.sorted()), not \(m.hashes.keys.sorted())") }
@@ -359,6 +374,9 @@ public struct Manifest {
         for (rt, f) in prog.files {
             if let suffix = runtimes[rt], f.hasSuffix(suffix), !f.contains("/"), !f.hasPrefix(".") { continue }
             out.append("file \(shorten(f)) for runtime \(shorten(rt)) is not a \(runtimes.keys.sorted()) program file in the artifact")
+        }
+        if let w = prog.onnxWeights, !w.hasSuffix(ProgramSpec.onnxWeightsSuffix) {
+            out.append("lowering.onnx.\(ProgramSpec.onnxWeightsKey) \(shorten(w)) must name a \(ProgramSpec.onnxWeightsSuffix) file of an ONNX program")
         }
         var b = Int64(m.batchSize)
         if name == "infer" {

@@ -13,6 +13,19 @@ data class ProgramSpec(val inputs: List<TensorSpec>, val outputs: List<TensorSpe
                        val lowering: Map<String, Map<String, Any?>>) {
     fun ofRole(role: String, outputs: Boolean = false) = (if (outputs) this.outputs else inputs).filter { it.role == role }
 
+    /** The file of the ONNX program's frozen weights (ONNX external data), or null when they are inside the .onnx file. */
+    val onnxWeights: String? get() = if ("onnx" in files) lowering["onnx"]?.get(ONNX_WEIGHTS_KEY) as? String else null
+
+    /** Every file this program reads on [runtime] (all runtimes when null): program files and the ONNX weights file. */
+    fun dataFiles(runtime: String? = null): List<String> =
+        files.filterKeys { runtime == null || it == runtime }.values.toList() +
+            listOfNotNull(onnxWeights.takeIf { runtime == null || runtime == "onnx" })
+
+    companion object {
+        const val ONNX_WEIGHTS_KEY = "external_data"
+        const val ONNX_WEIGHTS_SUFFIX = ".onnx.data"
+    }
+
     /** ONNX Runtime session config entries the exporter chose for this program. */
     fun onnxSessionConfig(): Map<String, String> {
         val c = lowering["onnx"]?.get("session_config") ?: return emptyMap()
@@ -102,7 +115,7 @@ class Manifest(
             val needed = LinkedHashSet<String>()
             needed.add(STATE_FILE)
             m.tokenizer?.let { needed.add(it) }
-            m.programs.values.forEach { p -> p.files[runtime]?.let { needed.add(it) } }
+            m.programs.values.forEach { p -> needed.addAll(p.dataFiles(runtime)) }
             for (name in needed) {
                 val f = File(dir, name)
                 if (!f.isFile) throw ArtifactException("$f is listed in the manifest but missing; copy the whole artifact directory")
@@ -232,6 +245,7 @@ class Manifest(
                         @Suppress("UNCHECKED_CAST")
                         (rt as String) to (mapping(x, "program '$name' lowering.$rt") as Map<String, Any?>)
                     }
+                    lowering["onnx"]?.get(ProgramSpec.ONNX_WEIGHTS_KEY)?.let { fileName(it, "program '$name' lowering.onnx.${ProgramSpec.ONNX_WEIGHTS_KEY}") }
                     val (ins, outs) = listOf("inputs", "outputs").map { key ->
                         listing(p[key], "program '$name' $key", 1 shl 16).map { tensorSpec(it, "program '$name' $key") }
                     }
@@ -272,7 +286,7 @@ class Manifest(
                 out.add("batch_size=${m.batchSize} must lie in [1, $MAX_BATCH], seq_len=${m.seqLen} in [2, $MAX_SEQ_LEN], their product at most $MAX_BATCH_TOKENS")
             }
             if (!Regex("[0-9a-f]{16}").matches(m.artifactId)) out.add("artifact_id ${shorten(m.artifactId)} must be 16 lowercase hex digits")
-            val files = m.programs.values.flatMap { it.files.values }.toMutableSet().apply { add(STATE_FILE); m.tokenizer?.let { add(it) } }
+            val files = m.programs.values.flatMap { it.dataFiles() }.toMutableSet().apply { add(STATE_FILE); m.tokenizer?.let { add(it) } }
             if (m.hashes.keys != files) out.add("hashes must list exactly the artifact's files ${shorten(files.sorted())}, not ${shorten(m.hashes.keys.sorted())}")
             val trains = "step" in m.programs
             if (trains) out.addAll(optimizerProblems(m.optimizer))
@@ -335,6 +349,9 @@ class Manifest(
                 if (suffix == null || !f.endsWith(suffix) || '/' in f || f.startsWith(".")) {
                     out.add("file ${shorten(f)} for runtime ${shorten(rt)} is not a ${RUNTIMES.keys.sorted()} program file in the artifact")
                 }
+            }
+            prog.onnxWeights?.let { w ->
+                if (!w.endsWith(ProgramSpec.ONNX_WEIGHTS_SUFFIX)) out.add("lowering.onnx.${ProgramSpec.ONNX_WEIGHTS_KEY} ${shorten(w)} must name a ${ProgramSpec.ONNX_WEIGHTS_SUFFIX} file of an ONNX program")
             }
             var b = m.batchSize.toLong()
             if (name == "infer") {
