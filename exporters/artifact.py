@@ -205,7 +205,7 @@ def export_artifact(compiled: CompiledStep, out_dir: str | Path, formats: Sequen
                 if info:
                     lowering[program][fmt] = info
         if "onnx" in formats:
-            from exporters.onnx_weights import share_onnx_weights
+            from exporters.onnx_external import share_onnx_weights
 
             with log.stage("share ONNX weights"):
                 weights = share_onnx_weights(tmp, [files[p]["onnx"] for p in names])

@@ -52,13 +52,13 @@ def minilm_artifact(tmp_path_factory, demo_data):
 @pytest.fixture(scope="session")
 def shared_weights_artifact(tmp_path_factory, tiny_artifact):
     """The tiny classifier's ONNX programs, with a length-8 bucket, their frozen weights in one
-    shared file (`exporters.onnx_weights`, forced at this size)."""
-    from exporters import onnx_weights
+    shared file (`exporters.onnx_external`, forced at this size)."""
+    from exporters import onnx_external
     from exporters.artifact import export_artifact
 
     out = tmp_path_factory.mktemp("shared_weights") / "artifact"
     mp = pytest.MonkeyPatch()
-    mp.setattr(onnx_weights, "MIN_TOTAL_BYTES", 0)
+    mp.setattr(onnx_external, "MIN_TOTAL_BYTES", 0)
     try:
         manifest = export_artifact(tiny_artifact[2], out, ("onnx",), seq_buckets=(8,))  # self-checked
     finally:

@@ -42,6 +42,10 @@ def _metric_that_feeds(d):
     next(t for t in _step(d)["outputs"] if t["name"] == "loss")["feeds"] = _step(d)["inputs"][0]["name"]
 
 
+def _onnx_weights(d, name):
+    _step(d).setdefault("lowering", {}).setdefault("onnx", {})["external_data"] = name
+
+
 BROKEN = [
     ("two state outputs feed one input", _swap_feeds, "both feed"),
     ("a state output feeds a batch input", _feed_a_batch_input, "which is not a state input"),
@@ -63,6 +67,9 @@ BROKEN = [
     ("no learning rate", lambda d: d["optimizer"].pop("lr"), "no default lr"),
     ("lowering of another type", lambda d: _step(d).update(lowering=[1]), "lowering must be a JSON object"),
     ("the initial state unhashed", lambda d: d["hashes"].pop("state.safetensors"), "hashes must list exactly"),
+    ("weights file outside the artifact", lambda d: _onnx_weights(d, "../weights.onnx.data"), "plain file name"),
+    ("weights file of another kind", lambda d: _onnx_weights(d, "state.safetensors"), "must name a .onnx.data file"),
+    ("weights file unhashed", lambda d: _onnx_weights(d, "weights.onnx.data"), "hashes must list exactly"),
     ("an unknown field", lambda d: d.update(extra=1), "unknown keys"),
 ]
 
