@@ -104,9 +104,15 @@ def _cross_entropy_grad(logits: torch.Tensor, target: torch.Tensor, weight: torc
     lse = torch.logsumexp(logits, dim=-1)  # [B, C]
     target = _after(target, lse)
     picked = torch.gather(logits, -1, target.unsqueeze(-1)).squeeze(-1)
-    hit = target.unsqueeze(-1) == torch.arange(logits.shape[-1])
-    d_logits = (torch.exp(logits - lse.unsqueeze(-1)) - hit.to(logits.dtype)) * weight.unsqueeze(-1)
-    return d_logits, ((lse - picked) * weight).sum()
+    return _logits_grad(logits, 0, lse, target, weight), ((lse - picked) * weight).sum()
+
+
+def _logits_grad(z: torch.Tensor, lo: int, lse: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """(softmax - onehot) * weight for logits z [B, C, n] of tokens lo..lo+n-1, given the
+    log-sum-exp over the whole vocabulary lse [B, C] -> d loss / d z [B, C, n]. ``target`` must
+    already wait for ``z`` (`_after`)."""
+    hit = target.unsqueeze(-1) == torch.arange(lo, lo + z.shape[-1])
+    return (torch.exp(z - lse.unsqueeze(-1)) - hit.to(z.dtype)) * weight.unsqueeze(-1)
 
 
 def _streamed_head(head: Callable, blocks: list[tuple[int, int]], h: torch.Tensor, params: dict,
@@ -141,10 +147,7 @@ def _streamed_head(head: Callable, blocks: list[tuple[int, int]], h: torch.Tenso
     for a, b in blocks:
         h_in = _after(h, *done)  # each range's recomputation after the previous one's backward, all of it
         z, back = vjp(lambda x, p, a=a, b=b: head(x, p, a, b), h_in, params)
-        t = _after(target, z)
-        hit = t.unsqueeze(-1) == torch.arange(a, b)
-        d_z = (torch.exp(z - lse.unsqueeze(-1)) - hit.to(z.dtype)) * weight.unsqueeze(-1)
-        g, g_p = back(d_z)
+        g, g_p = back(_logits_grad(z, a, lse, _after(target, z), weight))
         add(g_p)
         g_h = g if g_h is None else g_h + g
         done = [g_h, *g_p.values()]

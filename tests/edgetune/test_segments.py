@@ -54,7 +54,6 @@ def test_head_chunks_keep_the_logits_within_budget_in_few_chunks(batch, seq, voc
     chunk = head_chunk(batch, seq, vocab)
     n = -(-seq // chunk)
     assert chunk == want
-    assert 1 <= chunk <= seq
     assert chunk == 1 or batch * chunk * vocab * 4 <= HEAD_LOGITS_BYTES
     # one chunk fewer would not fit the budget, and the chunks are spread evenly
     assert n == 1 or batch * -(-seq // (n - 1)) * vocab * 4 > HEAD_LOGITS_BYTES
