@@ -39,6 +39,9 @@ PARITY_LR = 1e-4
 # lr * sign(g)), by each output's change in relative L2: measured <= 2.3% on MiniLM
 # (w8a8g8); a wrong scale, axis or transpose gives ~100%.
 SMOOTH_SLOT, NOISY_REL_L2 = 1e-2, 0.1
+# How each runtime rounds an integer matmul's activations (`edgetune.quant.int8_matmul`);
+# its programs are checked against eager PyTorch rounding the same way. Others: "symmetric".
+ACTIVATION_ROUNDING = {"executorch": "asymmetric"}
 
 
 # onnxruntime packs a constant weight once per MatMul that reads it. A forward-only step
@@ -97,26 +100,31 @@ def self_check(artifact_dir: Path, manifest: Manifest, variants: dict[str, tuple
                log: StageLog | None = None) -> None:
     """Run each exported program (name -> (its compiled step, "step" | "infer")) once at step 1
     from the initial state (where LoRA's A has an exactly-zero gradient) on each of ``runtimes``
-    and compare with eager PyTorch (run once per program). A graph rewrite or lowering that
+    and compare with eager PyTorch (run once per program, and per activation rounding). A graph rewrite or lowering that
     changed the numbers is an `InternalError`. Programs with integer activations are compared
     in distribution (`compare_changes`). Core ML predicts only on Apple's systems: what is run
     of it is the rewritten graph the converter received (from the captured ``eps``), whose
     features were checked when written."""
     from edgetune.quant import uses_integer_activations
+    from edgetune.quant.int8_matmul import activation_rounding
 
     log = log if log is not None else StageLog()
     for program, (compiled, kind) in variants.items():
-        with log.stage("eager reference", program):
-            noisy = uses_integer_activations(compiled.prepared.model)
-            feeds = compiled.example_feeds(lr=PARITY_LR)
-            if noisy:
-                for t in compiled.state_specs()[len(compiled.names):]:  # optimizer slots
-                    feeds[t.name] = torch.full(t.shape, SMOOTH_SLOT)
-            np_feeds = {k: v.numpy() for k, v in feeds.items()}
-            want = compiled.eager_step(feeds) if kind == "step" else {"logits": compiled.eager_infer(feeds)}
+        noisy = uses_integer_activations(compiled.prepared.model)
+        feeds = compiled.example_feeds(lr=PARITY_LR)
+        if noisy:
+            for t in compiled.state_specs()[len(compiled.names):]:  # optimizer slots
+                feeds[t.name] = torch.full(t.shape, SMOOTH_SLOT)
+        np_feeds = {k: v.numpy() for k, v in feeds.items()}
+        wants: dict[str, dict[str, torch.Tensor]] = {}  # by the runtime's activation rounding
         for runtime in runtimes:
+            rounding = ACTIVATION_ROUNDING.get(runtime, "symmetric") if noisy else "symmetric"
+            if rounding not in wants:
+                with log.stage("eager reference", program), activation_rounding(rounding):
+                    wants[rounding] = (compiled.eager_step(feeds) if kind == "step"
+                                       else {"logits": compiled.eager_infer(feeds)})
             with log.stage(f"check {runtime}", program):
-                _check_program(artifact_dir, manifest, program, runtime, eps, want, np_feeds, noisy)
+                _check_program(artifact_dir, manifest, program, runtime, eps, wants[rounding], np_feeds, noisy)
 
 
 def _check_program(artifact_dir: Path, manifest: Manifest, program: str, runtime: str,

@@ -17,8 +17,8 @@ XNNPACK mistakes for a depthwise one (`_static_kernel_convolution`).
 
 Quantized frozen weights stay int8 / packed uint8 constants in the .pte and are
 dequantized inside the graph, layer by layer, in core aten ops (cast, floor, mul, add).
-Integer matmuls (`edgetune::int8_matmul`) run as their fp32 reference here: the same
-rounding of the activations, fp32 products; XNNPACK's quantized linear is not used.
+Integer matmuls (`edgetune::int8_matmul`) over frozen codes run on XNNPACK's dynamically
+quantized linear (`exporters.xnnpack_int8`; its activations round per row with a zero point).
 """
 from __future__ import annotations
 
@@ -29,9 +29,11 @@ from pathlib import Path
 import torch
 from torch._decomp import core_aten_decompositions
 
+from edgetune.quant.int8_matmul import INT8_MATMUL_OP
 from exporters.decompositions import call_targets, quant_references, skip_noop_decompositions
+from exporters.xnnpack_int8 import int8_matmuls_to_xnnpack
 
-MATMULS = ("aten.mm.default", "aten.addmm.default", "aten.bmm.default")
+MATMULS = ("aten.mm.default", "aten.addmm.default", "aten.bmm.default", "aten.linear.default")
 
 # Abramowitz & Stegun 7.1.26: |error| <= 1.5e-7 over the real line, below fp32's own
 # rounding of erf's values near 1.
@@ -52,10 +54,14 @@ def erf_from_exp(x: torch.Tensor) -> torch.Tensor:
 
 
 def _decompose(ep: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
-    """Spell out edgetune's quantized ops (aten ops on the integer constants) and erf, in the one
-    re-trace of the lowering (see `exporters.decompositions`)."""
+    """Spell out edgetune's quantized ops (XNNPACK's integer pattern, or aten ops on the integer
+    constants) and erf, in the one re-trace of the lowering (see `exporters.decompositions`)."""
     targets = call_targets(ep)
     table = {**core_aten_decompositions(), **quant_references(targets)}  # core: what the references use
+    if INT8_MATMUL_OP in targets:
+        ep, rewritten = int8_matmuls_to_xnnpack(ep)
+        if rewritten:
+            del table[torch.ops.aten.linear.default]  # the pattern's product, kept whole for XNNPACK
     if torch.ops.aten.erf.default in targets:
         table[torch.ops.aten.erf.default] = erf_from_exp
     return ep.run_decompositions(table)

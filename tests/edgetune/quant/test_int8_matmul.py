@@ -1,11 +1,18 @@
-"""edgetune::int8_matmul: its reference against exact integer arithmetic, its ONNX lowering
-against onnxruntime, and its distance from the fp32 product it approximates."""
+"""edgetune::int8_matmul: its reference against exact integer arithmetic, XNNPACK's rounding
+against its definition, its ONNX lowering against onnxruntime, and its distance from the fp32
+product it approximates."""
 import numpy as np
 import pytest
 import torch
 
 from edgetune.quant import QuantLinear, quantize_int8
-from edgetune.quant.int8_matmul import INT8_MATMUL_OP, int8_matmul_reference, quantize_rows
+from edgetune.quant.int8_matmul import (
+    INT8_MATMUL_OP,
+    activation_rounding,
+    int8_matmul_reference,
+    quantize_rows,
+    round_rows_asymmetric,
+)
 
 
 def _exact(a: np.ndarray, q: np.ndarray, s_w: np.ndarray, transpose: bool) -> np.ndarray:
@@ -38,6 +45,38 @@ def test_rows_quantize_independently():
     assert codes[1].tolist() == [0.0] * 4 and float(scale[1]) > 0
     both, _ = quantize_rows(torch.cat([a[:1], 100 * torch.ones(1, 4)]))
     assert torch.equal(both[0], codes[0])  # another row's range changes nothing
+
+
+def test_asymmetric_rounding_is_256_codes_over_each_rows_range():
+    """XNNPACK's rounding: at most 256 values per row, spaced (max(row, 0) - min(row, 0)) / 255 from zero."""
+    g = torch.Generator().manual_seed(4)
+    a = torch.randn(5, 300, generator=g) * 3 - 1
+    a[2] = a[2].abs()  # no negatives
+    a[3] = 0.0
+    r = round_rows_asymmetric(a)
+    lo, hi = a.amin(1).clamp(max=0), a.amax(1).clamp(min=0)
+    step = ((hi - lo) / 255).clamp(min=torch.finfo(torch.float32).eps)
+    assert ((r - a).abs().amax(1) <= 0.5001 * step).all()
+    for i in range(5):
+        levels = torch.round(r[i] / step[i])
+        assert torch.allclose(levels * step[i], r[i], atol=1e-3 * step[i]) and levels.unique().numel() <= 256
+    assert not r[3].any() and (r[2] >= 0).all()
+    both = round_rows_asymmetric(torch.cat([a[:1], 100 * torch.ones(1, 300)]))
+    assert torch.equal(both[0], r[0])  # another row's range changes nothing
+
+
+def test_activation_rounding_switches_the_eager_op_only_within_the_block():
+    g = torch.Generator().manual_seed(5)
+    qw = quantize_int8(torch.randn(16, 40, generator=g))
+    a = torch.randn(6, 40, generator=g)
+    sym = INT8_MATMUL_OP(a, qw.q, qw.scale, True)
+    with activation_rounding("asymmetric"):
+        asym = INT8_MATMUL_OP(a, qw.q, qw.scale, True)
+    torch.testing.assert_close(asym, round_rows_asymmetric(a) @ qw.dequantize().t(), rtol=1e-5, atol=1e-5)
+    assert not torch.equal(asym, sym) and torch.equal(INT8_MATMUL_OP(a, qw.q, qw.scale, True), sym)
+    with pytest.raises(ValueError, match="choose one of"):
+        with activation_rounding("stochastic"):
+            pass
 
 
 def test_onnx_lowering_matches_onnxruntime(tmp_path):

@@ -1,0 +1,112 @@
+"""edgetune::int8_matmul on XNNPACK's integer kernels: the ExecuTorch lowering's rewrite.
+
+XNNPACK multiplies a dynamically quantized activation with static int8 weights
+("qd8 x qc8w": int8 codes per output channel, int32 accumulation) when the graph spells the
+product as PyTorch's quantized reference pattern:
+
+    s, z = choose_qparams_per_token_asymmetric(a)         one (scale, zero point) per row
+    a' = dequantize_per_token(quantize_per_token(a, s, z), s, z)
+    y  = linear(a', dequantize_per_channel(codes, scale, 0, axis 0))
+
+This pass writes each `edgetune::int8_matmul` whose codes are a frozen constant in that
+pattern. XNNPACK rounds the rows itself, with a zero point over [min, max] (it ignores the
+graph's ``choose_qparams``; `edgetune.quant.int8_matmul.round_rows_asymmetric` is its
+rounding): so ExecuTorch's integer products round activations per row like ONNX's, but
+asymmetric where ONNX's are symmetric. The self-check compares ExecuTorch's programs with
+eager PyTorch rounding the same way (`exporters.artifact.ACTIVATION_ROUNDING`).
+
+The forward product ``a @ W^T`` takes the codes as they are. The backward's input gradient
+``dy @ W`` reduces along W's output channels, where its scales run: they are folded into
+``dy`` (as the reference does) and the product takes a transposed copy of the codes, with
+unit scales. XNNPACK packs each product's weights once, when the program loads.
+"""
+from __future__ import annotations
+
+import operator
+
+import torch
+from torch.export.graph_signature import ExportGraphSignature, InputKind
+
+from edgetune.quant.int8_matmul import INT8_MATMUL_OP
+from exporters.decompositions import copy_graph_module
+
+QMIN, QMAX = -128, 127  # the activation's codes
+WMIN, WMAX = -127, 127  # the weights' codes (`edgetune.quant.int8`)
+
+
+def _constant(ep: torch.export.ExportedProgram, node: torch.fx.Node) -> torch.Tensor | None:
+    """The tensor behind a placeholder that is a parameter, buffer or lifted constant; else None."""
+    if node.op != "placeholder":
+        return None
+    sig = ep.graph_signature
+    name = (sig.inputs_to_parameters.get(node.name) or sig.inputs_to_buffers.get(node.name)
+            or sig.inputs_to_lifted_tensor_constants.get(node.name))
+    if name is None:
+        return None
+    return ep.state_dict[name] if name in ep.state_dict else ep.constants[name]
+
+
+def _first_user_input(graph: torch.fx.Graph, ep: torch.export.ExportedProgram) -> torch.fx.Node:
+    """New constants go before the first user input (ExportedProgram's placeholder order)."""
+    constants = {s.arg.name for s in ep.graph_signature.input_specs if s.kind != InputKind.USER_INPUT}
+    return next(n for n in graph.nodes if n.op == "placeholder" and n.name not in constants)
+
+
+def int8_matmuls_to_xnnpack(ep: torch.export.ExportedProgram) -> tuple[torch.export.ExportedProgram, int]:
+    """A copy of ``ep`` (its graph and signature; the weights shared, not copied) with the int8
+    matmuls over constant codes rewritten, and how many were."""
+    import torch.ao.quantization.fx._decomposed  # noqa: F401  (registers torch.ops.quantized_decomposed)
+    from executorch.backends.transforms.utils import create_constant_placeholder
+
+    sig = ep.graph_signature
+    ep = ep._update(copy_graph_module(ep.graph_module), ExportGraphSignature(list(sig.input_specs), list(sig.output_specs)),
+                    state_dict=dict(ep.state_dict), constants=dict(ep.constants))
+    qd = torch.ops.quantized_decomposed
+    graph = ep.graph
+    calls = [n for n in graph.nodes if n.op == "call_function" and n.target is INT8_MATMUL_OP]
+    made: dict[str, torch.fx.Node] = {}
+
+    def constant(name: str, data: torch.Tensor) -> torch.fx.Node:
+        if name not in made:
+            with graph.inserting_before(_first_user_input(graph, ep)):
+                made[name] = create_constant_placeholder(ep, graph, name, InputKind.CONSTANT_TENSOR, data)
+        return made[name]
+
+    done = 0
+    for node in calls:
+        a, q_node, scale_node, transpose = node.args
+        q, scale = _constant(ep, q_node), _constant(ep, scale_node)
+        if q is None or scale is None:
+            continue  # codes computed in the graph: the reference stays
+        key = q_node.name
+        rows = q.shape[0] if transpose else q.shape[1]
+        # scales and zero points: one small constant per product (shared between the products
+        # of a classifier's step, they failed ExecuTorch's serialization: "... is not a buffer")
+        s_w = scale.reshape(-1).to(torch.float32)
+        if transpose:
+            codes = q_node
+            w_scale = constant(f"_xnn_scale_{done}", s_w)
+        else:
+            codes = constant(f"_xnn_codes_t_{key}", q.t().contiguous())
+            w_scale = constant(f"_xnn_unit_{done}", torch.ones(rows))
+            s_row = constant(f"_xnn_scale_row_{done}", s_w.reshape(1, -1))
+        zeros = constant(f"_xnn_zeros_{done}", torch.zeros(rows, dtype=torch.int64))
+        with graph.inserting_before(node):
+            if not transpose:  # dy @ W = (dy * s_w) @ codes
+                a = graph.call_function(torch.ops.aten.mul.Tensor, (a, s_row))
+            qparams = graph.call_function(qd.choose_qparams_per_token_asymmetric.default, (a, torch.int8))
+            s_a = graph.call_function(operator.getitem, (qparams, 0))
+            z_a = graph.call_function(operator.getitem, (qparams, 1))
+            codes_a = graph.call_function(qd.quantize_per_token.default, (a, s_a, z_a, QMIN, QMAX, torch.int8))
+            a_hat = graph.call_function(qd.dequantize_per_token.default,
+                                        (codes_a, s_a, z_a, QMIN, QMAX, torch.int8, torch.float32))
+            w_hat = graph.call_function(qd.dequantize_per_channel.default,
+                                        (codes, w_scale, zeros, 0, WMIN, WMAX, torch.int8))
+            y = graph.call_function(torch.ops.aten.linear.default, (a_hat, w_hat))
+        node.replace_all_uses_with(y)
+        graph.erase_node(node)
+        done += 1
+    if done:
+        graph.eliminate_dead_code()
+        ep.graph_module.recompile()
+    return ep, done
