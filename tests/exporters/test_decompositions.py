@@ -55,6 +55,9 @@ def test_what_counts_as_nothing_to_decompose():
     mutating = torch.export.export(_Counter(), (torch.randn(2, 4),))  # training IR keeps the in-place add_
     assert any(t._schema.is_mutable for t in dec.call_targets(mutating) if isinstance(t, torch._ops.OpOverload))
     assert not dec.nothing_to_decompose(mutating, {})  # functionalizing it is a rewrite
+    kept = torch.export.export(torch.nn.Linear(4, 3), (torch.randn(2, 4),))  # linear: a composite op
+    assert torch.ops.aten.linear.default in dec.call_targets(kept) and dec.nothing_to_decompose(kept, {})
+    assert dec.call_targets(kept.run_decompositions({})) == dec.call_targets(kept)  # torch keeps it: no rewrite
 
 
 def test_copied_graph_module_is_independent():
