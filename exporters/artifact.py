@@ -100,11 +100,11 @@ def self_check(artifact_dir: Path, manifest: Manifest, variants: dict[str, tuple
                log: StageLog | None = None) -> None:
     """Run each exported program (name -> (its compiled step, "step" | "infer")) once at step 1
     from the initial state (where LoRA's A has an exactly-zero gradient) on each of ``runtimes``
-    and compare with eager PyTorch (run once per program, and per activation rounding). A graph rewrite or lowering that
-    changed the numbers is an `InternalError`. Programs with integer activations are compared
-    in distribution (`compare_changes`). Core ML predicts only on Apple's systems: what is run
-    of it is the rewritten graph the converter received (from the captured ``eps``), whose
-    features were checked when written."""
+    and compare with eager PyTorch (run once per program and activation rounding). A graph
+    rewrite or lowering that changed the numbers is an `InternalError`. Programs with integer
+    activations are compared in distribution (`compare_changes`). Core ML predicts only on
+    Apple's systems: what is run of it is the rewritten graph the converter received (from the
+    captured ``eps``), whose features were checked when written."""
     from edgetune.quant import uses_integer_activations
     from edgetune.quant.int8_matmul import activation_rounding
 
