@@ -34,18 +34,6 @@ QMIN, QMAX = -128, 127  # the activation's codes
 WMIN, WMAX = -127, 127  # the weights' codes (`edgetune.quant.int8`)
 
 
-def _constant(ep: torch.export.ExportedProgram, node: torch.fx.Node) -> torch.Tensor | None:
-    """The tensor behind a placeholder that is a parameter, buffer or lifted constant; else None."""
-    if node.op != "placeholder":
-        return None
-    sig = ep.graph_signature
-    name = (sig.inputs_to_parameters.get(node.name) or sig.inputs_to_buffers.get(node.name)
-            or sig.inputs_to_lifted_tensor_constants.get(node.name))
-    if name is None:
-        return None
-    return ep.state_dict[name] if name in ep.state_dict else ep.constants[name]
-
-
 def _first_user_input(graph: torch.fx.Graph, ep: torch.export.ExportedProgram) -> torch.fx.Node:
     """New constants go before the first user input (ExportedProgram's placeholder order)."""
     constants = {s.arg.name for s in ep.graph_signature.input_specs if s.kind != InputKind.USER_INPUT}
@@ -57,6 +45,7 @@ def int8_matmuls_to_xnnpack(ep: torch.export.ExportedProgram) -> tuple[torch.exp
     matmuls over constant codes rewritten, and how many were."""
     import torch.ao.quantization.fx._decomposed  # noqa: F401  (registers torch.ops.quantized_decomposed)
     from executorch.backends.transforms.utils import create_constant_placeholder
+    from executorch.backends.xnnpack.utils.utils import get_param_tensor, is_param_node
 
     sig = ep.graph_signature
     ep = ep._update(copy_graph_module(ep.graph_module), ExportGraphSignature(list(sig.input_specs), list(sig.output_specs)),
@@ -65,17 +54,21 @@ def int8_matmuls_to_xnnpack(ep: torch.export.ExportedProgram) -> tuple[torch.exp
     graph = ep.graph
     calls = [n for n in graph.nodes if n.op == "call_function" and n.target is INT8_MATMUL_OP]
     made: dict[str, torch.fx.Node] = {}
+    first_input = _first_user_input(graph, ep)
 
     def constant(name: str, data: torch.Tensor) -> torch.fx.Node:
         if name not in made:
-            with graph.inserting_before(_first_user_input(graph, ep)):
+            with graph.inserting_before(first_input):
                 made[name] = create_constant_placeholder(ep, graph, name, InputKind.CONSTANT_TENSOR, data)
         return made[name]
+
+    def frozen(node: torch.fx.Node) -> torch.Tensor | None:  # what XNNPACK's partitioner takes as static
+        return get_param_tensor(ep, node) if is_param_node(ep, node) else None
 
     done = 0
     for node in calls:
         a, q_node, scale_node, transpose = node.args
-        q, scale = _constant(ep, q_node), _constant(ep, scale_node)
+        q, scale = frozen(q_node), frozen(scale_node)
         if q is None or scale is None:
             continue  # codes computed in the graph: the reference stays
         key = q_node.name
