@@ -1,9 +1,10 @@
 """What an export costs on the host: wall time and peak RSS, per stage and in total, per model and runtime.
 
 Each export runs in its own process (so its peak RSS is its own), in three modes:
-  stock     the step traced on real tensors, and every decomposition pass the toolchains run
-            (torch.onnx's one, ExecuTorch's three to five per program): the export before
-            edgetune traced on fake tensors and skipped the passes that rewrite nothing;
+  stock     the step traced on real tensors, re-traced by torch.export, and every decomposition
+            pass the toolchains run (torch.onnx's one, ExecuTorch's three to five per program):
+            the export before edgetune traced on fake tensors, lifted the traced graph's
+            constants itself (`edgetune.step.lift`) and skipped the passes that rewrite nothing;
   edgetune  the default export (`edgetune.step.compile`, `exporters.decompositions`);
   cached    the same plan again, from the export cache (`edgetune.app.export_cache`).
 Models: MiniLM-L6 (the classifier demo's plan), SmolLM2-135M (the --llm demo's plan, Q4_1 GGUF
@@ -66,6 +67,7 @@ def one(model: str, runtime: str, mode: str, work: Path) -> dict:
 
         fake_mode_make_fx = capture.make_fx
         capture.make_fx = lambda fn, decomposition_table, **kw: fake_mode_make_fx(fn, decomposition_table)
+        capture.mutates = lambda gm: True  # torch.export's re-trace of the traced graph
         dec.nothing_to_decompose = onnx_exporter.nothing_to_decompose = lambda ep, table: False
     recipe, plan, data = plan_and_data(model, work)
     export = export_classifier if recipe == "classifier" else export_lm

@@ -3,9 +3,10 @@
     step(state..., batch..., hyper...) -> (loss, state'...)
 
 The graph is traced with make_fx over torch.func.grad_and_value (on fake tensors), so backward
-and the optimizer become ordinary ops; frozen weights become constants. The same
-captured `ExportedProgram` is then lowered by every exporter, and the very same
-Python function runs eagerly as the parity reference.
+and the optimizer become ordinary ops; frozen weights become constants, lifted into the
+program's signature (`edgetune.step.lift`). The same captured `ExportedProgram` is then
+lowered by every exporter, and the very same Python function runs eagerly as the parity
+reference.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from edgetune.contract.names import LABELS, LOGITS, LOSS, LR, STEP, next_name, p
 from edgetune.errors import BatchError, ConfigError
 from edgetune.prepared import PreparedModel
 from edgetune.step.conv_backward import DECOMPOSITIONS as CONV_BACKWARD
+from edgetune.step.lift import exported_program, mutates
 from edgetune.step.losses import task_loss
 from edgetune.step.segments import segmented_loss_and_grads
 
@@ -214,4 +216,6 @@ class CompiledStep:
         # and made a fresh fake mode per node for its metadata: 2.3x the time and 5x the memory
         # on MiniLM.) The frozen weights, real tensors the step reads, stay the model's own as constants.
         gm = make_fx(fn, decomposition_table=table, tracing_mode="fake", _allow_non_fake_inputs=True)(*args)
-        return torch.export.export(_Flat(gm), tuple(args), strict=False)
+        if mutates(gm):  # functionalized by torch.export's re-trace
+            return torch.export.export(_Flat(gm), tuple(args), strict=False)
+        return exported_program(gm, tuple(args))
