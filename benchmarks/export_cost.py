@@ -1,10 +1,12 @@
 """What an export costs on the host: wall time and peak RSS, per stage and in total, per model and runtime.
 
 Each export runs in its own process (so its peak RSS is its own), in three modes:
-  stock     the step traced on real tensors, re-traced by torch.export, and every decomposition
-            pass the toolchains run (torch.onnx's one, ExecuTorch's three to five per program):
-            the export before edgetune traced on fake tensors, lifted the traced graph's
-            constants itself (`edgetune.step.lift`) and skipped the passes that rewrite nothing;
+  stock     the step traced on real tensors, re-traced by torch.export, every decomposition
+            pass the toolchains run (torch.onnx's one, ExecuTorch's three to five per program),
+            and ExecuTorch's own XNNPACK partitioning and IR checks: the export before edgetune
+            traced on fake tensors, lifted the traced graph's constants itself
+            (`edgetune.step.lift`), skipped the passes that rewrite nothing and partitioned in
+            linear time (`exporters.xnnpack_partition`);
   edgetune  the default export (`edgetune.step.compile`, `exporters.decompositions`);
   cached    the same plan again, from the export cache (`edgetune.app.export_cache`).
 Models: MiniLM-L6 (the classifier demo's plan), SmolLM2-135M (the --llm demo's plan, Q4_1 GGUF
@@ -60,10 +62,21 @@ def one(model: str, runtime: str, mode: str, work: Path) -> dict:
     from edgetune.app.lm import export_lm
     from exporters.stages import StageLog
 
-    if mode == "stock":  # the step traced on real tensors; every toolchain decomposition pass runs
+    if mode == "stock":  # the step traced on real tensors; every toolchain pass and check runs
+        import contextlib
+
+        import executorch.exir
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+
         import edgetune.step.compile as capture
         import exporters.decompositions as dec
         import exporters.onnx as onnx_exporter
+        import exporters.xnnpack_partition as partition
+
+        partition.LinearTimeXnnpackPartitioner = XnnpackPartitioner
+        partition.contiguous_partitions_need_no_sort = contextlib.nullcontext
+        checked = executorch.exir.EdgeCompileConfig
+        executorch.exir.EdgeCompileConfig = lambda **kw: checked()  # ExecuTorch's IR checks on
 
         fake_mode_make_fx = capture.make_fx
         capture.make_fx = lambda fn, decomposition_table, **kw: fake_mode_make_fx(fn, decomposition_table)

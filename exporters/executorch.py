@@ -19,6 +19,10 @@ Quantized frozen weights stay int8 / packed uint8 constants in the .pte and are
 dequantized inside the graph, layer by layer, in core aten ops (cast, floor, mul, add).
 Integer matmuls (`edgetune::int8_matmul`) over frozen codes run on XNNPACK's dynamically
 quantized linear (`exporters.xnnpack_int8`; its activations round per row with a zero point).
+
+XNNPACK's configs choose the delegated ops; the partitions are found in linear time
+(`exporters.xnnpack_partition`): ExecuTorch's own grouping grows with the square of a
+training step's length and ran out of memory on SmolLM2's.
 """
 from __future__ import annotations
 
@@ -113,8 +117,10 @@ def _static_kernel_convolution():
 def export_executorch(ep: torch.export.ExportedProgram, path: str | Path) -> dict:
     """Lower ``ep`` and write the .pte; returns the delegation coverage for the manifest."""
     from executorch.backends.xnnpack.partition.config import ALL_PARTITIONER_CONFIGS, ConvolutionConfig
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.exir import to_edge_transform_and_lower
+    from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
+
+    from exporters.xnnpack_partition import LinearTimeXnnpackPartitioner as XnnpackPartitioner
+    from exporters.xnnpack_partition import contiguous_partitions_need_no_sort
 
     path = Path(path)
     ep = _decompose(ep)
@@ -126,9 +132,12 @@ def export_executorch(ep: torch.export.ExportedProgram, path: str | Path) -> dic
                               force_non_static_weights_for_f32_linear=True)
     has_conv = any("convolution" in str(t) for t in call_targets(ep))
     partitioners = [XnnpackPartitioner([_static_kernel_convolution()]), rest] if has_conv else [rest]
-    with warnings.catch_warnings(), skip_noop_decompositions(ep):
+    with warnings.catch_warnings(), skip_noop_decompositions(ep), contiguous_partitions_need_no_sort():
         warnings.simplefilter("ignore")
-        edge = to_edge_transform_and_lower(ep, partitioner=partitioners)
+        # ExecuTorch's IR verifiers re-run the whole graph on fake tensors to check dtypes; the
+        # artifact's self-check runs the .pte itself against eager PyTorch
+        edge = to_edge_transform_and_lower(ep, partitioner=partitioners,
+                                           compile_config=EdgeCompileConfig(_check_ir_validity=False))
         coverage = delegation_coverage(edge.exported_program())
         prog = edge.to_executorch()
     path.write_bytes(prog.buffer)

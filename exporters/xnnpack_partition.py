@@ -1,0 +1,174 @@
+"""XNNPACK's partitions found in linear time, for steps of tens of thousands of nodes.
+
+ExecuTorch's XNNPACK partitioner matches nodes with its configs (kept here as they are) and
+then groups them with `GroupBasedPartitioner`, which precomputes every node's full set of
+ancestors and descendants and tries to merge every pair of partitions: time and memory grow
+with the square of the graph. A training step is one long chain (the forward, then the
+backward through it), so SmolLM2-135M's step (about 40k edge nodes) ran this machine's
+24 GB out of memory inside the partitioner.
+
+Here the matched groups are the units; the graph of units is ordered topologically (Kahn),
+always taking a unit of the same kind (delegated or not) as the last one while one is ready,
+and each run of delegated units becomes one partition. A run of consecutive units in a
+topological order is convex (no path leaves it and comes back), so no partition forms a
+cycle. Should a matched group not be convex itself, the graph of units has a cycle, and
+ExecuTorch's own partitioner is used instead.
+
+Two more costs of the same kind are removed while a step is lowered: XNNPACK's addmm config
+scanned the whole graph once per addmm (`_source_partitions_once`), and ExecuTorch copied,
+re-sorted and recompiled the whole graph after fusing each partition
+(`contiguous_partitions_need_no_sort`).
+"""
+from __future__ import annotations
+
+import operator
+from collections import deque
+from contextlib import contextmanager
+
+import torch
+from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+from torch.fx.passes.infra.partitioner import Partition
+
+
+def run_partitions(graph: torch.fx.Graph, groups: list[list[torch.fx.Node]]
+                   ) -> tuple[list[torch.fx.Node], list[list[torch.fx.Node]]] | None:
+    """``groups``: disjoint lists of nodes a backend takes, each kept whole -> (every node of
+    ``graph`` in the order found, the delegated partitions as lists of nodes), or None when the
+    groups cannot be ordered (one is not convex)."""
+    parent: dict[torch.fx.Node, torch.fx.Node] = {}
+
+    def find(n):
+        while parent[n] is not n:
+            parent[n] = parent[parent[n]]
+            n = parent[n]
+        return n
+
+    for g in groups:
+        for n in g:
+            parent[n] = n
+        for n in g[1:]:
+            parent[find(n)] = find(g[0])
+    for n in graph.nodes:  # a delegated getitem goes with its delegated tuple's producer
+        if n in parent and n.target is operator.getitem and n.args[0] in parent:
+            parent[find(n)] = find(n.args[0])
+    delegated = set(parent)
+    root = {n: find(n) if n in delegated else n for n in graph.nodes}
+    members: dict[torch.fx.Node, list[torch.fx.Node]] = {}
+    for n in graph.nodes:
+        members.setdefault(root[n], []).append(n)
+    indegree = dict.fromkeys(members, 0)
+    for n in graph.nodes:
+        for user in n.users:
+            if root[user] is not root[n]:
+                indegree[root[user]] += 1
+    ready = {True: deque(), False: deque()}
+    for u, d in indegree.items():
+        if d == 0:
+            ready[u in delegated].append(u)
+    order, partitions, kind, emitted = [], [], False, 0
+    while ready[True] or ready[False]:
+        if not ready[kind]:
+            kind = not kind
+            if kind:
+                partitions.append([])
+        u = ready[kind].popleft()
+        emitted += 1
+        order.extend(members[u])
+        if kind:
+            partitions[-1].extend(members[u])
+        for n in members[u]:
+            for user in n.users:
+                v = root[user]
+                if v is not u:
+                    indegree[v] -= 1
+                    if indegree[v] == 0:
+                        ready[v in delegated].append(v)
+    return (order, partitions) if emitted == len(members) else None
+
+
+class LinearTimeXnnpackPartitioner(XnnpackPartitioner):
+    """`XnnpackPartitioner` with its configs and tags, partitioned by `run_partitions`."""
+
+    def generate_partitions(self, ep: torch.export.ExportedProgram) -> list[Partition]:
+        if self.per_op_mode:
+            return super().generate_partitions(ep)
+        with _source_partitions_once():
+            groups = self.get_matched_nodes_from_configs(ep)
+        found = run_partitions(ep.graph_module.graph, groups)
+        if found is None:
+            return super().generate_partitions(ep)
+        return [Partition(id=i, nodes=nodes) for i, nodes in enumerate(found[1])]
+
+
+@contextmanager
+def _source_partitions_once():
+    """XNNPACK's addmm config looks up the whole graph's source partitions (a scan of every
+    node) for each addmm it checks; while the configs match, the graph does not change, so
+    one scan per graph serves them all."""
+    from executorch.backends.xnnpack.partition.config import gemm_configs
+
+    real, memo = gemm_configs.get_source_partitions, {}
+
+    def once(graph, wanted_sources, filter_fn=None):
+        key = (id(graph), tuple(wanted_sources), filter_fn)
+        if key not in memo:
+            memo[key] = real(graph, wanted_sources, filter_fn)
+        return memo[key]
+
+    gemm_configs.get_source_partitions = once
+    try:
+        yield
+    finally:
+        gemm_configs.get_source_partitions = real
+
+
+def _reorder(gm: torch.fx.GraphModule, order: list[torch.fx.Node]) -> None:
+    """Put ``gm``'s nodes in ``order`` (a topological one), placeholders kept first, as the
+    program's signature lists them: each partition's computing nodes are then contiguous."""
+    anchor = gm.graph._root
+    for n in gm.graph.nodes:
+        if n.op == "placeholder":
+            anchor = n
+    for n in order:
+        if n.op not in ("placeholder", "output"):
+            anchor.append(n)
+            anchor = n
+    gm.recompile()
+
+
+@contextmanager
+def contiguous_partitions_need_no_sort():
+    """While ExecuTorch lowers the partitions: ``create_submodule_from_nodes`` re-sorts the
+    whole graph (a copy and a recompile) after fusing each partition, which makes lowering
+    grow with partitions x nodes. Here the tagged graph is first put in an order in which each
+    partition's nodes are contiguous (`run_partitions` with the partitions as units); a
+    partition then fuses into a call that already comes after its inputs and before its
+    outputs' users, and the graph is sorted only where a fused call is found out of order."""
+    from executorch.exir.backend import backend_api
+    from torch.fx.passes.tools_common import legalize_graph
+
+    real_fuse, real_create = backend_api.create_submodule_from_nodes, backend_api._create_partitions_in_graph_module
+
+    def fuse(gm, node_list, tag, skip_legalize_graph=False):
+        sub, call = real_fuse(gm, node_list, tag, skip_legalize_graph=True)
+        late = [u for n in [call, *call.users] for u in n.users if u._sort_key < call._sort_key]
+        if skip_legalize_graph or (all(a._sort_key < call._sort_key for a in call.all_input_nodes) and not late):
+            return sub, call
+        legalize_graph(gm)
+        return sub, next(n for n in gm.graph.nodes if n.op == "call_module" and n.target == call.target)
+
+    def create(tagged_graph_module, partition_result, *args, **kwargs):
+        tags: dict[str, list[torch.fx.Node]] = {}
+        for n in tagged_graph_module.graph.nodes:
+            if n.meta.get("delegation_tag") in partition_result.partition_tags:
+                tags.setdefault(n.meta["delegation_tag"], []).append(n)
+        found = run_partitions(tagged_graph_module.graph, list(tags.values()))
+        if found is not None:
+            _reorder(tagged_graph_module, found[0])
+        return real_create(tagged_graph_module, partition_result, *args, **kwargs)
+
+    backend_api.create_submodule_from_nodes, backend_api._create_partitions_in_graph_module = fuse, create
+    try:
+        yield
+    finally:
+        backend_api.create_submodule_from_nodes, backend_api._create_partitions_in_graph_module = real_fuse, real_create

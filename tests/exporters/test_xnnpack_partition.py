@@ -1,0 +1,83 @@
+"""XNNPACK's partitions found in linear time against ExecuTorch's own partitioner."""
+import warnings
+
+import pytest
+import torch
+from torch.fx.passes.utils.fuser_utils import validate_partition
+
+from edgetune import AdamW, LoRA, compile_step, prepare
+from edgetune.models.tiny import TinyClassifier
+from edgetune.quant import config_from, quantize
+from exporters.decompositions import skip_noop_decompositions
+from exporters.executorch import _decompose
+from exporters.xnnpack_partition import LinearTimeXnnpackPartitioner, run_partitions
+
+
+def _edge_step(quant):
+    from executorch.exir import to_edge
+
+    model = TinyClassifier()
+    if quant:
+        quantize(model, config_from(quant))
+    ep = _decompose(compile_step(prepare(model, [LoRA(r=2)]), AdamW(), 2, 8).capture("step"))
+    with warnings.catch_warnings(), skip_noop_decompositions(ep):
+        warnings.simplefilter("ignore")
+        return to_edge(ep).exported_program()
+
+
+def _partitions(partitioner, ep):
+    """The partitioner's tagged node groups, by node name; the tags are cleared again."""
+    partitioner.partition(ep)
+    groups = {}
+    for n in ep.graph.nodes:
+        tag = n.meta.pop("delegation_tag", None)
+        if tag is not None:
+            groups.setdefault(tag, set()).add(n.name)
+    return {frozenset(g) for g in groups.values()}
+
+
+@pytest.mark.parametrize("quant", [None, "w8a8g8"])
+def test_same_partitions_as_executorchs_partitioner(quant):
+    from executorch.backends.xnnpack.partition.config import ALL_PARTITIONER_CONFIGS, ConvolutionConfig
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+
+    ep = _edge_step(quant)
+    configs = [c for c in ALL_PARTITIONER_CONFIGS if c is not ConvolutionConfig]
+    ours = _partitions(LinearTimeXnnpackPartitioner(configs, force_non_static_weights_for_f32_linear=True), ep)
+    theirs = _partitions(XnnpackPartitioner(configs, force_non_static_weights_for_f32_linear=True), ep)
+    print(f"partitions: {len(ours)} here, {len(theirs)} by ExecuTorch's partitioner")
+    assert set().union(*ours) == set().union(*theirs)  # the same nodes delegated
+    assert 1 < len(ours) <= len(theirs)  # the step's reductions (portable) split it, no more than there
+    nodes = {n.name: n for n in ep.graph.nodes}
+    assert all(validate_partition([nodes[m] for m in p]) for p in ours)  # no partition forms a cycle
+
+
+def _graph(fn, *shapes):
+    gm = torch.fx.symbolic_trace(fn)
+    return gm.graph, {n.name: n for n in gm.graph.nodes}
+
+
+def test_an_independent_portable_op_does_not_split_a_partition():
+    def f(x, y):
+        a = torch.relu(x)
+        u = torch.sum(y)  # portable, reads only an input
+        b = torch.neg(a)
+        return b, u
+
+    graph, n = _graph(f)
+    order, runs = run_partitions(graph, [[n["relu"]], [n["neg"]]])
+    assert [{m.name for m in r} for r in runs] == [{"relu", "neg"}]
+    assert [m.name for m in order] == ["x", "y", "sum_1", "relu", "neg", "output"]  # moved out from between
+
+
+def test_a_portable_op_between_two_delegated_ones_splits_them_and_a_group_around_it_is_refused():
+    def f(x):
+        a = torch.relu(x)
+        u = torch.sum(a, dim=0)  # portable, between two delegated ops
+        return torch.neg(u)
+
+    graph, n = _graph(f)
+    order, runs = run_partitions(graph, [[n["relu"]], [n["neg"]]])
+    assert [{m.name for m in r} for r in runs] == [{"relu"}, {"neg"}]
+    assert [m.name for m in order] == ["x", "relu", "sum_1", "neg", "output"]
+    assert run_partitions(graph, [[n["relu"], n["neg"]]]) is None  # one group around a portable op: a cycle
