@@ -3,7 +3,7 @@
 Each export runs in its own process (so its peak RSS is its own), in three modes:
   stock     the step traced on real tensors, re-traced by torch.export, every decomposition
             pass the toolchains run (torch.onnx's one, ExecuTorch's three to five per program),
-            and ExecuTorch's own XNNPACK partitioning and IR checks: the export before edgetune
+            and ExecuTorch's own XNNPACK partitioning: the export before edgetune
             traced on fake tensors, lifted the traced graph's constants itself
             (`edgetune.step.lift`), skipped the passes that rewrite nothing and partitioned in
             linear time (`exporters.xnnpack_partition`);
@@ -62,10 +62,9 @@ def one(model: str, runtime: str, mode: str, work: Path) -> dict:
     from edgetune.app.lm import export_lm
     from exporters.stages import StageLog
 
-    if mode == "stock":  # the step traced on real tensors; every toolchain pass and check runs
+    if mode == "stock":  # the step traced on real tensors; every toolchain pass runs
         import contextlib
 
-        import executorch.exir
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
 
         import edgetune.step.compile as capture
@@ -75,8 +74,6 @@ def one(model: str, runtime: str, mode: str, work: Path) -> dict:
 
         partition.LinearTimeXnnpackPartitioner = XnnpackPartitioner
         partition.contiguous_partitions_need_no_sort = contextlib.nullcontext
-        checked = executorch.exir.EdgeCompileConfig
-        executorch.exir.EdgeCompileConfig = lambda **kw: checked()  # ExecuTorch's IR checks on
 
         fake_mode_make_fx = capture.make_fx
         capture.make_fx = lambda fn, decomposition_table, **kw: fake_mode_make_fx(fn, decomposition_table)

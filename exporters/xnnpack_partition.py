@@ -14,9 +14,9 @@ topological order is convex (no path leaves it and comes back), so no partition 
 cycle. Should a matched group not be convex itself, the graph of units has a cycle, and
 ExecuTorch's own partitioner is used instead.
 
-Two more costs of the same kind are removed while a step is lowered: XNNPACK's addmm config
-scanned the whole graph once per addmm (`_source_partitions_once`), and ExecuTorch copied,
-re-sorted and recompiled the whole graph after fusing each partition
+Three more costs of the same kind are removed while a step is lowered: XNNPACK's configs
+repeated two whole-graph lookups per node they matched (`_graph_lookups_once`), and
+ExecuTorch copied, re-sorted and recompiled the whole graph after fusing each partition
 (`contiguous_partitions_need_no_sort`).
 """
 from __future__ import annotations
@@ -92,7 +92,7 @@ class LinearTimeXnnpackPartitioner(XnnpackPartitioner):
     def generate_partitions(self, ep: torch.export.ExportedProgram) -> list[Partition]:
         if self.per_op_mode:
             return super().generate_partitions(ep)
-        with _source_partitions_once():
+        with _graph_lookups_once():
             groups = self.get_matched_nodes_from_configs(ep)
         found = run_partitions(ep.graph_module.graph, groups)
         if found is None:
@@ -101,25 +101,33 @@ class LinearTimeXnnpackPartitioner(XnnpackPartitioner):
 
 
 @contextmanager
-def _source_partitions_once():
-    """XNNPACK's addmm config looks up the whole graph's source partitions (a scan of every
-    node) for each addmm it checks; while the configs match, the graph does not change, so
-    one scan per graph serves them all."""
+def _graph_lookups_once():
+    """While XNNPACK's configs match, the graph and its signature do not change, but two
+    lookups were repeated per node: the addmm config scanned the whole graph's source
+    partitions for each addmm, and whether a node is a constant rebuilt the signature's
+    input tables (one entry per weight) for each node matched. Each is made once here."""
     from executorch.backends.xnnpack.partition.config import gemm_configs
+    from executorch.exir.backend.canonical_partitioners import config_partitioner
 
-    real, memo = gemm_configs.get_source_partitions, {}
+    real_sources, real_constant, memo = gemm_configs.get_source_partitions, config_partitioner.is_constant_data, {}
 
-    def once(graph, wanted_sources, filter_fn=None):
+    def sources(graph, wanted_sources, filter_fn=None):
         key = (id(graph), tuple(wanted_sources), filter_fn)
         if key not in memo:
-            memo[key] = real(graph, wanted_sources, filter_fn)
+            memo[key] = real_sources(graph, wanted_sources, filter_fn)
         return memo[key]
 
-    gemm_configs.get_source_partitions = once
+    def constant(ep, node):
+        if id(ep) not in memo:
+            sig = ep.graph_signature
+            memo[id(ep)] = {*sig.inputs_to_parameters, *sig.inputs_to_buffers, *sig.inputs_to_lifted_tensor_constants}
+        return node.name in memo[id(ep)]
+
+    gemm_configs.get_source_partitions, config_partitioner.is_constant_data = sources, constant
     try:
         yield
     finally:
-        gemm_configs.get_source_partitions = real
+        gemm_configs.get_source_partitions, config_partitioner.is_constant_data = real_sources, real_constant
 
 
 def _reorder(gm: torch.fx.GraphModule, order: list[torch.fx.Node]) -> None:
