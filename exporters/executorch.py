@@ -119,8 +119,7 @@ def export_executorch(ep: torch.export.ExportedProgram, path: str | Path) -> dic
     from executorch.backends.xnnpack.partition.config import ALL_PARTITIONER_CONFIGS, ConvolutionConfig
     from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
 
-    from exporters.xnnpack_partition import LinearTimeXnnpackPartitioner as XnnpackPartitioner
-    from exporters.xnnpack_partition import contiguous_partitions_need_no_sort
+    from exporters.xnnpack_partition import LinearTimeXnnpackPartitioner, contiguous_partitions_need_no_sort
 
     path = Path(path)
     ep = _decompose(ep)
@@ -128,10 +127,10 @@ def export_executorch(ep: torch.export.ExportedProgram, path: str | Path) -> dic
     # matmuls take dynamic weights (force_non_static_weights_for_f32_linear would make the
     # convolutions' kernels dynamic too, which XNNPACK's convolution refuses). Each partitioner
     # costs ExecuTorch a decomposition pass: the first is left out where there is no convolution.
-    rest = XnnpackPartitioner([c for c in ALL_PARTITIONER_CONFIGS if c is not ConvolutionConfig],
-                              force_non_static_weights_for_f32_linear=True)
+    rest = LinearTimeXnnpackPartitioner([c for c in ALL_PARTITIONER_CONFIGS if c is not ConvolutionConfig],
+                                        force_non_static_weights_for_f32_linear=True)
     has_conv = any("convolution" in str(t) for t in call_targets(ep))
-    partitioners = [XnnpackPartitioner([_static_kernel_convolution()]), rest] if has_conv else [rest]
+    partitioners = [LinearTimeXnnpackPartitioner([_static_kernel_convolution()]), rest] if has_conv else [rest]
     with warnings.catch_warnings(), skip_noop_decompositions(ep), contiguous_partitions_need_no_sort():
         warnings.simplefilter("ignore")
         # ExecuTorch's IR verifiers re-run the whole graph on fake tensors to check dtypes; the

@@ -109,19 +109,21 @@ def _graph_lookups_once():
     from executorch.backends.xnnpack.partition.config import gemm_configs
     from executorch.exir.backend.canonical_partitioners import config_partitioner
 
-    real_sources, real_constant, memo = gemm_configs.get_source_partitions, config_partitioner.is_constant_data, {}
+    real_sources, real_constant = gemm_configs.get_source_partitions, config_partitioner.is_constant_data
+    source_partitions, constant_names = {}, {}
 
     def sources(graph, wanted_sources, filter_fn=None):
         key = (id(graph), tuple(wanted_sources), filter_fn)
-        if key not in memo:
-            memo[key] = real_sources(graph, wanted_sources, filter_fn)
-        return memo[key]
+        if key not in source_partitions:
+            source_partitions[key] = real_sources(graph, wanted_sources, filter_fn)
+        return source_partitions[key]
 
     def constant(ep, node):
-        if id(ep) not in memo:
+        if id(ep) not in constant_names:
             sig = ep.graph_signature
-            memo[id(ep)] = {*sig.inputs_to_parameters, *sig.inputs_to_buffers, *sig.inputs_to_lifted_tensor_constants}
-        return node.name in memo[id(ep)]
+            constant_names[id(ep)] = {*sig.inputs_to_parameters, *sig.inputs_to_buffers,
+                                      *sig.inputs_to_lifted_tensor_constants}
+        return node.name in constant_names[id(ep)]
 
     gemm_configs.get_source_partitions, config_partitioner.is_constant_data = sources, constant
     try:

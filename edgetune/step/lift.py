@@ -1,9 +1,10 @@
 """A make_fx graph -> the ExportedProgram torch.export would make of it, without tracing it again.
 
 make_fx over the step yields a graph of core aten ops with fake-tensor metadata on every
-node; where no op mutates its inputs (`mutates`), all `torch.export.export` adds is lifting the
-frozen tensors the graph reads (get_attr nodes) into placeholders named in a signature. Its re-trace of the
-whole graph cost 42 of SmolLM2's 60 s step capture, for the same ops in the same order.
+node; where no op mutates its inputs (`mutates`), all `torch.export.export` adds is lifting
+the frozen tensors the graph reads (get_attr nodes) into placeholders named in a signature.
+Its re-trace of the whole graph cost 42 of SmolLM2's 60 s step capture, for the same ops in
+the same order.
 Here the lifting is done directly, as export does it: parameters first, then the other
 tensors as persistent buffers, each tensor once however many attributes name it.
 """
@@ -48,7 +49,7 @@ def exported_program(gm: torch.fx.GraphModule, args: tuple[torch.Tensor, ...]) -
     graph = gm.graph
     _getitem_values(graph)
     fake_mode = next(n.meta["val"].fake_mode for n in graph.nodes if isinstance(n.meta.get("val"), FakeTensor))
-    users = [n for n in graph.nodes if n.op == "placeholder"]
+    user_inputs = [n for n in graph.nodes if n.op == "placeholder"]
     reads: dict[int, tuple[str, torch.Tensor, list[torch.fx.Node]]] = {}  # id(tensor) -> (attr, tensor, nodes)
     for node in graph.nodes:
         if node.op == "get_attr":
@@ -61,7 +62,7 @@ def exported_program(gm: torch.fx.GraphModule, args: tuple[torch.Tensor, ...]) -
     specs, state = [], {}
     for attr, value, nodes in lifted:
         param = isinstance(value, torch.nn.Parameter)
-        with graph.inserting_before(users[0]):
+        with graph.inserting_before(user_inputs[0]):
             ph = graph.placeholder(("p_" if param else "b_") + attr.lstrip("_"))
         ph.meta["val"] = fake_mode.from_tensor(value, static_shapes=True)
         ph.meta["tensor_meta"] = _extract_tensor_metadata(value)
@@ -73,7 +74,7 @@ def exported_program(gm: torch.fx.GraphModule, args: tuple[torch.Tensor, ...]) -
         specs.append(InputSpec(InputKind.PARAMETER if param else InputKind.BUFFER, TensorArgument(ph.name),
                                target=attr, persistent=None if param else True))
         state[attr] = value
-    specs += [InputSpec(InputKind.USER_INPUT, TensorArgument(n.name), target=None) for n in users]
+    specs += [InputSpec(InputKind.USER_INPUT, TensorArgument(n.name), target=None) for n in user_inputs]
     out = next(n for n in graph.nodes if n.op == "output")
     leaves, out_spec = pytree.tree_flatten(out.args[0])
     if not all(isinstance(leaf, torch.fx.Node) for leaf in leaves):
