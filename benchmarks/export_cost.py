@@ -1,12 +1,13 @@
 """What an export costs on the host: wall time and peak RSS, per stage and in total, per model and runtime.
 
 Each export runs in its own process (so its peak RSS is its own), in three modes:
-  stock     the step traced on real tensors, re-traced by torch.export, every decomposition
-            pass the toolchains run (torch.onnx's one, ExecuTorch's three to five per program),
-            and ExecuTorch's own XNNPACK partitioning: the export before edgetune
-            traced on fake tensors, lifted the traced graph's constants itself
-            (`edgetune.step.lift`), skipped the passes that rewrite nothing and partitioned in
-            linear time (`exporters.xnnpack_partition`);
+  stock     the export before edgetune traced the step on fake tensors, lifted the traced
+            graph's constants itself (`edgetune.step.lift`), skipped the passes that rewrite
+            nothing (`exporters.decompositions`, `exporters.xnnpack_passes`), partitioned in
+            linear time (`exporters.xnnpack_partition`) and planned memory without per-node
+            signature rebuilds (`exporters.exir_planning`): the step traced on real tensors,
+            re-traced by torch.export, every decomposition pass the toolchains run, and
+            ExecuTorch's own XNNPACK partitioning, passes and memory planning;
   edgetune  the default export (`edgetune.step.compile`, `exporters.decompositions`);
   cached    the same plan again, from the export cache (`edgetune.app.export_cache`).
 Models: MiniLM-L6 (the classifier demo's plan), SmolLM2-135M (the --llm demo's plan, Q4_1 GGUF
@@ -69,11 +70,15 @@ def one(model: str, runtime: str, mode: str, work: Path) -> dict:
 
         import edgetune.step.compile as capture
         import exporters.decompositions as dec
+        import exporters.exir_planning as planning
         import exporters.onnx as onnx_exporter
         import exporters.xnnpack_partition as partition
+        import exporters.xnnpack_passes as xnnpack_passes
 
         partition.LinearTimeXnnpackPartitioner = XnnpackPartitioner
         partition.contiguous_partitions_need_no_sort = contextlib.nullcontext
+        xnnpack_passes.only_passes_that_act = contextlib.nullcontext
+        planning.mutable_buffer_checks_by_outputs = contextlib.nullcontext
 
         fake_mode_make_fx = capture.make_fx
         capture.make_fx = lambda fn, decomposition_table, **kw: fake_mode_make_fx(fn, decomposition_table)

@@ -22,7 +22,9 @@ quantized linear (`exporters.xnnpack_int8`; its activations round per row with a
 
 XNNPACK's configs choose the delegated ops; the partitions are found in linear time
 (`exporters.xnnpack_partition`): ExecuTorch's own grouping grows with the square of a
-training step's length and ran out of memory on SmolLM2's.
+training step's length and ran out of memory on SmolLM2's. XNNPACK's per-partition passes
+run only where they find something to act on (`exporters.xnnpack_passes`), and memory
+planning does not rebuild the signature's tables per node (`exporters.exir_planning`).
 """
 from __future__ import annotations
 
@@ -119,7 +121,9 @@ def export_executorch(ep: torch.export.ExportedProgram, path: str | Path) -> dic
     from executorch.backends.xnnpack.partition.config import ALL_PARTITIONER_CONFIGS, ConvolutionConfig
     from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
 
+    from exporters.exir_planning import mutable_buffer_checks_by_outputs
     from exporters.xnnpack_partition import LinearTimeXnnpackPartitioner, contiguous_partitions_need_no_sort
+    from exporters.xnnpack_passes import only_passes_that_act
 
     path = Path(path)
     ep = _decompose(ep)
@@ -131,7 +135,8 @@ def export_executorch(ep: torch.export.ExportedProgram, path: str | Path) -> dic
                                         force_non_static_weights_for_f32_linear=True)
     has_conv = any("convolution" in str(t) for t in call_targets(ep))
     partitioners = [LinearTimeXnnpackPartitioner([_static_kernel_convolution()]), rest] if has_conv else [rest]
-    with warnings.catch_warnings(), skip_noop_decompositions(ep), contiguous_partitions_need_no_sort():
+    with (warnings.catch_warnings(), skip_noop_decompositions(ep), contiguous_partitions_need_no_sort(),
+          only_passes_that_act(), mutable_buffer_checks_by_outputs()):
         warnings.simplefilter("ignore")
         # ExecuTorch's IR verifiers re-run the whole graph on fake tensors to check dtypes; the
         # artifact's self-check runs the .pte itself against eager PyTorch

@@ -9,7 +9,8 @@ backward through it), so SmolLM2-135M's step (about 40k edge nodes) ran this mac
 
 Here the matched groups are the units; the graph of units is ordered topologically (Kahn),
 always taking a unit of the same kind (delegated or not) as the last one while one is ready,
-and each run of delegated units becomes one partition. A run of consecutive units in a
+and each run of delegated units becomes one partition, cut where it would have more
+external values than XNNPACK's runtime loads. A run of consecutive units in a
 topological order is convex (no path leaves it and comes back), so no partition forms a
 cycle. Should a matched group not be convex itself, the graph of units has a cycle, and
 ExecuTorch's own partitioner is used instead.
@@ -29,12 +30,50 @@ import torch
 from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
 from torch.fx.passes.infra.partitioner import Partition
 
+# XNNPACK's runtime refuses to load a delegate with more external values (inputs and
+# outputs): "num_externs (6962) exceeds maximum (4096)", one of SmolLM2's step partitions
+MAX_EXTERNALS = 4096
 
-def run_partitions(graph: torch.fx.Graph, groups: list[list[torch.fx.Node]]
+
+class _Externals:
+    """The external values of a growing partition: the values it reads from outside and those
+    of its values read outside it. A frozen constant read from outside counts: unless tagged
+    into the partition, XNNPACK takes it as an input too."""
+
+    def __init__(self):
+        self.inside, self.inputs, self.read_outside, self.outputs = set(), set(), {}, 0
+
+    def _change(self, unit):
+        """-> (the unit's nodes, its reads from the partition, new inputs, outputs no longer
+        read outside, the unit's own outside readers)."""
+        nodes = set(unit)
+        read = {a for n in unit for a in n.all_input_nodes}
+        inside = read & self.inside
+        closed = {a for a in inside if self.read_outside[a] and self.read_outside[a] <= nodes}
+        return nodes, inside, read - self.inside - nodes - self.inputs, closed, \
+            {n: {u for u in n.users if u not in nodes} for n in unit}
+
+    def count_with(self, unit) -> int:
+        _, _, inputs, closed, read_outside = self._change(unit)
+        return (len(self.inputs) + len(inputs) + self.outputs - len(closed)
+                + sum(1 for r in read_outside.values() if r))
+
+    def add(self, unit) -> None:
+        nodes, inside, inputs, closed, read_outside = self._change(unit)
+        for a in inside:
+            self.read_outside[a] -= nodes
+        self.inputs |= inputs
+        self.inside |= nodes
+        self.read_outside.update(read_outside)
+        self.outputs += sum(1 for r in read_outside.values() if r) - len(closed)
+
+
+def run_partitions(graph: torch.fx.Graph, groups: list[list[torch.fx.Node]], max_externals: int | None = None
                    ) -> tuple[list[torch.fx.Node], list[list[torch.fx.Node]]] | None:
     """``groups``: disjoint lists of nodes a backend takes, each kept whole -> (every node of
     ``graph`` in the order found, the delegated partitions as lists of nodes), or None when the
-    groups cannot be ordered (one is not convex)."""
+    groups cannot be ordered (one is not convex). With ``max_externals``, a run of delegated
+    units is cut where the next unit would give its partition more external values (`_Externals`)."""
     parent: dict[torch.fx.Node, torch.fx.Node] = {}
 
     def find(n):
@@ -65,16 +104,22 @@ def run_partitions(graph: torch.fx.Graph, groups: list[list[torch.fx.Node]]
     for u, d in indegree.items():
         if d == 0:
             ready[u in delegated].append(u)
-    order, partitions, kind, emitted = [], [], False, 0
+    order, partitions, kind, emitted, externals = [], [], False, 0, None
     while ready[True] or ready[False]:
         if not ready[kind]:
             kind = not kind
             if kind:
                 partitions.append([])
+                externals = _Externals()
         u = ready[kind].popleft()
         emitted += 1
         order.extend(members[u])
         if kind:
+            if max_externals and partitions[-1] and externals.count_with(members[u]) > max_externals:
+                partitions.append([])
+                externals = _Externals()
+            if max_externals:
+                externals.add(members[u])
             partitions[-1].extend(members[u])
         for n in members[u]:
             for user in n.users:
@@ -94,7 +139,7 @@ class LinearTimeXnnpackPartitioner(XnnpackPartitioner):
             return super().generate_partitions(ep)
         with _graph_lookups_once():
             groups = self.get_matched_nodes_from_configs(ep)
-        found = run_partitions(ep.graph_module.graph, groups)
+        found = run_partitions(ep.graph_module.graph, groups, MAX_EXTERNALS)
         if found is None:
             return super().generate_partitions(ep)
         return [Partition(id=i, nodes=nodes) for i, nodes in enumerate(found[1])]

@@ -81,3 +81,50 @@ def test_a_portable_op_between_two_delegated_ones_splits_them_and_a_group_around
     assert [{m.name for m in r} for r in runs] == [{"relu"}, {"neg"}]
     assert [m.name for m in order] == ["x", "relu", "sum_1", "neg", "output"]
     assert run_partitions(graph, [[n["relu"], n["neg"]]]) is None  # one group around a portable op: a cycle
+
+
+def _externals(partition):
+    """XNNPACK's count for a delegate: the values read from outside and those read outside."""
+    inside = set(partition)
+    reads = {a for n in partition for a in n.all_input_nodes if a not in inside}
+    return len(reads) + sum(1 for n in partition if any(u not in inside for u in n.users))
+
+
+def test_a_run_is_cut_where_it_would_have_more_external_values_than_the_limit():
+    def f(x, w):
+        outs = []
+        for i in range(12):  # independent chains: each reads x and w, its last value is read outside
+            a = torch.relu(x + i)
+            outs.append(torch.neg(a * w))
+        return tuple(outs)
+
+    graph, n = _graph(f)
+    delegated = [[m] for m in graph.nodes if m.op == "call_function"]
+    _, whole = run_partitions(graph, delegated)
+    assert len(whole) == 1 and _externals(whole[0]) == 14
+    _, runs = run_partitions(graph, delegated, max_externals=6)
+    assert sorted(m for r in runs for m in r) == sorted(whole[0])  # every delegated node, once
+    assert all(_externals(r) <= 6 for r in runs)
+    # cut only where needed: the next partition's first node would have taken this one past 6
+    assert all(_externals(r + nxt[:1]) > 6 for r, nxt in zip(runs, runs[1:]))
+    assert all(validate_partition(r) for r in runs)
+
+
+@pytest.mark.slow
+def test_a_program_past_xnnpacks_external_value_limit_loads_and_runs(tmp_path):
+    """One run of 1,400 delegated sums, each of two inputs: 4,200 external values in one
+    delegate, which XNNPACK's runtime refuses to load; cut, it loads and computes."""
+    from executorch.runtime import Runtime
+
+    from exporters.executorch import export_executorch
+    from exporters.xnnpack_partition import MAX_EXTERNALS
+
+    class Sums(torch.nn.Module):
+        def forward(self, *xs):
+            return tuple(a + b for a, b in zip(xs[::2], xs[1::2]))
+
+    xs = tuple(torch.randn(3) for _ in range(2 * (MAX_EXTERNALS // 3 + 35)))
+    coverage = export_executorch(torch.export.export(Sums(), xs), tmp_path / "sums.pte")
+    assert coverage["delegate_calls"] == 2 and not coverage["portable_ops"]
+    got = Runtime.get().load_program(tmp_path / "sums.pte").load_method("forward").execute(list(xs))
+    torch.testing.assert_close(list(got), list(Sums()(*xs)))

@@ -1,0 +1,82 @@
+"""XNNPACK's passes skipped where they find nothing to act on, and memory planning's
+mutable-buffer check answered from the outputs: the .pte is byte for byte the one of
+ExecuTorch's full pipeline."""
+import contextlib
+from collections import Counter
+
+import pytest
+import torch
+
+import exporters.exir_planning as planning
+import exporters.xnnpack_passes as passes
+from edgetune import AdamW, FullyTrainable, LoRA, compile_step, prepare
+from edgetune.models.tiny import TinyClassifier
+from edgetune.quant import config_from, quantize
+from exporters.executorch import export_executorch
+from helpers.tensor_models import SmallCNN, image_batch
+
+
+def _classifier_step(quant):
+    torch.manual_seed(0)
+    model = TinyClassifier()
+    if quant:
+        quantize(model, config_from(quant))
+    return compile_step(prepare(model, [LoRA(r=2)]), AdamW(), 2, 8).capture("step")
+
+
+def _cnn_step():
+    torch.manual_seed(0)
+    x, y = image_batch(4)
+    prepared = prepare(SmallCNN(), [LoRA(targets=("conv1", "conv2"), r=2), FullyTrainable(("fc",))])
+    return compile_step(prepared, AdamW(), example_inputs=x, example_targets=y).capture("step")
+
+
+STEPS = {"classifier": lambda: _classifier_step(None), "classifier_int4": lambda: _classifier_step("int4"),
+         "cnn": _cnn_step}
+
+
+@pytest.mark.parametrize("name", list(STEPS))
+def test_the_program_is_byte_for_byte_executorchs(tmp_path, monkeypatch, name):
+    from executorch.backends.xnnpack._passes import XNNPACKPassManager
+
+    ep = STEPS[name]()
+    ran, skipped = Counter(), Counter()
+    real_acts = passes.acts_on()
+    counting = {}
+    for pass_, acts in real_acts.items():
+        def check(graph, pass_=pass_, acts=acts):
+            act = acts(graph)
+            (ran if act else skipped)[pass_.__name__] += 1
+            return act
+        counting[pass_] = check
+    monkeypatch.setattr(passes, "acts_on", lambda: counting)
+    export_executorch(ep, tmp_path / "ours.pte")
+    monkeypatch.setattr(passes, "only_passes_that_act", contextlib.nullcontext)
+    monkeypatch.setattr(planning, "mutable_buffer_checks_by_outputs", contextlib.nullcontext)
+    export_executorch(ep, tmp_path / "theirs.pte")
+    assert XNNPACKPassManager.transform.__module__.startswith("executorch")  # restored
+    print(f"{name}: ran {dict(ran)}, skipped {dict(skipped)}")
+    assert sum(skipped.values()) > 0
+    assert (tmp_path / "ours.pte").read_bytes() == (tmp_path / "theirs.pte").read_bytes()
+    if name == "cnn":  # the convolution passes ran where there were convolutions
+        assert ran["Conv1dUnsqueezePass"] > 0
+
+
+def test_each_pass_is_kept_where_its_op_occurs():
+    from executorch.backends.xnnpack._passes import DecomposeConcatenate, DimOrderOpsRevertPass, FuseActivationPass
+    from executorch.exir import to_edge
+
+    def edge_graph(fn, *args):
+        class M(torch.nn.Module):
+            def forward(self, *a):
+                return fn(*a)
+        return to_edge(torch.export.export(M(), args)).exported_program().graph
+
+    x = torch.randn(2, 3)
+    acts = passes.acts_on()
+    relu = edge_graph(lambda a: torch.relu(a @ a.T), x)
+    cat = edge_graph(lambda a: torch.cat([a, a]), x)
+    assert acts[FuseActivationPass](relu) and not acts[FuseActivationPass](cat)
+    assert acts[DecomposeConcatenate](cat) and not acts[DecomposeConcatenate](relu)
+    cast = edge_graph(lambda a: a.to(torch.float64), x)  # a dim-order copy in the edge dialect
+    assert acts[DimOrderOpsRevertPass](cast) and not acts[DimOrderOpsRevertPass](relu)
