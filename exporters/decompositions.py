@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import operator
+from unittest import mock
 
 import torch
 from torch._decomp import core_aten_decompositions
@@ -71,8 +72,5 @@ def skip_noop_decompositions(ep: torch.export.ExportedProgram):
             return self
         return real(self, decomp_table, *args, **kwargs)
 
-    torch.export.ExportedProgram.run_decompositions = run_decompositions
-    try:
+    with mock.patch.multiple(torch.export.ExportedProgram, run_decompositions=run_decompositions):
         yield
-    finally:
-        torch.export.ExportedProgram.run_decompositions = real

@@ -10,6 +10,7 @@ checked first, over the outputs alone, with the same answer.
 from __future__ import annotations
 
 import contextlib
+from unittest import mock
 
 import torch
 from torch.export.graph_signature import ExportGraphSignature, OutputKind
@@ -25,9 +26,6 @@ def mutable_buffer_checks_by_outputs():
     from executorch.exir import memory_planning
     from executorch.exir.passes import spec_prop_pass
 
-    modules = (memory_planning, spec_prop_pass)
-    real = [m._is_mutable_buffer for m in modules]
-
     def checked_by_outputs(real_check):
         def is_mutable_buffer(node: torch.fx.Node, graph_signature: ExportGraphSignature | None = None) -> bool:
             if graph_signature is None or node.op != "placeholder" or _mutates_no_buffer(graph_signature):
@@ -35,10 +33,6 @@ def mutable_buffer_checks_by_outputs():
             return real_check(node, graph_signature)
         return is_mutable_buffer
 
-    for m, r in zip(modules, real):
-        m._is_mutable_buffer = checked_by_outputs(r)
-    try:
+    with (mock.patch.multiple(memory_planning, _is_mutable_buffer=checked_by_outputs(memory_planning._is_mutable_buffer)),
+          mock.patch.multiple(spec_prop_pass, _is_mutable_buffer=checked_by_outputs(spec_prop_pass._is_mutable_buffer))):
         yield
-    finally:
-        for m, r in zip(modules, real):
-            m._is_mutable_buffer = r

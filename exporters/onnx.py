@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import onnx
@@ -195,11 +196,8 @@ def _already_decomposed():
             return program._update(copy_graph_module(program.graph_module), program.graph_signature)
         return real(program, registry)
 
-    _fx_passes.decompose_with_registry = decompose
-    try:
+    with mock.patch.multiple(_fx_passes, decompose_with_registry=decompose):
         yield
-    finally:
-        _fx_passes.decompose_with_registry = real
 
 
 def export_onnx(ep: torch.export.ExportedProgram, spec: ProgramSpec, path: str | Path, optimize: bool = False) -> Path:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import operator
 from collections import deque
 from contextlib import contextmanager
+from unittest import mock
 
 import torch
 from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
@@ -43,29 +44,25 @@ class _Externals:
     def __init__(self):
         self.inside, self.inputs, self.read_outside, self.outputs = set(), set(), {}, 0
 
-    def _change(self, unit):
-        """-> (the unit's nodes, its reads from the partition, new inputs, outputs no longer
-        read outside, the unit's own outside readers)."""
+    def admit(self, unit, limit: int) -> bool:
+        """Add ``unit`` unless the partition holds something already and would then have more
+        than ``limit`` external values; -> whether it was added."""
         nodes = set(unit)
         read = {a for n in unit for a in n.all_input_nodes}
         inside = read & self.inside
-        closed = {a for a in inside if self.read_outside[a] and self.read_outside[a] <= nodes}
-        return nodes, inside, read - self.inside - nodes - self.inputs, closed, \
-            {n: {u for u in n.users if u not in nodes} for n in unit}
-
-    def count_with(self, unit) -> int:
-        _, _, inputs, closed, read_outside = self._change(unit)
-        return (len(self.inputs) + len(inputs) + self.outputs - len(closed)
-                + sum(1 for r in read_outside.values() if r))
-
-    def add(self, unit) -> None:
-        nodes, inside, inputs, closed, read_outside = self._change(unit)
+        inputs = read - self.inside - nodes - self.inputs
+        read_outside = {n: {u for u in n.users if u not in nodes} for n in unit}
+        closed = sum(1 for a in inside if self.read_outside[a] and self.read_outside[a] <= nodes)  # no longer outputs
+        outputs = self.outputs - closed + sum(1 for r in read_outside.values() if r)
+        if self.inside and len(self.inputs) + len(inputs) + outputs > limit:
+            return False
         for a in inside:
             self.read_outside[a] -= nodes
         self.inputs |= inputs
         self.inside |= nodes
         self.read_outside.update(read_outside)
-        self.outputs += sum(1 for r in read_outside.values() if r) - len(closed)
+        self.outputs = outputs
+        return True
 
 
 def run_partitions(graph: torch.fx.Graph, groups: list[list[torch.fx.Node]], max_externals: int | None = None
@@ -115,11 +112,10 @@ def run_partitions(graph: torch.fx.Graph, groups: list[list[torch.fx.Node]], max
         emitted += 1
         order.extend(members[u])
         if kind:
-            if max_externals and partitions[-1] and externals.count_with(members[u]) > max_externals:
+            if max_externals and not externals.admit(members[u], max_externals):
                 partitions.append([])
                 externals = _Externals()
-            if max_externals:
-                externals.add(members[u])
+                externals.admit(members[u], max_externals)  # an empty partition takes any unit
             partitions[-1].extend(members[u])
         for n in members[u]:
             for user in n.users:
@@ -154,7 +150,7 @@ def _graph_lookups_once():
     from executorch.backends.xnnpack.partition.config import gemm_configs
     from executorch.exir.backend.canonical_partitioners import config_partitioner
 
-    real_sources, real_constant = gemm_configs.get_source_partitions, config_partitioner.is_constant_data
+    real_sources = gemm_configs.get_source_partitions
     source_partitions, constant_names = {}, {}
 
     def sources(graph, wanted_sources, filter_fn=None):
@@ -170,11 +166,9 @@ def _graph_lookups_once():
                                       *sig.inputs_to_lifted_tensor_constants}
         return node.name in constant_names[id(ep)]
 
-    gemm_configs.get_source_partitions, config_partitioner.is_constant_data = sources, constant
-    try:
+    with (mock.patch.multiple(gemm_configs, get_source_partitions=sources),
+          mock.patch.multiple(config_partitioner, is_constant_data=constant)):
         yield
-    finally:
-        gemm_configs.get_source_partitions, config_partitioner.is_constant_data = real_sources, real_constant
 
 
 def _reorder(gm: torch.fx.GraphModule, order: list[torch.fx.Node]) -> None:
@@ -222,8 +216,5 @@ def contiguous_partitions_need_no_sort():
             _reorder(tagged_graph_module, found[0])
         return real_create(tagged_graph_module, partition_result, *args, **kwargs)
 
-    backend_api.create_submodule_from_nodes, backend_api._create_partitions_in_graph_module = fuse, create
-    try:
+    with mock.patch.multiple(backend_api, create_submodule_from_nodes=fuse, _create_partitions_in_graph_module=create):
         yield
-    finally:
-        backend_api.create_submodule_from_nodes, backend_api._create_partitions_in_graph_module = real_fuse, real_create

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from typing import Callable
+from unittest import mock
 
 import torch
 
@@ -99,8 +100,5 @@ def only_passes_that_act():
                 ep = real_transform(manager(ep, passes=[pass_]))
         return ep
 
-    manager.transform = transform
-    try:
+    with mock.patch.multiple(manager, transform=transform):
         yield
-    finally:
-        manager.transform = real_transform
