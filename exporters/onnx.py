@@ -180,6 +180,34 @@ def _fuse_integer_matmuls(model: onnx.ModelProto) -> int:
     return len(fused)
 
 
+def _squeeze_one_dim_at_a_time(gm: torch.fx.GraphModule) -> int:
+    """``aten.squeeze.dims(x, dims)`` -> ``aten.squeeze.dim`` per dim, highest first (the same
+    tensor: each drops its dim when it is 1, and the lower dims keep their places). torch.onnx
+    translates squeeze.dim but not squeeze.dims, which alone would cost a re-trace of the whole
+    program (a minute of SmolLM2's step: `unbind` in rotary embeddings becomes slices and
+    squeeze.dims). -> how many were rewritten."""
+    dims_op, dim_op = torch.ops.aten.squeeze.dims, torch.ops.aten.squeeze.dim
+    rewritten = 0
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target is not dims_op:
+            continue
+        x, dims = node.args
+        rank = x.meta["val"].dim()
+        if not (rank and dims):  # the identity: left to torch.onnx's own decomposition
+            continue
+        y = x
+        with gm.graph.inserting_before(node):
+            for d in sorted({d % rank for d in dims}, reverse=True):
+                y = gm.graph.call_function(dim_op, (y, d))
+                y.meta = {**node.meta, "val": dim_op(y.args[0].meta["val"], d)}
+        node.replace_all_uses_with(y)
+        gm.graph.erase_node(node)
+        rewritten += 1
+    if rewritten:
+        gm.recompile()
+    return rewritten
+
+
 @contextlib.contextmanager
 def _already_decomposed():
     """While torch.onnx exports, its decomposition pass hands the program on without a re-trace
@@ -192,8 +220,11 @@ def _already_decomposed():
 
     def decompose(program, registry):
         implemented = set(_decomp.get_onnx_implemented_overloads(registry))
-        if nothing_to_decompose(program, _decomp.create_onnx_friendly_decomposition_table(implemented)):
-            return program._update(copy_graph_module(program.graph_module), program.graph_signature)
+        gm = copy_graph_module(program.graph_module)
+        _squeeze_one_dim_at_a_time(gm)
+        copy = program._update(gm, program.graph_signature)
+        if nothing_to_decompose(copy, _decomp.create_onnx_friendly_decomposition_table(implemented)):
+            return copy
         return real(program, registry)
 
     with mock.patch.multiple(_fx_passes, decompose_with_registry=decompose):

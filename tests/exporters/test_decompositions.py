@@ -10,6 +10,7 @@ import torch
 import exporters.decompositions as dec
 from device_harness.runtimes import OnnxProgram
 from edgetune import AdamW, FullyTrainable, LoRA, compile_step, prepare
+from edgetune.models.decoder import DecoderConfig, DecoderForCausalLM
 from edgetune.models.tiny import TinyClassifier
 from exporters.artifact import PARITY_LR
 
@@ -72,10 +73,23 @@ def test_copied_graph_module_is_independent():
     assert "neg" in str(copy.graph) and str(ep.graph) == before
 
 
-def test_onnx_lowering_skips_the_retrace_and_writes_the_same_numbers(compiled_and_ep, tmp_path):
+@pytest.fixture(scope="module")
+def decoder_and_ep():
+    """A decoder's step: its rotary embeddings' `unbind` is captured as slices and squeeze.dims."""
+    torch.manual_seed(0)
+    cfg = DecoderConfig(vocab_size=64, hidden_size=32, num_layers=2, num_heads=4, num_kv_heads=2,
+                        intermediate_size=64, max_positions=16)
+    c = compile_step(prepare(DecoderForCausalLM(cfg), [LoRA(targets=("q_proj",), r=2)]), AdamW(), 2, 8)
+    ep = c.capture("step")
+    assert torch.ops.aten.squeeze.dims in dec.call_targets(ep)
+    return c, ep
+
+
+@pytest.mark.parametrize("program", ["compiled_and_ep", "decoder_and_ep"])
+def test_onnx_lowering_skips_the_retrace_and_writes_the_same_numbers(program, request, tmp_path):
     import exporters.onnx as onnx_exporter
 
-    c, ep = compiled_and_ep
+    c, ep = request.getfixturevalue(program)
     before = str(ep.graph)
     with full_retraces() as sizes:
         skipped = onnx_exporter.export_onnx(ep, c.step_spec(), tmp_path / "skipped.onnx")
