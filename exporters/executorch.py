@@ -36,7 +36,8 @@ import torch
 from torch._decomp import core_aten_decompositions
 
 from edgetune.quant.int8_matmul import INT8_MATMUL_OP
-from exporters.decompositions import call_targets, quant_references, skip_noop_decompositions
+from exporters.decompositions import call_targets, decompose_locally, quant_references, skip_noop_decompositions
+from exporters.fx_bookkeeping import oldest_ancestor_only, signature_tables_once
 from exporters.xnnpack_int8 import int8_matmuls_to_xnnpack
 
 MATMULS = ("aten.mm.default", "aten.addmm.default", "aten.bmm.default", "aten.linear.default")
@@ -61,7 +62,8 @@ def erf_from_exp(x: torch.Tensor) -> torch.Tensor:
 
 def _decompose(ep: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
     """Spell out edgetune's quantized ops (XNNPACK's integer pattern, or aten ops on the integer
-    constants) and erf, in the one re-trace of the lowering (see `exporters.decompositions`)."""
+    constants) and erf, call by call (`decompose_locally`), or else in the one re-trace of the
+    lowering (see `exporters.decompositions`)."""
     targets = call_targets(ep)
     table = {**core_aten_decompositions(), **quant_references(targets)}  # core: what the references use
     if INT8_MATMUL_OP in targets:
@@ -70,7 +72,8 @@ def _decompose(ep: torch.export.ExportedProgram) -> torch.export.ExportedProgram
             del table[torch.ops.aten.linear.default]  # the pattern's product, kept whole for XNNPACK
     if torch.ops.aten.erf.default in targets:
         table[torch.ops.aten.erf.default] = erf_from_exp
-    return ep.run_decompositions(table)
+    local = decompose_locally(ep, table)
+    return local if local is not None else ep.run_decompositions(table)
 
 
 def _op_name(target) -> str:
@@ -118,6 +121,14 @@ def _static_kernel_convolution():
 
 def export_executorch(ep: torch.export.ExportedProgram, path: str | Path) -> dict:
     """Lower ``ep`` and write the .pte; returns the delegation coverage for the manifest."""
+    path = Path(path)
+    with signature_tables_once(), oldest_ancestor_only():
+        ep = _decompose(ep)
+        return _lower(ep, path)
+
+
+def _lower(ep: torch.export.ExportedProgram, path: Path) -> dict:
+    """The edge program, XNNPACK's partitions and the .pte of a decomposed ``ep``."""
     from executorch.backends.xnnpack.partition.config import ALL_PARTITIONER_CONFIGS, ConvolutionConfig
     from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
 
@@ -125,8 +136,6 @@ def export_executorch(ep: torch.export.ExportedProgram, path: str | Path) -> dic
     from exporters.xnnpack_partition import LinearTimeXnnpackPartitioner, contiguous_partitions_need_no_sort
     from exporters.xnnpack_passes import only_passes_that_act
 
-    path = Path(path)
-    ep = _decompose(ep)
     # convolutions first, with their kernels packed as static weights; then the rest, whose
     # matmuls take dynamic weights (force_non_static_weights_for_f32_linear would make the
     # convolutions' kernels dynamic too, which XNNPACK's convolution refuses). Each partitioner

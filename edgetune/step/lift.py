@@ -47,6 +47,9 @@ def exported_program(gm: torch.fx.GraphModule, args: tuple[torch.Tensor, ...]) -
     if mutates(gm):
         raise ConfigError("the traced graph writes to a tensor in place; export it with torch.export.export")
     graph = gm.graph
+    # make_fx keeps what the step computes and never uses (SmolLM2's: matmuls among them), which
+    # torch.export's re-trace would have dropped; the frozen tensors only those read are not lifted
+    graph.eliminate_dead_code()
     _getitem_values(graph)
     fake_mode = next(n.meta["val"].fake_mode for n in graph.nodes if isinstance(n.meta.get("val"), FakeTensor))
     user_inputs = [n for n in graph.nodes if n.op == "placeholder"]

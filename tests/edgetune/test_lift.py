@@ -38,6 +38,7 @@ def test_lifted_program_is_torch_exports(quant, program):
     args = tuple(c.order(spec, c.example_feeds()))
     gm = _traced(fn, args)
     ref = torch.export.export(_Flat(gm), args, strict=False)
+    ref.graph.eliminate_dead_code()  # lifting drops what the step computes and never uses; export keeps it
     ep = exported_program(gm, args)
     assert _ops(ep) == _ops(ref)
     assert _signature(ep) == _signature(ref)  # the same tensors lifted, as the same kinds, in the same order
@@ -72,3 +73,19 @@ def test_one_placeholder_per_tensor_and_an_in_place_graph_refused():
     assert mutates(gm)
     with pytest.raises(ConfigError, match="in place"):
         exported_program(gm, (x,))
+
+
+def test_what_the_graph_never_uses_is_dropped_with_the_tensors_only_it_reads():
+    w, unused = torch.randn(3, 3), torch.randn(3, 3)
+
+    def with_dead_code(x):
+        _ = torch.mm(x, unused)  # traced, never used
+        return x @ w
+
+    x = torch.randn(2, 3)
+    gm = _traced(with_dead_code, (x,))
+    assert Counter(str(n.target) for n in gm.graph.nodes if n.op == "call_function")["aten.mm.default"] == 2
+    ep = exported_program(gm, (x,))
+    assert _ops(ep) == Counter({"aten.mm.default": 1})
+    assert [id(ep.state_dict[s.target]) for s in ep.graph_signature.input_specs if s.target] == [id(w)]
+    torch.testing.assert_close(ep.module()(x), x @ w)

@@ -2,6 +2,7 @@
 lowering with the skip writes the same program as the toolchain's full path."""
 import contextlib
 import operator
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -110,24 +111,49 @@ def test_onnx_lowering_skips_the_retrace_and_writes_the_same_numbers(program, re
 
 
 @pytest.mark.slow
-def test_executorch_lowering_retraces_once_and_writes_the_same_numbers(compiled_and_ep, tmp_path):
+def test_executorch_lowering_retraces_no_program_and_writes_the_same_numbers(compiled_and_ep, tmp_path, monkeypatch):
     from device_harness.runtimes import ExecuTorchProgram
     from exporters import executorch as et
 
     c, ep = compiled_and_ep
     with full_retraces() as sizes:
-        et.export_executorch(ep, tmp_path / "skipped.pte")
-    big = [n for n in sizes if n > 100]  # XNNPACK also decomposes its few-node pattern graphs
-    assert len(big) == 1, sizes
-    real = et.skip_noop_decompositions
-    et.skip_noop_decompositions = lambda ep: contextlib.nullcontext()
-    try:
-        with full_retraces() as sizes:
-            et.export_executorch(ep, tmp_path / "full.pte")
-    finally:
-        et.skip_noop_decompositions = real
+        et.export_executorch(ep, tmp_path / "local.pte")
+    assert [n for n in sizes if n > 100] == [], sizes  # XNNPACK still decomposes its few-node pattern graphs
+    monkeypatch.setattr(et, "skip_noop_decompositions", lambda ep: contextlib.nullcontext())
+    monkeypatch.setattr(et, "decompose_locally", lambda ep, table: None)
+    with full_retraces() as sizes:
+        et.export_executorch(ep, tmp_path / "full.pte")
     assert len([n for n in sizes if n > 100]) >= 3, sizes
     feeds = {k: v.numpy() for k, v in c.example_feeds(lr=PARITY_LR).items()}
-    a, b = (ExecuTorchProgram(tmp_path / f, c.step_spec()).run(feeds) for f in ("skipped.pte", "full.pte"))
+    a, b = (ExecuTorchProgram(tmp_path / f, c.step_spec()).run(feeds) for f in ("local.pte", "full.pte"))
     for name in a:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def test_local_decomposition_is_the_full_passes_graph():
+    """An int4 decoder's step (dequantize per frozen matrix, erf-free) and a classifier's
+    (erf from GELU): the same ops as run_decompositions leaves, and the same numbers."""
+    from torch._decomp import core_aten_decompositions
+
+    from edgetune.quant import config_from, quantize
+    from exporters.executorch import erf_from_exp
+
+    torch.manual_seed(0)
+    cfg = DecoderConfig(vocab_size=64, hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2,
+                        intermediate_size=128, max_positions=16)
+    decoder = DecoderForCausalLM(cfg)
+    quantize(decoder, config_from("int4"))
+    for model, seq in ((decoder, 8), (TinyClassifier(), 12)):
+        lora = LoRA(targets=("q_proj",), r=2) if model is decoder else LoRA(r=2)
+        c = compile_step(prepare(model, [lora]), AdamW(), 2, seq)
+        ep = c.capture("step")
+        table = {**core_aten_decompositions(), **dec.quant_references(dec.call_targets(ep)),
+                 torch.ops.aten.erf.default: erf_from_exp}
+        assert dec.call_targets(ep) & set(table)  # something to rewrite
+        local = dec.decompose_locally(ep, table)
+        full = ep.run_decompositions(table)
+        ops = lambda p: Counter(str(n.target) for n in p.graph.nodes if n.op == "call_function")  # noqa: E731
+        assert ops(local) == ops(full)
+        args = c.order(c.step_spec(), c.example_feeds(lr=PARITY_LR))
+        for got, want in zip(local.module()(*args), full.module()(*args)):
+            torch.testing.assert_close(got, want, rtol=0, atol=0)

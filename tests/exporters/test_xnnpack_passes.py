@@ -1,18 +1,18 @@
-"""XNNPACK's passes skipped where they find nothing to act on, and memory planning's
-mutable-buffer check answered from the outputs: the .pte is byte for byte the one of
-ExecuTorch's full pipeline."""
+"""XNNPACK's passes skipped where they find nothing to act on, memory planning's
+mutable-buffer check answered from the outputs, the signature's tables built once and no
+provenance recorded: the .pte is byte for byte the one of ExecuTorch's full pipeline."""
 import contextlib
 from collections import Counter
 
 import pytest
 import torch
 
+import exporters.executorch as et
 import exporters.exir_planning as planning
 import exporters.xnnpack_passes as passes
 from edgetune import AdamW, FullyTrainable, LoRA, compile_step, prepare
 from edgetune.models.tiny import TinyClassifier
 from edgetune.quant import config_from, quantize
-from exporters.executorch import export_executorch
 from helpers.tensor_models import SmallCNN, image_batch
 
 
@@ -50,10 +50,12 @@ def test_the_program_is_byte_for_byte_executorchs(tmp_path, monkeypatch, name):
             return act
         counting[pass_] = check
     monkeypatch.setattr(passes, "acts_on", lambda: counting)
-    export_executorch(ep, tmp_path / "ours.pte")
+    et.export_executorch(ep, tmp_path / "ours.pte")
     monkeypatch.setattr(passes, "only_passes_that_act", contextlib.nullcontext)
     monkeypatch.setattr(planning, "mutable_buffer_checks_by_outputs", contextlib.nullcontext)
-    export_executorch(ep, tmp_path / "theirs.pte")
+    monkeypatch.setattr(et, "signature_tables_once", contextlib.nullcontext)
+    monkeypatch.setattr(et, "oldest_ancestor_only", contextlib.nullcontext)
+    et.export_executorch(ep, tmp_path / "theirs.pte")
     assert XNNPACKPassManager.transform.__module__.startswith("executorch")  # restored
     print(f"{name}: ran {dict(ran)}, skipped {dict(skipped)}")
     assert sum(skipped.values()) > 0

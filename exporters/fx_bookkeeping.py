@@ -1,0 +1,106 @@
+"""Bookkeeping that torch.export and torch.fx redo per node, done once while lowering to ExecuTorch.
+
+Both cost nothing on a model's inference graph and minutes on a training step's (SmolLM2-135M's:
+29,000 nodes, a thousand of them inputs), because each is linear in the program and is
+asked per node:
+
+- The signature's tables (`ExportGraphSignature.inputs_to_parameters`, ``inputs_to_buffers``,
+  ``inputs_to_lifted_tensor_constants``, ``buffers_to_mutate``) are properties that rebuild a
+  dict from every input spec on each access. ExecuTorch's emitter asks up to four per
+  placeholder, XNNPACK's serializer and passes ask three per node (`is_param_node`), spec
+  propagation per placeholder: about 75 of the 640 s of SmolLM2's ExecuTorch lowering.
+  `signature_tables_once` keeps each table until the signature changes.
+- Provenance (``node.meta["from_node"]``): every fx pass wraps each node's history in a new
+  record and deep-copies the history before it, so the copy grows with the number of passes
+  already run; ExecuTorch runs dozens. The lowering reads only each node's oldest ancestor
+  (for the .pte's debug handles); `oldest_ancestor_only` records just that: about 30 s of the
+  same lowering.
+"""
+from __future__ import annotations
+
+import contextlib
+from unittest import mock
+
+from torch.export.graph_signature import ExportGraphSignature, InputSpec, OutputSpec, TensorArgument
+
+_TABLES = {"inputs_to_parameters": "input_specs", "inputs_to_buffers": "input_specs",
+           "inputs_to_lifted_tensor_constants": "input_specs", "buffers_to_mutate": "output_specs"}
+
+
+@contextlib.contextmanager
+def signature_tables_once():
+    """Within the block, each signature's tables are built once and rebuilt only after a change:
+    its spec list replaced, grown or shrunk, or a field of any spec or argument set (which is
+    how torch and ExecuTorch rename or retype a spec in place). The tables are read-only
+    mappings, so handing out the same one is safe."""
+    memo: dict[tuple[int, str], tuple] = {}
+    generation = [0]
+
+    def state(sig: ExportGraphSignature, specs_attr: str) -> tuple:
+        specs = getattr(sig, specs_attr)
+        return (specs, len(specs), specs[0] if specs else None, specs[-1] if specs else None, generation[0])
+
+    def unchanged(old: tuple, new: tuple) -> bool:
+        return old[0] is new[0] and old[1] == new[1] and old[2] is new[2] and old[3] is new[3] and old[4] == new[4]
+
+    def once(name: str, specs_attr: str) -> property:
+        build = getattr(ExportGraphSignature, name).fget
+
+        def table(self: ExportGraphSignature):
+            now, hit = state(self, specs_attr), memo.get((id(self), name))
+            if hit is not None and hit[0] is self and unchanged(hit[1], now):
+                return hit[2]
+            built = build(self)
+            memo[(id(self), name)] = (self, now, built)  # holding self: its id is not reused meanwhile
+            return built
+
+        return property(table)
+
+    def counted_setattr(cls):
+        real = cls.__setattr__
+
+        def setattr_(self, key, value):
+            generation[0] += 1
+            real(self, key, value)
+
+        return setattr_
+
+    with contextlib.ExitStack() as patches:
+        patches.callback(memo.clear)
+        patches.enter_context(mock.patch.multiple(ExportGraphSignature, **{n: once(n, s) for n, s in _TABLES.items()}))
+        for cls in (InputSpec, OutputSpec, TensorArgument):
+            patches.enter_context(mock.patch.object(cls, "__setattr__", counted_setattr(cls)))
+        yield
+
+
+@contextlib.contextmanager
+def oldest_ancestor_only():
+    """Within the block, a node made by an fx pass records as its provenance (``from_node``)
+    only its oldest ancestor: the one record ExecuTorch reads (`DebugHandleGeneratorPass` gives
+    nodes of the same oldest ancestor the same debug handle), shared, not deep-copied. Every
+    other metadata field is carried as before."""
+    from torch.fx import traceback as fx_traceback
+
+    def oldest(node) -> fx_traceback.NodeSource:
+        history = node.meta.get("from_node")
+        if not history:  # the node is its own oldest ancestor, as a full record would say
+            return fx_traceback.NodeSource(node, "", fx_traceback.NodeSourceAction.CREATE)
+        source = history[-1]
+        while source.from_node:
+            source = source.from_node[-1]
+        return source
+
+    @contextlib.contextmanager
+    def set_current_meta(node, pass_name: str = ""):
+        if not (fx_traceback.should_preserve_node_meta and node.meta):
+            yield
+            return
+        saved = fx_traceback.current_meta
+        try:
+            fx_traceback.current_meta = {**node.meta, "from_node": [oldest(node)]}
+            yield
+        finally:
+            fx_traceback.current_meta = saved
+
+    with mock.patch.multiple(fx_traceback, set_current_meta=set_current_meta):
+        yield
