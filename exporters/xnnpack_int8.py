@@ -67,7 +67,16 @@ def int8_matmuls_to_xnnpack(ep: torch.export.ExportedProgram) -> tuple[torch.exp
         return get_param_tensor(ep, node) if is_param_node(ep, node) else None
 
     fake_mode = detect_fake_mode([n.meta.get("val") for n in graph.nodes if n.op == "placeholder"])
-    renamed: dict[str, str] = {}
+
+    def call(before: torch.fx.Node, target, args: tuple) -> torch.fx.Node:
+        """A node before ``before``, with its value on fake tensors (the program's verifier wants one)."""
+        with graph.inserting_before(before):
+            made = graph.call_function(target, args)
+        with fake_mode:
+            made.meta["val"] = target(*(x.meta["val"] if isinstance(x, torch.fx.Node) else x for x in args))
+        return made
+
+    renamed: dict[str, str] = {}  # a replaced node that was an output -> its replacement
     done = 0
     for node in calls:
         a, q_node, scale_node, transpose = node.args
@@ -87,23 +96,16 @@ def int8_matmuls_to_xnnpack(ep: torch.export.ExportedProgram) -> tuple[torch.exp
             w_scale = constant(f"_xnn_unit_{done}", torch.ones(rows))
             s_row = constant(f"_xnn_scale_row_{done}", s_w.reshape(1, -1))
         zeros = constant(f"_xnn_zeros_{done}", torch.zeros(rows, dtype=torch.int64))
-        def call(target, args, node=node):
-            """A node before ``node``, with its value on fake tensors (the program's verifier wants one)."""
-            with graph.inserting_before(node):
-                made = graph.call_function(target, args)
-            with fake_mode:
-                made.meta["val"] = target(*(x.meta["val"] if isinstance(x, torch.fx.Node) else x for x in args))
-            return made
-
         if not transpose:  # dy @ W = (dy * s_w) @ codes
-            a = call(torch.ops.aten.mul.Tensor, (a, s_row))
-        qparams = call(qd.choose_qparams_per_token_asymmetric.default, (a, torch.int8))
-        s_a = call(operator.getitem, (qparams, 0))
-        z_a = call(operator.getitem, (qparams, 1))
-        codes_a = call(qd.quantize_per_token.default, (a, s_a, z_a, QMIN, QMAX, torch.int8))
-        a_hat = call(qd.dequantize_per_token.default, (codes_a, s_a, z_a, QMIN, QMAX, torch.int8, torch.float32))
-        w_hat = call(qd.dequantize_per_channel.default, (codes, w_scale, zeros, 0, WMIN, WMAX, torch.int8))
-        y = call(torch.ops.aten.linear.default, (a_hat, w_hat))
+            a = call(node, torch.ops.aten.mul.Tensor, (a, s_row))
+        qparams = call(node, qd.choose_qparams_per_token_asymmetric.default, (a, torch.int8))
+        s_a = call(node, operator.getitem, (qparams, 0))
+        z_a = call(node, operator.getitem, (qparams, 1))
+        codes_a = call(node, qd.quantize_per_token.default, (a, s_a, z_a, QMIN, QMAX, torch.int8))
+        a_hat = call(node, qd.dequantize_per_token.default,
+                     (codes_a, s_a, z_a, QMIN, QMAX, torch.int8, torch.float32))
+        w_hat = call(node, qd.dequantize_per_channel.default, (codes, w_scale, zeros, 0, WMIN, WMAX, torch.int8))
+        y = call(node, torch.ops.aten.linear.default, (a_hat, w_hat))
         node.replace_all_uses_with(y)
         renamed[node.name] = y.name
         graph.erase_node(node)
