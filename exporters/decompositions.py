@@ -102,15 +102,13 @@ def decompose_locally(ep: torch.export.ExportedProgram, table: dict) -> torch.ex
     from torch.fx.experimental.proxy_tensor import make_fx
 
     sig = ep.graph_signature
-    if sig.buffers_to_mutate or sig.user_inputs_to_mutate:
+    fake_mode = detect_fake_mode([n.meta.get("val") for n in ep.graph.nodes if n.op == "placeholder"])
+    if sig.buffers_to_mutate or sig.user_inputs_to_mutate or fake_mode is None:
         return None
     gm = copy_graph_module(ep.graph_module)
     graph = gm.graph
     calls = [n for n in graph.nodes if n.op == "call_function" and n.target in table]
-    fake_mode = detect_fake_mode([n.meta.get("val") for n in graph.nodes if n.op == "placeholder"])
     renamed: dict[str, str] = {}
-    if fake_mode is None:
-        return None
     for node in calls:
         flat, structure = pytree.tree_flatten((node.args, node.kwargs))
         tensors = [a for a in flat if isinstance(a, torch.fx.Node)]

@@ -196,10 +196,11 @@ def _squeeze_one_dim_at_a_time(gm: torch.fx.GraphModule) -> int:
         if not (rank and dims):  # the identity: left to torch.onnx's own decomposition
             continue
         y = x
+        meta = {k: v for k, v in node.meta.items() if k != "tensor_meta"}  # the last one's shape: not every step's
         with gm.graph.inserting_before(node):
             for d in sorted({d % rank for d in dims}, reverse=True):
                 y = gm.graph.call_function(dim_op, (y, d))
-                y.meta = {**node.meta, "val": dim_op(y.args[0].meta["val"], d)}
+                y.meta = {**meta, "val": dim_op(y.args[0].meta["val"], d)}
         node.replace_all_uses_with(y)
         gm.graph.erase_node(node)
         rewritten += 1
