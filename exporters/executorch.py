@@ -20,6 +20,10 @@ dequantized inside the graph, layer by layer, in core aten ops (cast, floor, mul
 Integer matmuls (`edgetune::int8_matmul`) over frozen codes run on XNNPACK's dynamically
 quantized linear (`exporters.xnnpack_int8`; its activations round per row with a zero point).
 
+What the step computes from a frozen weight alone (its transpose, its dequantized values) is
+computed again for each use and placed just before it (`exporters.rematerialize`), so the
+memory plan does not hold the whole model in fp32 from the forward to the backward.
+
 XNNPACK's configs choose the delegated ops; the partitions are found in linear time
 (`exporters.xnnpack_partition`): ExecuTorch's own grouping grows with the square of a
 training step's length and ran out of memory on SmolLM2's. XNNPACK's per-partition passes
@@ -38,6 +42,7 @@ from torch._decomp import core_aten_decompositions
 from edgetune.quant.int8_matmul import INT8_MATMUL_OP
 from exporters.decompositions import call_targets, decompose_locally, quant_references, skip_noop_decompositions
 from exporters.fx_bookkeeping import oldest_ancestor_only, signature_tables_once
+from exporters.rematerialize import one_copy_per_use
 from exporters.xnnpack_int8 import int8_matmuls_to_xnnpack
 
 MATMULS = ("aten.mm.default", "aten.addmm.default", "aten.bmm.default", "aten.linear.default")
@@ -73,7 +78,9 @@ def _decompose(ep: torch.export.ExportedProgram) -> torch.export.ExportedProgram
     if torch.ops.aten.erf.default in targets:
         table[torch.ops.aten.erf.default] = erf_from_exp
     local = decompose_locally(ep, table)
-    return local if local is not None else ep.run_decompositions(table)
+    ep = local if local is not None else ep.run_decompositions(table)
+    one_copy_per_use(ep)  # a program of our own: decompose_locally's copy or run_decompositions' result
+    return ep
 
 
 def _op_name(target) -> str:

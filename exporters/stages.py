@@ -9,9 +9,15 @@ Peak RSS is the process's high-water mark *within* the stage: Linux resets it wh
 is written to /proc/self/clear_refs, so each stage starts from its current RSS. Where
 that file cannot be written (not Linux, or a locked-down kernel), a stage reports the
 process's peak so far instead, and ``per_stage_peak`` is False.
+
+Each stage first hands the heap memory the previous ones freed back to the system
+(glibc's ``malloc_trim``; nothing elsewhere). glibc keeps it otherwise: after SmolLM2 was
+loaded and prepared, the process held 2.3 GB for 0.5 GB of live objects, and every later
+stage, the self-checks' loaded programs included, came on top of that.
 """
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import time
@@ -32,6 +38,13 @@ def _reset_peak() -> bool:
         return False
 
 
+def _return_freed_memory() -> None:
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
 class StageLog:
     """Rows of (stage, program, seconds, peak RSS MiB), in the order the stages ran."""
 
@@ -43,6 +56,7 @@ class StageLog:
 
     @contextmanager
     def stage(self, stage: str, program: str = ""):
+        _return_freed_memory()
         self.per_stage_peak &= _reset_peak()
         t = time.perf_counter()
         try:

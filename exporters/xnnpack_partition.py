@@ -10,7 +10,8 @@ backward through it), so SmolLM2-135M's step (about 40k edge nodes) ran this mac
 Here the matched groups are the units; the graph of units is ordered topologically (Kahn),
 always taking a unit of the same kind (delegated or not) as the last one while one is ready,
 and each run of delegated units becomes one partition, cut where it would have more
-external values than XNNPACK's runtime loads. A run of consecutive units in a
+external values than XNNPACK's runtime loads. What is computed from the frozen weights
+alone is placed where it is used (`run_partitions`' inputs). A run of consecutive units in a
 topological order is convex (no path leaves it and comes back), so no partition forms a
 cycle. Should a matched group not be convex itself, the graph of units has a cycle, and
 ExecuTorch's own partitioner is used instead.
@@ -31,9 +32,14 @@ import torch
 from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
 from torch.fx.passes.infra.partitioner import Partition
 
+from exporters.rematerialize import depends_on, nbytes, user_input_placeholders
+
 # XNNPACK's runtime refuses to load a delegate with more external values (inputs and
 # outputs): "num_externs (6962) exceeds maximum (4096)", one of SmolLM2's step partitions
 MAX_EXTERNALS = 4096
+# A weight-only unit smaller than this (a scalar, a short range) is placed as early as it can
+# run: placed late, a portable one would split the run of delegated units it lands in.
+LATE_BYTES = 4096
 
 
 class _Externals:
@@ -65,12 +71,20 @@ class _Externals:
         return True
 
 
-def run_partitions(graph: torch.fx.Graph, groups: list[list[torch.fx.Node]], max_externals: int | None = None
+def run_partitions(graph: torch.fx.Graph, groups: list[list[torch.fx.Node]], max_externals: int | None = None,
+                   inputs: set[torch.fx.Node] | None = None
                    ) -> tuple[list[torch.fx.Node], list[list[torch.fx.Node]]] | None:
     """``groups``: disjoint lists of nodes a backend takes, each kept whole -> (every node of
     ``graph`` in the order found, the delegated partitions as lists of nodes), or None when the
     groups cannot be ordered (one is not convex). With ``max_externals``, a run of delegated
-    units is cut where the next unit would give its partition more external values (`_Externals`)."""
+    units is cut where the next unit would give its partition more external values (`_Externals`).
+
+    ``inputs``: the placeholders that change between calls (the user's inputs). A unit that
+    depends on none of them (a frozen weight's transpose or dequantization, of LATE_BYTES or
+    more) is placed just before its first user, not as soon as it could run: placed early,
+    every layer's dequantized weight was one partition's output, all of them alive at once
+    through the backward (the whole fp32 model in the step's memory plan). Such a unit that is
+    portable goes before the delegated run that needs it, rather than splitting it."""
     parent: dict[torch.fx.Node, torch.fx.Node] = {}
 
     def find(n):
@@ -92,39 +106,82 @@ def run_partitions(graph: torch.fx.Graph, groups: list[list[torch.fx.Node]], max
     members: dict[torch.fx.Node, list[torch.fx.Node]] = {}
     for n in graph.nodes:
         members.setdefault(root[n], []).append(n)
+    varying = depends_on(graph, inputs) if inputs is not None else set(graph.nodes)
+    fixed = {u for u, ns in members.items() if u.op != "placeholder" and not any(n in varying for n in ns)}
+    lazy = {u for u in fixed if any(nbytes(n) >= LATE_BYTES for n in members[u])}
     indegree = dict.fromkeys(members, 0)
     for n in graph.nodes:
         for user in n.users:
-            if root[user] is not root[n]:
+            if root[user] is not root[n] and root[n] not in lazy:
                 indegree[root[user]] += 1
     ready = {True: deque(), False: deque()}
     for u, d in indegree.items():
-        if d == 0:
+        if d == 0 and u not in lazy:
             ready[u in delegated].append(u)
-    order, partitions, kind, emitted, externals = [], [], False, 0, None
+    runs, before, run_of, partitions, placed = [[]], [[]], {}, [], set()  # runs alternate in kind, from portable
+    state = {"kind": False, "externals": None}
+
+    def place(u) -> bool:
+        """Append unit ``u`` (after the weight-only units it reads) to the order and to the
+        current run. -> False if those units form a cycle (a group that is not convex)."""
+        stack, visiting = [(u, False)], set()
+        while stack:  # the weight-only units ``u`` reads and has not placed, depth first, each before its users
+            v, expanded = stack.pop()
+            if v in placed:
+                continue
+            if not expanded:
+                if v in visiting:
+                    return False
+                visiting.add(v)
+                stack.append((v, True))
+                stack.extend((root[a], False) for n in reversed(members[v]) for a in n.all_input_nodes
+                             if root[a] in fixed and root[a] not in placed and root[a] is not v)
+                continue
+            placed.add(v)
+            kind, here = v in delegated, len(runs) - 1
+            if (v in fixed and not kind and state["kind"]
+                    and all(run_of.get(root[a], -1) < here for n in members[v] for a in n.all_input_nodes)):
+                # a portable op on weights alone (the cast of int4 codes to fp32) goes before the
+                # delegated run that needs it, which it would otherwise split
+                before[here].extend(members[v])
+                run_of[v] = here - 0.5
+            else:
+                if kind != state["kind"]:
+                    state["kind"] = kind
+                    runs.append([])
+                    before.append([])
+                    if kind:
+                        partitions.append([])
+                        state["externals"] = _Externals()
+                runs[-1].extend(members[v])
+                run_of[v] = len(runs) - 1
+                if kind:
+                    if max_externals and not state["externals"].admit(members[v], max_externals):
+                        partitions.append([])
+                        state["externals"] = _Externals()
+                        state["externals"].admit(members[v], max_externals)  # an empty partition takes any unit
+                    partitions[-1].extend(members[v])
+            if v in lazy:
+                continue
+            for n in members[v]:
+                for user in n.users:
+                    w = root[user]
+                    if w is not v and w not in lazy:
+                        indegree[w] -= 1
+                        if indegree[w] == 0:
+                            ready[w in delegated].append(w)
+        return True
+
     while ready[True] or ready[False]:
-        if not ready[kind]:
-            kind = not kind
-            if kind:
-                partitions.append([])
-                externals = _Externals()
-        u = ready[kind].popleft()
-        emitted += 1
-        order.extend(members[u])
-        if kind:
-            if max_externals and not externals.admit(members[u], max_externals):
-                partitions.append([])
-                externals = _Externals()
-                externals.admit(members[u], max_externals)  # an empty partition takes any unit
-            partitions[-1].extend(members[u])
-        for n in members[u]:
-            for user in n.users:
-                v = root[user]
-                if v is not u:
-                    indegree[v] -= 1
-                    if indegree[v] == 0:
-                        ready[v in delegated].append(v)
-    return (order, partitions) if emitted == len(members) else None
+        u = ready[state["kind"]].popleft() if ready[state["kind"]] else ready[not state["kind"]].popleft()
+        if u not in placed and not place(u):  # placed already: before a lazy unit that reads it
+            return None
+    for u in members:  # lazy units nothing varying reads (an output that is a constant)
+        if u in lazy and not place(u):
+            return None
+    if len(placed) != len(members):
+        return None
+    return [n for b, r in zip(before, runs) for n in (*b, *r)], partitions
 
 
 class LinearTimeXnnpackPartitioner(XnnpackPartitioner):
@@ -135,7 +192,7 @@ class LinearTimeXnnpackPartitioner(XnnpackPartitioner):
             return super().generate_partitions(ep)
         with _graph_lookups_once():
             groups = self.get_matched_nodes_from_configs(ep)
-        found = run_partitions(ep.graph_module.graph, groups, MAX_EXTERNALS)
+        found = run_partitions(ep.graph_module.graph, groups, MAX_EXTERNALS, user_input_placeholders(ep))
         if found is None:
             return super().generate_partitions(ep)
         return [Partition(id=i, nodes=nodes) for i, nodes in enumerate(found[1])]
@@ -206,15 +263,16 @@ def contiguous_partitions_need_no_sort():
         legalize_graph(gm)
         return sub, next(n for n in gm.graph.nodes if n.op == "call_module" and n.target == call.target)
 
-    def create(tagged_graph_module, partition_result, *args, **kwargs):
+    def create(tagged_graph_module, partition_result, owning_program, *args, **kwargs):
         tags: dict[str, list[torch.fx.Node]] = {}
         for n in tagged_graph_module.graph.nodes:
             if n.meta.get("delegation_tag") in partition_result.partition_tags:
                 tags.setdefault(n.meta["delegation_tag"], []).append(n)
-        found = run_partitions(tagged_graph_module.graph, list(tags.values()))
+        found = run_partitions(tagged_graph_module.graph, list(tags.values()),
+                               inputs=user_input_placeholders(owning_program))
         if found is not None:
             _reorder(tagged_graph_module, found[0])
-        return real_create(tagged_graph_module, partition_result, *args, **kwargs)
+        return real_create(tagged_graph_module, partition_result, owning_program, *args, **kwargs)
 
     with mock.patch.multiple(backend_api, create_submodule_from_nodes=fuse, _create_partitions_in_graph_module=create):
         yield

@@ -1,9 +1,11 @@
 """The export's stage log: each stage's own seconds and peak RSS, its table and its sidecar file."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from device_harness.runner import rss_mb
 from exporters.stages import COST_FILE, StageLog
 
 
@@ -36,3 +38,18 @@ def test_table_and_sidecar(tmp_path):
     data = json.loads(path.read_text())
     assert data["formats"] == ["onnx"] and len(data["stages"]) == 2 and data["total_seconds"] >= 0
     assert [p.name for p in tmp_path.iterdir()] == [COST_FILE]  # no temporary left
+
+
+def test_a_stage_starts_without_the_heap_memory_earlier_work_freed():
+    import ctypes.util
+
+    if ctypes.util.find_library("c") is None or not Path("/proc/self/status").exists():
+        pytest.skip("not Linux with a C library ctypes can find: the stage log returns nothing there")
+    blocks = [bytearray(1000) for _ in range(300_000)]  # 300 MB in chunks from the C heap
+    survivors = blocks[::64]  # one live chunk in every 64 KB: the heap's top cannot shrink by itself
+    del blocks
+    held = rss_mb()[0]
+    with StageLog().stage("next"):
+        start = rss_mb()[0]
+    assert held - start > 200, (held, start)
+    assert len(survivors) == 300_000 // 64 + 1

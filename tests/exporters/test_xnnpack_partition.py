@@ -83,6 +83,56 @@ def test_a_portable_op_between_two_delegated_ones_splits_them_and_a_group_around
     assert run_partitions(graph, [[n["relu"], n["neg"]]]) is None  # one group around a portable op: a cycle
 
 
+def _with_values(graph, shape):
+    for m in graph.nodes:
+        m.meta["val"] = torch.empty(shape)
+
+
+def test_a_weight_only_value_is_computed_just_before_its_user_unless_it_is_small():
+    def f(x, w):
+        wt = torch.neg(w)  # reads the weight alone: could run first
+        a = torch.relu(x)
+        b = torch.sigmoid(a)
+        return torch.mm(b, wt)
+
+    graph, n = _graph(f)
+    groups = [[n["neg"]], [n["relu"]], [n["sigmoid"]], [n["mm"]]]
+    _with_values(graph, (64, 64))  # 16 KiB: computed late, and recomputed per use (one use here)
+    order, runs = run_partitions(graph, groups, inputs={n["x"]})
+    assert [m.name for m in order] == ["x", "w", "relu", "sigmoid", "neg", "mm", "output"]
+    assert len(runs) == 1
+    order, _ = run_partitions(graph, groups)  # every value counted as varying: as soon as it can run
+    assert [m.name for m in order].index("neg") < [m.name for m in order].index("sigmoid")
+    _with_values(graph, (4,))  # a small one is computed early, as before
+    order, _ = run_partitions(graph, groups, inputs={n["x"]})
+    assert [m.name for m in order].index("neg") < [m.name for m in order].index("sigmoid")
+
+
+def test_a_portable_op_on_weights_alone_goes_before_the_run_that_needs_it():
+    def f(x, w):
+        a = torch.relu(x)
+        b = torch.sigmoid(a)
+        wt = torch.neg(torch.abs(w))  # abs: portable (a cast of int4 codes), neg: delegated
+        return torch.mm(b, wt)
+
+    graph, n = _graph(f)
+    _with_values(graph, (64, 64))
+    order, runs = run_partitions(graph, [[n["relu"]], [n["sigmoid"]], [n["neg"]], [n["mm"]]], inputs={n["x"]})
+    assert [m.name for m in order] == ["x", "w", "abs_1", "relu", "sigmoid", "neg", "mm", "output"]
+    assert [{m.name for m in r} for r in runs] == [{"relu", "sigmoid", "neg", "mm"}]  # not split by abs
+
+
+def test_a_group_around_a_portable_op_on_weights_alone_is_refused():
+    def f(x, w):
+        a = torch.neg(w)
+        s = torch.sum(a, dim=0)  # portable, between two delegated ops of one group
+        return x + torch.relu(s)
+
+    graph, n = _graph(f)
+    _with_values(graph, (64, 64))
+    assert run_partitions(graph, [[n["neg"], n["relu"]], [n["add"]]], inputs={n["x"]}) is None
+
+
 def _externals(partition):
     """XNNPACK's count for a delegate: the values read from outside and those read outside."""
     inside = set(partition)

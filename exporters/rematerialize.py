@@ -1,0 +1,59 @@
+"""Tensors computed from the frozen weights alone, recomputed for each use instead of kept.
+
+A training step reads each frozen weight in the forward and again in the backward, through
+what it computes from the weight alone: its transpose (the forward's ``x @ W^T`` and the
+backward's ``dy @ W``), or its dequantized values. The traced step computes those once, in
+the forward, and keeps them for the backward: the whole model's weights, in fp32, alive at
+once at the turn of the step. ExecuTorch plans that memory ahead (MiniLM's fp32 step: 79 MB
+of its 94 MB plan; SmolLM2's int4 step: gigabytes). Here each use gets its own copy of the
+computation, and ExecuTorch's partitioner places a copy just before its user
+(`exporters.xnnpack_partition.run_partitions`), inside the same XNNPACK call: the fp32
+weight lives for one product. The price is one more transpose or dequantization of each
+weight per step, measured by `benchmarks/step_latency.py`.
+"""
+from __future__ import annotations
+
+import torch
+
+MIN_BYTES = 64 * 1024  # smaller tensors (a scale, a rotary table) stay shared: not worth a recomputation
+
+
+def user_input_placeholders(ep: torch.export.ExportedProgram) -> set[torch.fx.Node]:
+    """The placeholders of ``ep`` that are the user's inputs (not weights, buffers or constants)."""
+    names = set(ep.graph_signature.user_inputs)
+    return {n for n in ep.graph.nodes if n.op == "placeholder" and n.name in names}
+
+
+def depends_on(graph: torch.fx.Graph, sources: set[torch.fx.Node]) -> set[torch.fx.Node]:
+    """The nodes that read any of ``sources``, directly or not (``sources`` included), and the output."""
+    reached = set(sources)
+    for n in graph.nodes:  # fx graphs are in a topological order
+        if n.op == "output" or any(a in reached for a in n.all_input_nodes):
+            reached.add(n)
+    return reached
+
+
+def nbytes(node: torch.fx.Node) -> int:
+    val = node.meta.get("val")
+    return val.numel() * val.element_size() if isinstance(val, torch.Tensor) else 0
+
+
+def one_copy_per_use(ep: torch.export.ExportedProgram) -> int:
+    """Give each user of a weight-only tensor of at least MIN_BYTES its own copy of the nodes
+    computing it, in ``ep``'s graph (edited in place: a program of the caller's own). The
+    outputs and signature are unchanged. -> the number of nodes copied."""
+    graph = ep.graph
+    varying = depends_on(graph, user_input_placeholders(ep))
+    copied = 0
+    # users first: a copied user reads its inputs once more, and they are copied in turn
+    for n in reversed(list(graph.nodes)):
+        if n.op != "call_function" or n in varying or nbytes(n) < MIN_BYTES:
+            continue
+        for user in [u for u in n.users if u.op != "output"][1:]:
+            with graph.inserting_before(user):
+                copy = graph.node_copy(n)
+            user.replace_input_with(n, copy)
+            copied += 1
+    if copied:
+        ep.graph_module.recompile()
+    return copied
