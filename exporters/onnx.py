@@ -17,8 +17,9 @@ The captured graph is already core aten (`edgetune.step.compile`), so torch.onnx
 decomposition pass, a full re-trace of the graph, is skipped when it would rewrite nothing
 (`_already_decomposed`): it cost 40% of a lowering.
 
-Integer matmuls (`edgetune::int8_matmul`) become per-row QuantizeLinear +
-MatMulInteger over the codes shifted to uint8 (u8 x u8, exact on every CPU), with int32 accumulation; the int32 -> float cast is
+Integer matmuls (`edgetune::int8_matmul`) become per-row QuantizeLinear (uint8 codes) +
+MatMulInteger over the int8 weight codes (u8 x s8; exact on every CPU with
+`INT8_SESSION_CONFIG`), with int32 accumulation; the int32 -> float cast is
 then folded into onnxruntime's MatMulIntegerToFloat (a com.microsoft op: such programs
 need onnxruntime, which is what edgetune's ONNX artifacts target).
 """
@@ -34,6 +35,7 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
+from device_harness.runtimes import INT8_PRODUCTS_KEY
 from edgetune.contract import ProgramSpec
 from edgetune.quant.int8_matmul import INT8_MATMUL_OP
 from edgetune.quant.weight import DEQUANTIZE_OP
@@ -68,18 +70,18 @@ def _int8_matmul_onnx(a, q, scale, transpose: bool):
     axis = op.Constant(value_ints=[-1])  # max |a| per row [M, 1], without writing |a| out
     amax = op.Max(op.ReduceMax(a, axis, keepdims=1), op.Neg(op.ReduceMin(a, axis, keepdims=1)))
     s_a = op.Div(op.Max(amax, op.Constant(value_float=ROW_SCALE_FLOOR)), op.Constant(value_float=127.0))
-    # Both operands travel as uint8 + 128 (zero point 128). A u8 x s8 graph is wrong on x86
-    # CPUs without VNNI (AVX2, AVX-512BW): onnxruntime sums its products in pairs with int16
-    # saturation (seen under `qemu-x86_64 -cpu Haswell`). u8 x u8 is exact everywhere, and
-    # onnxruntime folds the weight's shift at load and turns it back into its fast u8 x s8
-    # kernel only where the CPU has VNNI (seen in its optimized graph); s8 x s8 is ~10x slower.
+    # The activation codes travel as uint8 + 128 (zero point 128), the weight codes as they are
+    # (int8, zero point 0): u8 x s8 is the product x86 VNNI runs natively (2.5x onnxruntime's
+    # u8 x u8 on an AVX-512 VNNI EPYC). Without VNNI (AVX2, AVX-512BW) onnxruntime's u8 x s8
+    # kernels sum products in pairs with int16 saturation (seen under `qemu-x86_64 -cpu
+    # Haswell`); the program's `INT8_SESSION_CONFIG` has onnxruntime shift the constant weights
+    # to uint8 at load there (u8 x u8: exact). ARM and WebAssembly kernels widen: exact.
     s_rows = op.Reshape(s_a, op.Constant(value_ints=[-1]))
     z_rows = op.Expand(op.Constant(value=onnx.helper.make_tensor("z", TensorProto.UINT8, [], [128])), op.Shape(s_rows))
     a_q = op.QuantizeLinear(a, s_rows, z_rows, axis=0)
-    z = op.Constant(value=onnx.helper.make_tensor("z128", TensorProto.UINT8, [], [128]))
-    shift = op.Constant(value=onnx.helper.make_tensor("w128", TensorProto.INT32, [], [128]))
-    w_u8 = op.Cast(op.Add(op.Cast(q, to=TensorProto.INT32), shift), to=TensorProto.UINT8)
-    acc = op.Cast(op.MatMulInteger(a_q, op.Transpose(w_u8, perm=[1, 0]) if transpose else w_u8, z, z), to=1)
+    z_a = op.Constant(value=onnx.helper.make_tensor("z128", TensorProto.UINT8, [], [128]))
+    z_w = op.Constant(value=onnx.helper.make_tensor("z0", TensorProto.INT8, [], [0]))
+    acc = op.Cast(op.MatMulInteger(a_q, op.Transpose(q, perm=[1, 0]) if transpose else q, z_a, z_w), to=1)
     return op.Mul(op.Mul(acc, s_a), s_w) if transpose else op.Mul(acc, s_a)  # eager's order of roundings
 
 
@@ -94,10 +96,18 @@ _QUANT_OPS = {DEQUANTIZE_OP: _dequantize_onnx, INT8_MATMUL_OP: _int8_matmul_onnx
 QDQ_SESSION_CONFIG = {"session.qdq_matmulnbits_accuracy_level": "1"}
 
 
+# With this entry onnxruntime converts the constant int8 weights of MatMulInteger(ToFloat) to
+# uint8 + 128 at load on x86 (its Avx2WeightS8ToU8Transformer): exact on CPUs whose u8 x s8
+# kernels saturate. The Python runner drops it where the CPU has VNNI
+# (device_harness.runtimes.INT8_PRODUCTS_KEY); ARM and WebAssembly builds ignore it.
+INT8_SESSION_CONFIG = {INT8_PRODUCTS_KEY: "1"}
+
+
 def session_config(ep: torch.export.ExportedProgram) -> dict[str, str]:
     """The onnxruntime session config entries the lowering of ``ep`` needs (the manifest's
     ``lowering.onnx.session_config``)."""
-    return dict(QDQ_SESSION_CONFIG) if _calls(ep, (DEQUANTIZE_OP,)) else {}
+    config = dict(QDQ_SESSION_CONFIG) if _calls(ep, (DEQUANTIZE_OP,)) else {}
+    return config | (INT8_SESSION_CONFIG if _calls(ep, (INT8_MATMUL_OP,)) else {})
 
 
 def _calls(ep: torch.export.ExportedProgram, ops) -> bool:

@@ -18,7 +18,8 @@ not depend on the other texts in the batch or on padding, and one outlier featur
 coarsens its own row.
 
 ONNX lowers the op to QuantizeLinear (per-axis scales; codes + 128 as uint8) +
-MatMulInteger (u8 x u8 with zero points 128, exact int32 accumulation on every CPU); eager
+MatMulInteger over the int8 codes (u8 x s8, exact int32 accumulation on every CPU with the
+program's session config: `exporters.onnx.INT8_SESSION_CONFIG`); eager
 PyTorch runs the reference below in fp32, whose products are exact integers and whose sums
 round like any fp32 matmul.
 

@@ -80,11 +80,11 @@ def test_activation_rounding_switches_the_eager_op_only_within_the_block():
 
 
 def test_onnx_lowering_matches_onnxruntime(tmp_path):
-    """The exporter's translation, run by onnxruntime, against the eager op."""
-    import onnxruntime as ort
-
+    """The exporter's translation, opened by the runner on this CPU, against the eager op; the
+    session widens the int8 weights exactly where this CPU's u8 x s8 kernels saturate."""
+    from device_harness.runtimes import INT8_PRODUCTS_KEY, OnnxProgram, int8_products_saturate
     from edgetune.contract import ProgramSpec, TensorSpec
-    from exporters.onnx import export_onnx
+    from exporters.onnx import export_onnx, session_config
 
     g = torch.Generator().manual_seed(2)
     qw = quantize_int8(torch.randn(32, 64, generator=g))
@@ -92,9 +92,17 @@ def test_onnx_lowering_matches_onnxruntime(tmp_path):
     x = torch.randn(2, 5, 64, generator=g)
     ep = torch.export.export(layer, (x,))
     spec = ProgramSpec((TensorSpec("x", (2, 5, 64), "float32", "batch"),),
-                       (TensorSpec("y", (2, 5, 32), "float32", "metric"),))
+                       (TensorSpec("y", (2, 5, 32), "float32", "metric"),),
+                       lowering={"onnx": {"session_config": session_config(ep)}})
     export_onnx(ep, spec, tmp_path / "m.onnx")
-    got = ort.InferenceSession(str(tmp_path / "m.onnx")).run(None, {"x": x.numpy()})[0]
+    program = OnnxProgram(tmp_path / "m.onnx", spec)
+    opts = program.session.get_session_options()
+    try:
+        widened = opts.get_session_config_entry(INT8_PRODUCTS_KEY) == "1"
+    except RuntimeError:  # onnxruntime's answer for an entry that was not set
+        widened = False
+    assert widened == int8_products_saturate()
+    got = program.run({"x": x.numpy()})["y"]
     np.testing.assert_allclose(got, layer(x).detach().numpy(), rtol=1e-5, atol=1e-6)
 
 
@@ -112,38 +120,71 @@ class _BothProducts(torch.nn.Module):
 
 EMULATED_CPU = "Haswell"  # AVX2 without VNNI: onnxruntime's u8 x s8 kernels saturate int16 pair sums there
 
+# Runs under the emulated CPU: the exported program as onnxruntime opens it with and without
+# the program's session config, and as the runner opens it with the bucket programs' shared
+# weights (constant folding off unless the CPU saturates).
+_EMULATED_RUN = """
+import json, sys
+from pathlib import Path
+import numpy as np, onnxruntime as ort
+from device_harness.runtimes import OnnxProgram, SharedWeights, int8_products_saturate
+from edgetune.contract import ProgramSpec, TensorSpec
+work = Path(sys.argv[1]); d = dict(np.load(work / "in.npz")); config = json.loads((work / "config.json").read_text())
+outs = {}
+for name, entries in (("bare", {}), ("config", config)):
+    opts = ort.SessionOptions()
+    for k, v in entries.items():
+        opts.add_session_config_entry(k, v)
+    outs[name + "_y"], outs[name + "_dx"] = ort.InferenceSession(str(work / "m.onnx"), opts).run(None, d)
+t = lambda n, s, r: TensorSpec(n, tuple(s), "float32", r)
+spec = ProgramSpec((t("x", d["x"].shape, "batch"), t("dy", d["dy"].shape, "batch")),
+                   (t("y", outs["bare_y"].shape, "metric"), t("dx", outs["bare_dx"].shape, "metric")),
+                   lowering={"onnx": {"session_config": config}})
+got = OnnxProgram(work / "m.onnx", spec, shared=SharedWeights()).run(d)
+outs["shared_y"], outs["shared_dx"] = got["y"], got["dx"]
+np.savez(work / "out.npz", saturates=int8_products_saturate(), **outs)
+"""
+
 
 def test_onnx_lowering_is_exact_on_a_cpu_without_vnni(tmp_path):
     """onnxruntime picks its integer kernels by CPU. On x86 without VNNI (here an emulated
-    Haswell) its u8 x s8 MatMulInteger saturates, so the lowering must not depend on it: the
-    exported program gives the eager numbers there too. Runs onnxruntime under qemu-x86_64."""
+    Haswell) its u8 x s8 MatMulInteger saturates; the program's session config has onnxruntime
+    widen the int8 weights there, so the exported program gives the eager numbers, also in the
+    runner's shared-weights sessions. Runs onnxruntime under qemu-x86_64."""
+    import json
     import shutil
     import subprocess
     import sys
+    from pathlib import Path
 
     from edgetune.contract import ProgramSpec, TensorSpec
-    from exporters.onnx import export_onnx
+    from exporters.onnx import INT8_SESSION_CONFIG, export_onnx, session_config
 
     if shutil.which("qemu-x86_64") is None:
         pytest.skip("qemu-x86_64 is not installed (Debian: apt-get install qemu-user); .ci/run installs it")
     g = torch.Generator().manual_seed(2)
-    qw = quantize_int8(torch.randn(32, 64, generator=g))  # codes near +-127: pairs of products overflow int16
-    x, dy = torch.randn(10, 64, generator=g), torch.randn(10, 32, generator=g)
+    qw = quantize_int8(torch.randn(256, 320, generator=g))  # 80 KB: pooled by SharedWeights; codes near +-127
+    x, dy = torch.randn(10, 320, generator=g), torch.randn(10, 256, generator=g)
     module = _BothProducts(qw)
-    spec = ProgramSpec((TensorSpec("x", (10, 64), "float32", "batch"), TensorSpec("dy", (10, 32), "float32", "batch")),
-                       (TensorSpec("y", (10, 32), "float32", "metric"), TensorSpec("dx", (10, 64), "float32", "metric")))
-    export_onnx(torch.export.export(module, (x, dy)), spec, tmp_path / "m.onnx")
+    spec = ProgramSpec((TensorSpec("x", (10, 320), "float32", "batch"), TensorSpec("dy", (10, 256), "float32", "batch")),
+                       (TensorSpec("y", (10, 256), "float32", "metric"), TensorSpec("dx", (10, 320), "float32", "metric")))
+    ep = torch.export.export(module, (x, dy))
+    assert session_config(ep) == INT8_SESSION_CONFIG
+    export_onnx(ep, spec, tmp_path / "m.onnx")
     np.savez(tmp_path / "in.npz", x=x.numpy(), dy=dy.numpy())
-    run = ("import numpy as np, onnxruntime as ort, sys; d = dict(np.load(sys.argv[1] + '/in.npz')); "
-           "y, dx = ort.InferenceSession(sys.argv[1] + '/m.onnx').run(None, d); "
-           "np.savez(sys.argv[1] + '/out.npz', y=y, dx=dx)")
-    p = subprocess.run(["qemu-x86_64", "-cpu", EMULATED_CPU, sys.executable, "-c", run, str(tmp_path)],
-                       capture_output=True, text=True, timeout=600)
+    (tmp_path / "config.json").write_text(json.dumps(session_config(ep)))
+    root = str(Path(__file__).resolve().parents[3])
+    p = subprocess.run(["qemu-x86_64", "-cpu", EMULATED_CPU, sys.executable, "-c", _EMULATED_RUN, str(tmp_path)],
+                       capture_output=True, text=True, timeout=600, cwd=root)
     assert p.returncode == 0, p.stderr[-3000:]
     got = np.load(tmp_path / "out.npz")
+    assert got["saturates"]  # the runner sees the emulated CPU, not the host's
     want_y, want_dx = (t.numpy() for t in module(x, dy))
-    np.testing.assert_allclose(got["y"], want_y, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(got["dx"], want_dx, rtol=1e-5, atol=1e-6)
+    for way in ("config", "shared"):
+        np.testing.assert_allclose(got[way + "_y"], want_y, rtol=1e-5, atol=1e-6, err_msg=way)
+        np.testing.assert_allclose(got[way + "_dx"], want_dx, rtol=1e-5, atol=1e-6, err_msg=way)
+    # without the entry the kernels saturate: what the entry is for
+    assert np.abs(got["bare_y"] - want_y).max() > 1e-2 * np.abs(want_y).max()
 
 
 def test_integer_linear_stays_close_to_float():
