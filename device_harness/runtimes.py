@@ -100,9 +100,10 @@ class SharedWeights:
     Each session gets the pool's tensor for every initializer of at least `MIN_BYTES` instead of
     its own; tensors are matched by dtype, shape and content (names are per capture). Constant
     folding and weight prepacking are off in these sessions: both make a private copy of every
-    weight per session (a folded transpose, a packed matrix). MiniLM's step and four buckets
-    (benchmarks/step_latency.py): 1264 MB in separate sessions, 463 MB shared, 419 MB for the
-    step alone; step times within the machine's run-to-run spread.
+    weight per session (a folded transpose, a packed matrix); folding stays on for integer
+    products on CPUs that need their weights widened (`INT8_PRODUCTS_KEY`). MiniLM's step and
+    four buckets (benchmarks/step_latency.py): 1158 MB in separate sessions, 398 MB shared, 397
+    MB for the step alone; step times within the machine's run-to-run spread.
     The files are read with `device_harness.onnx_weights` (a device has no `onnx` package)."""
 
     MIN_BYTES = 1 << 16
