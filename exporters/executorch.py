@@ -139,6 +139,7 @@ def _lower(ep: torch.export.ExportedProgram, path: Path) -> dict:
     from executorch.backends.xnnpack.partition.config import ALL_PARTITIONER_CONFIGS, ConvolutionConfig
     from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
 
+    from exporters.edge_passes import only_edge_passes_that_act
     from exporters.exir_planning import mutable_buffer_checks_by_outputs
     from exporters.xnnpack_partition import LinearTimeXnnpackPartitioner, contiguous_partitions_need_no_sort
     from exporters.xnnpack_passes import only_passes_that_act
@@ -152,7 +153,7 @@ def _lower(ep: torch.export.ExportedProgram, path: Path) -> dict:
     has_conv = any("convolution" in str(t) for t in call_targets(ep))
     partitioners = [LinearTimeXnnpackPartitioner([_static_kernel_convolution()]), rest] if has_conv else [rest]
     with (warnings.catch_warnings(), skip_noop_decompositions(ep), contiguous_partitions_need_no_sort(),
-          only_passes_that_act(), mutable_buffer_checks_by_outputs()):
+          only_passes_that_act(), only_edge_passes_that_act(), mutable_buffer_checks_by_outputs()):
         warnings.simplefilter("ignore")
         # ExecuTorch's IR verifiers re-run the whole graph on fake tensors to check dtypes; the
         # artifact's self-check runs the .pte itself against eager PyTorch

@@ -1,4 +1,4 @@
-"""XNNPACK's passes skipped where they find nothing to act on, memory planning's
+"""XNNPACK's and the edge dialect's passes skipped where they find nothing to act on, memory planning's
 mutable-buffer check answered from the outputs, the signature's tables built once and no
 provenance recorded: the .pte is byte for byte the one of ExecuTorch's full pipeline."""
 import contextlib
@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import exporters.executorch as et
+import exporters.edge_passes as edge
 import exporters.exir_planning as planning
 import exporters.xnnpack_passes as passes
 from edgetune import AdamW, FullyTrainable, LoRA, compile_step, prepare
@@ -41,24 +42,30 @@ def test_the_program_is_byte_for_byte_executorchs(tmp_path, monkeypatch, name):
 
     ep = STEPS[name]()
     ran, skipped = Counter(), Counter()
-    real_acts = passes.acts_on()
-    counting = {}
-    for pass_, acts in real_acts.items():
-        def check(graph, pass_=pass_, acts=acts):
-            act = acts(graph)
-            (ran if act else skipped)[pass_.__name__] += 1
-            return act
-        counting[pass_] = check
-    monkeypatch.setattr(passes, "acts_on", lambda: counting)
+
+    def counting(real_acts):
+        table = {}
+        for pass_, acts in real_acts.items():
+            def check(graph, pass_=pass_, acts=acts):
+                act = acts(graph)
+                (ran if act else skipped)[pass_.__name__] += 1
+                return act
+            table[pass_] = check
+        return table
+
+    xnnpack_table, edge_table = counting(passes.acts_on()), counting(edge.acts_on())
+    monkeypatch.setattr(passes, "acts_on", lambda: xnnpack_table)
+    monkeypatch.setattr(edge, "acts_on", lambda: edge_table)
     et.export_executorch(ep, tmp_path / "ours.pte")
     monkeypatch.setattr(passes, "only_passes_that_act", contextlib.nullcontext)
+    monkeypatch.setattr(edge, "only_edge_passes_that_act", contextlib.nullcontext)
     monkeypatch.setattr(planning, "mutable_buffer_checks_by_outputs", contextlib.nullcontext)
     monkeypatch.setattr(et, "signature_tables_once", contextlib.nullcontext)
     monkeypatch.setattr(et, "oldest_ancestor_only", contextlib.nullcontext)
     et.export_executorch(ep, tmp_path / "theirs.pte")
     assert XNNPACKPassManager.transform.__module__.startswith("executorch")  # restored
     print(f"{name}: ran {dict(ran)}, skipped {dict(skipped)}")
-    assert sum(skipped.values()) > 0
+    assert sum(skipped.values()) > 0 and skipped["SymToTensorPass"] > 0  # both kinds skipped something
     assert (tmp_path / "ours.pte").read_bytes() == (tmp_path / "theirs.pte").read_bytes()
     if name == "cnn":  # the convolution passes ran where there were convolutions
         assert ran["Conv1dUnsqueezePass"] > 0
