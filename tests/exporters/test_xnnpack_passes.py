@@ -7,8 +7,8 @@ from collections import Counter
 import pytest
 import torch
 
-import exporters.executorch as et
 import exporters.edge_passes as edge
+import exporters.executorch as et
 import exporters.exir_planning as planning
 import exporters.xnnpack_passes as passes
 from edgetune import AdamW, FullyTrainable, LoRA, compile_step, prepare
