@@ -119,11 +119,12 @@ def run_partitions(graph: torch.fx.Graph, groups: list[list[torch.fx.Node]], max
         if d == 0 and u not in lazy:
             ready[u in delegated].append(u)
     runs, before, run_of, partitions, placed = [[]], [[]], {}, [], set()  # runs alternate in kind, from portable
-    state = {"kind": False, "externals": None}
+    kind_now, externals = False, None  # the current run's kind; its partition's external values
 
     def place(u) -> bool:
         """Append unit ``u`` (after the weight-only units it reads) to the order and to the
         current run. -> False if those units form a cycle (a group that is not convex)."""
+        nonlocal kind_now, externals
         stack, visiting = [(u, False)], set()
         while stack:  # the weight-only units ``u`` reads and has not placed, depth first, each before its users
             v, expanded = stack.pop()
@@ -139,27 +140,27 @@ def run_partitions(graph: torch.fx.Graph, groups: list[list[torch.fx.Node]], max
                 continue
             placed.add(v)
             kind, here = v in delegated, len(runs) - 1
-            if (v in fixed and not kind and state["kind"]
+            if (v in fixed and not kind and kind_now
                     and all(run_of.get(root[a], -1) < here for n in members[v] for a in n.all_input_nodes)):
                 # a portable op on weights alone (the cast of int4 codes to fp32) goes before the
                 # delegated run that needs it, which it would otherwise split
                 before[here].extend(members[v])
                 run_of[v] = here - 0.5
             else:
-                if kind != state["kind"]:
-                    state["kind"] = kind
+                if kind != kind_now:
+                    kind_now = kind
                     runs.append([])
                     before.append([])
                     if kind:
                         partitions.append([])
-                        state["externals"] = _Externals()
+                        externals = _Externals()
                 runs[-1].extend(members[v])
                 run_of[v] = len(runs) - 1
                 if kind:
-                    if max_externals and not state["externals"].admit(members[v], max_externals):
+                    if max_externals and not externals.admit(members[v], max_externals):
                         partitions.append([])
-                        state["externals"] = _Externals()
-                        state["externals"].admit(members[v], max_externals)  # an empty partition takes any unit
+                        externals = _Externals()
+                        externals.admit(members[v], max_externals)  # an empty partition takes any unit
                     partitions[-1].extend(members[v])
             if v in lazy:
                 continue
@@ -173,7 +174,7 @@ def run_partitions(graph: torch.fx.Graph, groups: list[list[torch.fx.Node]], max
         return True
 
     while ready[True] or ready[False]:
-        u = ready[state["kind"]].popleft() if ready[state["kind"]] else ready[not state["kind"]].popleft()
+        u = ready[kind_now].popleft() if ready[kind_now] else ready[not kind_now].popleft()
         if u not in placed and not place(u):  # placed already: before a lazy unit that reads it
             return None
     for u in members:  # lazy units nothing varying reads (an output that is a constant)
