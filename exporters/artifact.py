@@ -224,7 +224,7 @@ def export_artifact(compiled: CompiledStep, out_dir: str | Path, formats: Sequen
         if "step" in variants:  # for step-time predictions on named boards (device_harness.host.predict)
             progress("counting the step's FLOPs and bytes")
             with log.stage("count FLOPs", "step"):
-                model["step_cost"] = step_cost(eps["step"], specs["step"], variants["step"][0].example_feeds(lr=PARITY_LR))
+                model["step_cost"] = step_cost(eps["step"], specs["step"])
         if tokenizer_json is not None:
             shutil.copyfile(tokenizer_json, tmp / "tokenizer.json")
         manifest = Manifest(

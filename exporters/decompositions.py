@@ -97,7 +97,8 @@ def decompose_locally(ep: torch.export.ExportedProgram, table: dict) -> torch.ex
     stand for the full pass: the program mutates its inputs, a call's decomposition makes a
     constant or returns other than one tensor, or an op of the table is left. The cost grows
     with the number of calls rewritten, not with the program (SmolLM2's step: a dequantize per
-    frozen matrix, among 29,000 nodes)."""
+    frozen matrix, among 29,000 nodes); calls of the same op on the same arguments and input
+    shapes share one trace (a decoder's layers: a few shapes)."""
     from torch._guards import detect_fake_mode
     from torch.fx.experimental.proxy_tensor import make_fx
 
@@ -109,6 +110,7 @@ def decompose_locally(ep: torch.export.ExportedProgram, table: dict) -> torch.ex
     graph = gm.graph
     calls = [n for n in graph.nodes if n.op == "call_function" and n.target in table]
     renamed: dict[str, str] = {}
+    traced: dict[tuple, torch.fx.GraphModule] = {}  # one trace per op, arguments and input shapes
     for node in calls:
         flat, structure = pytree.tree_flatten((node.args, node.kwargs))
         tensors = [a for a in flat if isinstance(a, torch.fx.Node)]
@@ -119,17 +121,24 @@ def decompose_locally(ep: torch.export.ExportedProgram, table: dict) -> torch.ex
                                                  structure)
             return table[node.target](*args, **kwargs)
 
-        with fake_mode:
-            sub = make_fx(call, decomposition_table=table)(*(a.meta["val"] for a in tensors))
+        vals = [a.meta["val"] for a in tensors]
+        key = (node.target, structure, repr([None if isinstance(a, torch.fx.Node) else a for a in flat]),
+               tuple((v.shape, v.dtype, v.stride()) for v in vals))
+        if key not in traced:
+            with fake_mode:
+                traced[key] = make_fx(call, decomposition_table=table)(*vals)
+        sub = traced[key]
         if any(n.op == "get_attr" for n in sub.graph.nodes):
             return None
         env = dict(zip((n for n in sub.graph.nodes if n.op == "placeholder"), tensors))
         meta = {k: v for k, v in node.meta.items() if k not in ("val", "tensor_meta")}  # where it came from
-        with graph.inserting_before(node):
+        with graph.inserting_before(node), fake_mode:
             for n in sub.graph.nodes:
                 if n.op == "call_function":
                     env[n] = graph.node_copy(n, lambda x: env[x])
-                    env[n].meta = {**meta, "val": n.meta["val"]}
+                    v = n.meta["val"]  # each copy its own value, as its own trace would give
+                    env[n].meta = {**meta, "val": torch.empty_strided(v.shape, v.stride(), dtype=v.dtype, device=v.device)
+                                   if isinstance(v, torch.Tensor) else v}
                 elif n.op == "output":
                     out = n.args[0]
         if not isinstance(out, torch.fx.Node):

@@ -1,4 +1,5 @@
-"""ExecuTorch's conversion to its edge dialect, each pass run only where it can change something.
+"""ExecuTorch's conversion to its edge dialect: each pass run only where it can change something,
+and the op-by-op rewrites run in one interpretation.
 
 `to_edge` runs about a dozen passes over the whole program before partitioning. Most are
 ExportPasses: each re-interprets every node on fake tensors, whether it changes anything or
@@ -8,6 +9,15 @@ sizes: edgetune's shapes are static), `NormalizeTransposePass` (`aten.t`: the ca
 decomposes it) and `ReplaceBrokenOpsWithFunctionalOpsPass` (view ops, which
 `ReplaceViewOpsWithViewCopyOpsPass` has replaced before its turn). Here each of those runs
 only if the graph, as it stands at its turn, holds such an op; every other pass always runs.
+
+Four more are op-by-op rewrites, each its own re-interpretation: `ScalarToTensorPass`,
+`RemoveMixedTypeOperators`, `OpReplacePass` (aten to edge ops) and `MemoryFormatOpsPass`
+(about 75 s of SmolLM2's 380 s of lowering). They run here as one interpretation
+(`_one_interpretation`), each op handed through the four rewrites in their order. Between
+the first and the second, ExecuTorch runs three graph edits (`RemoveNoopPass`,
+`PruneEmptyTensorsPass`, `RemoveToCopyPass`) that read only what `ScalarToTensorPass` leaves
+alone (`to`, `dropout`, `slice_copy`, `cat` and `_to_copy` nodes and their shapes); they run
+before the fused rewrites instead. The tests check the .pte is byte for byte the same.
 """
 from __future__ import annotations
 
@@ -43,24 +53,55 @@ def acts_on() -> dict[type, Callable[[torch.fx.Graph], bool]]:
     }
 
 
+def _one_interpretation(config):
+    """The pass running ScalarToTensorPass, RemoveMixedTypeOperators, OpReplacePass and (unless
+    ``config`` skips dim orders) MemoryFormatOpsPass in one interpretation: each is an
+    ExportPass rewriting one op at a time and handing it on with ``super().call_operator``, so
+    chained by inheritance, each op goes through all four in this order."""
+    from executorch.exir.passes import MemoryFormatOpsPass, OpReplacePass, ScalarToTensorPass
+    from executorch.exir.passes.remove_mixed_type_operators import RemoveMixedTypeOperators
+
+    chain = (ScalarToTensorPass, RemoveMixedTypeOperators, OpReplacePass)
+    chain += () if config._skip_dim_order else (MemoryFormatOpsPass,)
+    return type("EdgeRewrites", chain, {})()
+
+
+class _Skipped:
+    """A pass whose work `_one_interpretation` does."""
+
+    def __call__(self, gm):
+        from torch.fx.passes.infra.pass_base import PassResult
+
+        return PassResult(gm, False)
+
+
 @contextlib.contextmanager
 def only_edge_passes_that_act():
-    """While converting to the edge dialect, skip each of the passes above that finds nothing to act on."""
+    """While converting to the edge dialect, skip each of the passes above that finds nothing
+    to act on, and run the four op rewrites as one."""
+    from executorch.exir.passes import ScalarToTensorPass
+    from executorch.exir.passes.remove_mixed_type_operators import RemoveMixedTypeOperators
     from executorch.exir.program import _program
     from torch.fx.passes.infra.pass_base import PassResult
 
     real = _program._get_aten_to_edge_passes
     table = acts_on()
 
+    def kind(pass_):
+        return type(getattr(pass_, "__wrapped__", pass_))  # the pass manager wraps each pass
+
     def gated(pass_):
-        acts = table.get(type(getattr(pass_, "__wrapped__", pass_)))  # the pass manager wraps each pass
+        acts = table.get(kind(pass_))
         if acts is None:
             return pass_
         return lambda gm: pass_(gm) if acts(gm.graph) else PassResult(gm, False)
 
     def get_passes(config):
         pre, post = real(config)
-        return [gated(p) for p in pre], post
+        fused = _one_interpretation(config)
+        pre = [fused if kind(p) is RemoveMixedTypeOperators else gated(p) for p in pre if kind(p) is not ScalarToTensorPass]
+        return pre, post
 
-    with mock.patch.multiple(_program, _get_aten_to_edge_passes=get_passes):
+    with mock.patch.multiple(_program, _get_aten_to_edge_passes=get_passes, OpReplacePass=_Skipped,
+                             MemoryFormatOpsPass=_Skipped):
         yield

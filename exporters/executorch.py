@@ -27,8 +27,10 @@ memory plan does not hold the whole model in fp32 from the forward to the backwa
 XNNPACK's configs choose the delegated ops; the partitions are found in linear time
 (`exporters.xnnpack_partition`): ExecuTorch's own grouping grows with the square of a
 training step's length and ran out of memory on SmolLM2's. XNNPACK's per-partition passes
-run only where they find something to act on (`exporters.xnnpack_passes`), and memory
-planning does not rebuild the signature's tables per node (`exporters.exir_planning`).
+run only where they find something to act on (`exporters.xnnpack_passes`), each distinct
+partition is compiled once (`exporters.xnnpack_reuse`: a decoder's layers repeat the same
+few), and memory planning does not rebuild the signature's tables per node
+(`exporters.exir_planning`).
 """
 from __future__ import annotations
 
@@ -41,7 +43,7 @@ from torch._decomp import core_aten_decompositions
 
 from edgetune.quant.int8_matmul import INT8_MATMUL_OP
 from exporters.decompositions import call_targets, decompose_locally, quant_references, skip_noop_decompositions
-from exporters.fx_bookkeeping import oldest_ancestor_only, signature_tables_once
+from exporters.fx_bookkeeping import delegate_outputs_from_metadata, oldest_ancestor_only, signature_tables_once
 from exporters.rematerialize import one_copy_per_use
 from exporters.xnnpack_int8 import int8_matmuls_to_xnnpack
 
@@ -141,8 +143,9 @@ def _lower(ep: torch.export.ExportedProgram, path: Path) -> dict:
 
     from exporters.edge_passes import only_edge_passes_that_act
     from exporters.exir_planning import mutable_buffer_checks_by_outputs
-    from exporters.xnnpack_partition import LinearTimeXnnpackPartitioner, contiguous_partitions_need_no_sort
+    from exporters.xnnpack_partition import LinearTimeXnnpackPartitioner, contiguous_partitions_need_no_sort, one_scan_per_graph
     from exporters.xnnpack_passes import only_passes_that_act
+    from exporters.xnnpack_reuse import one_compile_per_distinct_partition
 
     # convolutions first, with their kernels packed as static weights; then the rest, whose
     # matmuls take dynamic weights (force_non_static_weights_for_f32_linear would make the
@@ -153,7 +156,8 @@ def _lower(ep: torch.export.ExportedProgram, path: Path) -> dict:
     has_conv = any("convolution" in str(t) for t in call_targets(ep))
     partitioners = [LinearTimeXnnpackPartitioner([_static_kernel_convolution()]), rest] if has_conv else [rest]
     with (warnings.catch_warnings(), skip_noop_decompositions(ep), contiguous_partitions_need_no_sort(),
-          only_passes_that_act(), only_edge_passes_that_act(), mutable_buffer_checks_by_outputs()):
+          only_passes_that_act(), only_edge_passes_that_act(), mutable_buffer_checks_by_outputs(),
+          one_scan_per_graph(), one_compile_per_distinct_partition(), delegate_outputs_from_metadata()):
         warnings.simplefilter("ignore")
         # ExecuTorch's IR verifiers re-run the whole graph on fake tensors to check dtypes; the
         # artifact's self-check runs the .pte itself against eager PyTorch

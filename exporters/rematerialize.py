@@ -5,8 +5,9 @@ what it computes from the weight alone: its transpose (the forward's ``x @ W^T``
 backward's ``dy @ W``), or its dequantized values. The traced step computes those once, in
 the forward, and keeps them for the backward: the whole model's weights, in fp32, alive at
 once at the turn of the step. ExecuTorch plans that memory ahead (MiniLM's fp32 step: 79 MB
-of its 94 MB plan; SmolLM2's int4 step: most of 2,679 MB, 113 MB after). Here each use gets its own copy of the
-computation, and ExecuTorch's partitioner places a copy just before its user
+of its 94 MB plan; SmolLM2's int4 step: most of 2,679 MB, 113 MB after). Here each use gets
+its own copy of the computation (a value read twice within it, the int4 codes' cast, is
+computed once per copy), and ExecuTorch's partitioner places a copy just before its user
 (`exporters.xnnpack_partition.run_partitions`), inside the same XNNPACK call: the fp32
 weight lives for one product. The price is one more transpose or dequantization of each
 weight per step, measured by `benchmarks/step_latency.py`.
@@ -40,21 +41,44 @@ def nbytes(node: torch.fx.Node) -> int:
 
 
 def one_copy_per_use(ep: torch.export.ExportedProgram) -> int:
-    """Give each user of a weight-only tensor of at least MIN_BYTES its own copy of the nodes
-    computing it, in ``ep``'s graph (edited in place: a program of the caller's own). The
-    outputs and signature are unchanged. -> the number of nodes copied."""
+    """Give each read of a weight-only tensor of at least MIN_BYTES by a varying node its own
+    copy of the weight-only nodes computing it, in ``ep``'s graph (edited in place: a program
+    of the caller's own). Within one copy, a value read twice (the int4 codes' cast, read by
+    both nibbles) is computed once. The outputs and signature are unchanged. -> the number of
+    nodes copied."""
     graph = ep.graph
     varying = depends_on(graph, user_input_placeholders(ep))
+
+    def fixed(n) -> bool:
+        return n.op == "call_function" and n not in varying and nbytes(n) >= MIN_BYTES
+
+    claimed: set[torch.fx.Node] = set()  # weight-only nodes serving a read already
     copied = 0
-    # users first: a copied user reads its inputs once more, and they are copied in turn
-    for n in reversed(list(graph.nodes)):
-        if n.op != "call_function" or n in varying or nbytes(n) < MIN_BYTES:
+    for user in list(graph.nodes):
+        if user not in varying or user.op == "output":
             continue
-        for user in [u for u in n.users if u.op != "output"][1:]:
-            with graph.inserting_before(user):
-                copy = graph.node_copy(n)
-            user.replace_input_with(n, copy)
-            copied += 1
+        for n in dict.fromkeys(a for a in user.all_input_nodes if fixed(a)):
+            cone, stack = {}, [n]  # n and the large weight-only nodes it is computed from
+            while stack:
+                m = stack.pop()
+                if m not in cone:
+                    cone[m] = None
+                    stack.extend(a for a in m.all_input_nodes if fixed(a))
+            copy: dict[torch.fx.Node, torch.fx.Node] = {}
+            order = sorted(cone, key=lambda m: m._sort_key)  # inputs before their users
+            for m in order:
+                if m in claimed or any(a in copy for a in m.all_input_nodes):
+                    with graph.inserting_before(user):
+                        copy[m] = graph.node_copy(m, lambda a: copy.get(a, a))
+                    copied += 1
+                else:
+                    claimed.add(m)
+            if n in copy:
+                user.replace_input_with(n, copy[n])
+            for m in reversed(order):  # an unclaimed node copied for its claimed input, now unread
+                if m in copy and m not in claimed and not m.users:
+                    graph.erase_node(m)
+                    copied -= 1
     if copied:
         ep.graph_module.recompile()
     return copied

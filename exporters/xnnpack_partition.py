@@ -16,10 +16,11 @@ topological order is convex (no path leaves it and comes back), so no partition 
 cycle. Should a matched group not be convex itself, the graph of units has a cycle, and
 ExecuTorch's own partitioner is used instead.
 
-Three more costs of the same kind are removed while a step is lowered: XNNPACK's configs
+More costs of the same kind are removed while a step is lowered: XNNPACK's configs
 repeated two whole-graph lookups per node they matched (`_graph_lookups_once`), and
 ExecuTorch copied, re-sorted and recompiled the whole graph after fusing each partition
-(`contiguous_partitions_need_no_sort`).
+(`contiguous_partitions_need_no_sort`) and scanned it three more times per partition
+(`one_scan_per_graph`).
 """
 from __future__ import annotations
 
@@ -276,4 +277,59 @@ def contiguous_partitions_need_no_sort():
         return real_create(tagged_graph_module, partition_result, owning_program, *args, **kwargs)
 
     with mock.patch.multiple(backend_api, create_submodule_from_nodes=fuse, _create_partitions_in_graph_module=create):
+        yield
+
+
+def _contiguous(nodes: list[torch.fx.Node]) -> bool:
+    """Whether ``nodes`` are one unbroken run of their graph's order (then no path leaves the
+    run and comes back: the partition forms no cycle)."""
+    run = sorted(nodes, key=lambda n: n._sort_key)
+    return all(a.next is b for a, b in zip(run, run[1:]))
+
+
+@contextmanager
+def one_scan_per_graph():
+    """While ExecuTorch fuses the partitions, three whole-graph scans per partition are made
+    once or not at all: listing a tag's nodes (here every tag's, in one scan when fusing
+    starts), checking a partition forms no cycle (a contiguous one cannot: see
+    `contiguous_partitions_need_no_sort`; any other is checked as before) and finding where the
+    fused call goes (after the partition's last output, found among its outputs). Fusing a
+    partition removes only its own nodes, so the others' lists stay as listed."""
+    from executorch.exir import lowered_backend_module
+    from executorch.exir.backend import backend_api
+    from torch.fx.passes.utils import fuser_utils
+
+    real_create, real_tagged = backend_api._create_partitions_in_graph_module, backend_api._get_node_list_with_same_tag
+    real_validate, real_insert = fuser_utils.validate_partition, lowered_backend_module.insert_subgm
+    listed: dict[torch.fx.Graph, dict[str, list[torch.fx.Node]]] = {}  # per graph being fused: tag -> its nodes
+
+    def create(tagged_graph_module, *args, **kwargs):
+        try:
+            return real_create(tagged_graph_module, *args, **kwargs)
+        finally:
+            listed.pop(tagged_graph_module.graph, None)
+
+    def tagged(tagged_graph_module, tag, owning_program):
+        graph = tagged_graph_module.graph
+        if graph not in listed:  # the first listing of this graph: its order is final (no partition fused yet)
+            listed[graph] = {}
+            for n in graph.nodes:
+                if "delegation_tag" in n.meta:
+                    listed[graph].setdefault(n.meta["delegation_tag"], []).append(n)
+        nodes = listed[graph].get(tag, [])
+        if any(n.op == "placeholder" for n in nodes):  # a constant taken into a partition: ExecuTorch checks it
+            return real_tagged(tagged_graph_module, tag, owning_program)
+        return list(nodes)
+
+    def validate(partition):
+        return _contiguous(partition) or real_validate(partition)
+
+    def insert(gm, sub_gm, orig_inputs, orig_outputs, insertion_point=None):
+        if insertion_point is None and orig_outputs:
+            insertion_point = max(orig_outputs, key=lambda n: n._sort_key)
+        return real_insert(gm, sub_gm, orig_inputs, orig_outputs, insertion_point)
+
+    with mock.patch.multiple(backend_api, _create_partitions_in_graph_module=create, _get_node_list_with_same_tag=tagged), \
+            mock.patch.multiple(fuser_utils, validate_partition=validate), \
+            mock.patch.multiple(lowered_backend_module, insert_subgm=insert):
         yield

@@ -24,7 +24,7 @@ def test_cost_of_a_known_program_is_the_formula():
     ep = torch.export.export(m, (feeds["x"], feeds["s"]))
     spec = ProgramSpec((TensorSpec("x", (8, 64), "float32", "batch"), TensorSpec("s", (32,), "float32", "state")),
                        (TensorSpec("y", (8, 32), "float32", "metric"),))
-    cost = step_cost(ep, spec, feeds)
+    cost = step_cost(ep, spec)
     assert cost["flops"] == 2 * 8 * 64 * 32  # one [8,64] x [64,32] matmul
     assert cost["weight_bytes"] == (32 * 64 + 32) * 4 and cost["state_bytes"] == 32 * 4 and cost["batch_bytes"] == 8 * 64 * 4
     assert cost["bytes"] == cost["weight_bytes"] + 2 * cost["state_bytes"] + cost["batch_bytes"]

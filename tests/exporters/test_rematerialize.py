@@ -84,3 +84,33 @@ def test_the_executorch_steps_memory_plan_holds_no_weights_at_once(quant, tmp_pa
     print(f"{quant or 'fp32'}: planned {ours / 2**20:.2f} MB, {early / 2**20:.2f} MB computed once and early; "
           f"frozen matrices {frozen / 2**20:.2f} MB")
     assert early - ours >= frozen
+
+
+def test_a_copy_computes_each_value_once(monkeypatch):
+    """Decomposed, an int4 dequantization casts its codes once and reads the cast for both
+    nibbles: each cast serves one read, and no read is served by two casts of the same codes."""
+    import exporters.executorch as ex
+    from exporters.fx_bookkeeping import oldest_ancestor_only, signature_tables_once
+
+    monkeypatch.setattr(remat, "MIN_BYTES", 0)
+    with signature_tables_once(), oldest_ancestor_only():
+        ep = ex._decompose(_decoder_step("int4").capture("step"))
+    varying = remat.depends_on(ep.graph, remat.user_input_placeholders(ep))
+
+    def reads(n) -> set:
+        """The varying nodes reading ``n``, directly or through weight-only nodes."""
+        found, stack = set(), [n]
+        while stack:
+            for u in stack.pop().users:
+                if u in varying:
+                    found.add(u)
+                else:
+                    stack.append(u)
+        return found
+
+    casts = [n for n in ep.graph.nodes if n.target is torch.ops.aten._to_copy.default
+             and n.args[0].meta["val"].dtype == torch.uint8]
+    served = [(c.args[0], *reads(c)) for c in casts]
+    assert len(casts) > 2 * 2 * 7  # two layers of seven int4 matrices, each read at least twice
+    assert all(len(s) == 2 for s in served)  # each cast serves one read
+    assert len(set(served)) == len(served)  # no read served by two casts
