@@ -230,6 +230,15 @@ def _graph_lookups_once():
         yield
 
 
+def _nodes_by_tag(graph: torch.fx.Graph) -> dict[str, list[torch.fx.Node]]:
+    """Delegation tag -> the nodes carrying it, in graph order."""
+    tags: dict[str, list[torch.fx.Node]] = {}
+    for n in graph.nodes:
+        if "delegation_tag" in n.meta:
+            tags.setdefault(n.meta["delegation_tag"], []).append(n)
+    return tags
+
+
 def _reorder(gm: torch.fx.GraphModule, order: list[torch.fx.Node]) -> None:
     """Put ``gm``'s nodes in ``order`` (a topological one), placeholders kept first, as the
     program's signature lists them: each partition's computing nodes are then contiguous."""
@@ -266,11 +275,9 @@ def contiguous_partitions_need_no_sort():
         return sub, next(n for n in gm.graph.nodes if n.op == "call_module" and n.target == call.target)
 
     def create(tagged_graph_module, partition_result, owning_program, *args, **kwargs):
-        tags: dict[str, list[torch.fx.Node]] = {}
-        for n in tagged_graph_module.graph.nodes:
-            if n.meta.get("delegation_tag") in partition_result.partition_tags:
-                tags.setdefault(n.meta["delegation_tag"], []).append(n)
-        found = run_partitions(tagged_graph_module.graph, list(tags.values()),
+        tags = _nodes_by_tag(tagged_graph_module.graph)
+        found = run_partitions(tagged_graph_module.graph,
+                               [ns for tag, ns in tags.items() if tag in partition_result.partition_tags],
                                inputs=user_input_placeholders(owning_program))
         if found is not None:
             _reorder(tagged_graph_module, found[0])
@@ -312,10 +319,7 @@ def one_scan_per_graph():
     def tagged(tagged_graph_module, tag, owning_program):
         graph = tagged_graph_module.graph
         if graph not in listed:  # the first listing of this graph: its order is final (no partition fused yet)
-            listed[graph] = {}
-            for n in graph.nodes:
-                if "delegation_tag" in n.meta:
-                    listed[graph].setdefault(n.meta["delegation_tag"], []).append(n)
+            listed[graph] = _nodes_by_tag(graph)
         nodes = listed[graph].get(tag, [])
         if any(n.op == "placeholder" for n in nodes):  # a constant taken into a partition: ExecuTorch checks it
             return real_tagged(tagged_graph_module, tag, owning_program)

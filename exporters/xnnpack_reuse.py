@@ -6,8 +6,8 @@ way), and since every frozen weight reaches them as an input (the matmuls' weigh
 dynamic, see `exporters.executorch`), none holds constant data. XNNPACK's preprocess (its
 seventeen passes and the serialization) cost 127 s of that export's 380 s of lowering. Here
 a partition whose graph equals one already compiled - the same ops, arguments, shapes,
-dtypes, strides and partitioner configs, in the same order, with the same compile specs -
-takes that one's compiled bytes; so export cost grows with the number of distinct
+dtypes, strides and other non-provenance metadata, in the same order, with the same compile
+specs - takes that one's compiled bytes; so export cost grows with the number of distinct
 partitions, not with depth. A partition holding constants is always compiled itself (its
 bytes name its data). What differs between equal partitions is provenance only: node
 names, partition tags and the debug handles XNNPACK writes into the blob for profiling,
