@@ -29,8 +29,8 @@ XNNPACK's configs choose the delegated ops; the partitions are found in linear t
 training step's length and ran out of memory on SmolLM2's. XNNPACK's per-partition passes
 run only where they find something to act on (`exporters.xnnpack_passes`), each distinct
 partition is compiled once (`exporters.xnnpack_reuse`: a decoder's layers repeat the same
-few), and memory planning does not rebuild the signature's tables per node
-(`exporters.exir_planning`).
+few), and memory planning does not rebuild the signature's tables per node nor re-read each
+placed tensor per tensor it places (`exporters.exir_planning`).
 """
 from __future__ import annotations
 
@@ -142,8 +142,13 @@ def _lower(ep: torch.export.ExportedProgram, path: Path) -> dict:
     from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
 
     from exporters.edge_passes import only_edge_passes_that_act
-    from exporters.exir_planning import mutable_buffer_checks_by_outputs
-    from exporters.xnnpack_partition import LinearTimeXnnpackPartitioner, contiguous_partitions_need_no_sort, one_scan_per_graph
+    from exporters.exir_planning import mutable_buffer_checks_by_outputs, placements_read_once
+    from exporters.xnnpack_partition import (
+        LinearTimeXnnpackPartitioner,
+        contiguous_partitions_need_no_sort,
+        one_scan_per_graph,
+        partition_in_place,
+    )
     from exporters.xnnpack_passes import only_passes_that_act
     from exporters.xnnpack_reuse import one_compile_per_distinct_partition
 
@@ -157,7 +162,8 @@ def _lower(ep: torch.export.ExportedProgram, path: Path) -> dict:
     partitioners = [LinearTimeXnnpackPartitioner([_static_kernel_convolution()]), rest] if has_conv else [rest]
     with (warnings.catch_warnings(), skip_noop_decompositions(ep), contiguous_partitions_need_no_sort(),
           only_passes_that_act(), only_edge_passes_that_act(), mutable_buffer_checks_by_outputs(),
-          one_scan_per_graph(), one_compile_per_distinct_partition(), delegate_outputs_from_metadata()):
+          one_scan_per_graph(), partition_in_place(), one_compile_per_distinct_partition(), delegate_outputs_from_metadata(),
+          placements_read_once()):
         warnings.simplefilter("ignore")
         # ExecuTorch's IR verifiers re-run the whole graph on fake tensors to check dtypes; the
         # artifact's self-check runs the .pte itself against eager PyTorch

@@ -25,6 +25,7 @@ asked per node:
 from __future__ import annotations
 
 import contextlib
+import operator
 from unittest import mock
 
 from torch.export.graph_signature import ExportGraphSignature, InputSpec, OutputSpec, TensorArgument
@@ -36,28 +37,28 @@ _TABLES = {"inputs_to_parameters": "input_specs", "inputs_to_buffers": "input_sp
 @contextlib.contextmanager
 def signature_tables_once():
     """Within the block, each signature's tables are built once and rebuilt only after a change:
-    its spec list replaced, grown or shrunk, or a field of any spec or argument set (which is
-    how torch and ExecuTorch rename or retype a spec in place). The tables are read-only
+    its spec list replaced or its specs not the ones the table was built from, or a field of a
+    spec or argument set anew (which is how torch and ExecuTorch rename or retype a spec in
+    place). Each partition ExecuTorch lowers makes new specs for its own signature: the specs
+    are compared only then, one by one by identity, not rebuilt. The tables are read-only
     mappings, so handing out the same one is safe."""
-    memo: dict[tuple[int, str], tuple] = {}
-    generation = [0]
-
-    def state(sig: ExportGraphSignature, specs_attr: str) -> tuple:
-        specs = getattr(sig, specs_attr)
-        return (specs, len(specs), specs[0] if specs else None, specs[-1] if specs else None, generation[0])
-
-    def unchanged(old: tuple, new: tuple) -> bool:
-        return old[0] is new[0] and old[1] == new[1] and old[2] is new[2] and old[3] is new[3] and old[4] == new[4]
+    memo: dict[tuple[int, str], list] = {}
+    edited, made = [0], [0]  # fields set anew; specs or arguments made
 
     def once(name: str, specs_attr: str) -> property:
         build = getattr(ExportGraphSignature, name).fget
 
         def table(self: ExportGraphSignature):
-            now, hit = state(self, specs_attr), memo.get((id(self), name))
-            if hit is not None and hit[0] is self and unchanged(hit[1], now):
-                return hit[2]
+            specs, hit = getattr(self, specs_attr), memo.get((id(self), name))
+            # hit: [signature, its spec list, the specs then (held: their ids are not reused), edits, makes, table]
+            if hit is not None and hit[0] is self and hit[1] is specs and hit[3] == edited[0]:
+                if hit[4] == made[0]:
+                    return hit[5]
+                if len(specs) == len(hit[2]) and all(map(operator.is_, specs, hit[2])):
+                    hit[4] = made[0]
+                    return hit[5]
             built = build(self)
-            memo[(id(self), name)] = (self, now, built)  # holding self: its id is not reused meanwhile
+            memo[(id(self), name)] = [self, specs, tuple(specs), edited[0], made[0], built]
             return built
 
         return property(table)
@@ -66,7 +67,7 @@ def signature_tables_once():
         real = cls.__setattr__
 
         def setattr_(self, key, value):
-            generation[0] += 1
+            (edited if key in self.__dict__ else made)[0] += 1  # a dataclass's __init__ sets each field once
             real(self, key, value)
 
         return setattr_

@@ -19,8 +19,9 @@ ExecuTorch's own partitioner is used instead.
 More costs of the same kind are removed while a step is lowered: XNNPACK's configs
 repeated two whole-graph lookups per node they matched (`_graph_lookups_once`), and
 ExecuTorch copied, re-sorted and recompiled the whole graph after fusing each partition
-(`contiguous_partitions_need_no_sort`) and scanned it three more times per partition
-(`one_scan_per_graph`).
+(`contiguous_partitions_need_no_sort`), scanned it four more times per partition
+(`one_scan_per_graph`) and deep-copied the whole program for each partitioner to tag
+(`partition_in_place`).
 """
 from __future__ import annotations
 
@@ -296,17 +297,20 @@ def _contiguous(nodes: list[torch.fx.Node]) -> bool:
 
 @contextmanager
 def one_scan_per_graph():
-    """While ExecuTorch fuses the partitions, three whole-graph scans per partition are made
+    """While ExecuTorch fuses the partitions, four whole-graph scans per partition are made
     once or not at all: listing a tag's nodes (here every tag's, in one scan when fusing
-    starts), checking a partition forms no cycle (a contiguous one cannot: see
-    `contiguous_partitions_need_no_sort`; any other is checked as before) and finding where the
-    fused call goes (after the partition's last output, found among its outputs). Fusing a
-    partition removes only its own nodes, so the others' lists stay as listed."""
+    starts), looking for the tag's constants to duplicate (only the graph's placeholders can
+    be: a tag none of them carries has nothing to duplicate), checking a partition forms no
+    cycle (a contiguous one cannot: see `contiguous_partitions_need_no_sort`; any other is
+    checked as before) and finding where the fused call goes (after the partition's last
+    output, found among its outputs). Fusing a partition removes only its own nodes, so the
+    others' lists stay as listed."""
     from executorch.exir import lowered_backend_module
     from executorch.exir.backend import backend_api
     from torch.fx.passes.utils import fuser_utils
 
     real_create, real_tagged = backend_api._create_partitions_in_graph_module, backend_api._get_node_list_with_same_tag
+    real_duplicate = backend_api._maybe_duplicate_constant_nodes
     real_validate, real_insert = fuser_utils.validate_partition, lowered_backend_module.insert_subgm
     listed: dict[torch.fx.Graph, dict[str, list[torch.fx.Node]]] = {}  # per graph being fused: tag -> its nodes
 
@@ -325,6 +329,10 @@ def one_scan_per_graph():
             return real_tagged(tagged_graph_module, tag, owning_program)
         return list(nodes)
 
+    def duplicate(tagged_exported_program, tag):
+        if any(n.meta.get("delegation_tag") == tag for n in tagged_exported_program.graph.find_nodes(op="placeholder")):
+            real_duplicate(tagged_exported_program, tag)
+
     def validate(partition):
         return _contiguous(partition) or real_validate(partition)
 
@@ -333,7 +341,39 @@ def one_scan_per_graph():
             insertion_point = max(orig_outputs, key=lambda n: n._sort_key)
         return real_insert(gm, sub_gm, orig_inputs, orig_outputs, insertion_point)
 
-    with mock.patch.multiple(backend_api, _create_partitions_in_graph_module=create, _get_node_list_with_same_tag=tagged), \
+    with mock.patch.multiple(backend_api, _create_partitions_in_graph_module=create, _get_node_list_with_same_tag=tagged,
+                             _maybe_duplicate_constant_nodes=duplicate), \
             mock.patch.multiple(fuser_utils, validate_partition=validate), \
             mock.patch.multiple(lowered_backend_module, insert_subgm=insert):
+        yield
+
+
+@contextmanager
+def partition_in_place():
+    """While lowering, the partitioner tags the edge program's own graph. ExecuTorch first
+    deep-copies the whole program (about 3 s per copy of SmolLM2's step graph, one copy per
+    partitioner) so that partitioning cannot change the caller's program. Within
+    `to_edge_transform_and_lower` the edge graph is its own, made from the captured program by
+    the edge passes and dropped once lowered. What partitioning edits besides the graph (the
+    signature, the state dict's entries) is copied as ExecuTorch copies it: the state dict's
+    mapping may be the captured program's. A copied graph lists each node's users in graph
+    order, which the partitions' inputs follow; the edge passes leave them in the order they
+    were made, so they are put in graph order here (the .pte is byte for byte the same)."""
+    import copy
+
+    from executorch.exir.backend import backend_api
+
+    def same_graph(program: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
+        for n in program.graph.nodes:
+            n.users = dict.fromkeys(sorted(n.users, key=lambda u: u._sort_key))
+        # a shallow copy (as ExecuTorch's pass manager makes): a new ExportedProgram would
+        # regenerate the whole graph's code
+        tagged = copy.copy(program)
+        tagged._graph_signature = copy.deepcopy(program.graph_signature)
+        tagged._state_dict = dict(program.state_dict)
+        tagged._range_constraints = copy.deepcopy(program.range_constraints)
+        tagged._module_call_graph = copy.deepcopy(program.module_call_graph)
+        return tagged
+
+    with mock.patch.multiple(backend_api, get_fake_program=same_graph):
         yield

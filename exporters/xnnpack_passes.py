@@ -36,8 +36,14 @@ def _any_target(targets) -> Callable[[torch.fx.Graph], bool]:
 
 
 def _pattern_ops(patterns) -> Callable[[torch.fx.Graph], bool]:
-    """A subgraph matcher finds a pattern only where every op of the pattern occurs."""
-    return lambda graph: any(_names(_targets(p.graph)) <= _names(_targets(graph)) for p in patterns())
+    """A subgraph matcher finds a pattern only where every op of the pattern occurs. The
+    patterns are traced once (``patterns()`` traces them anew on each call)."""
+    ops = functools.cache(lambda: [_names(_targets(p.graph)) for p in patterns()])
+    def found(graph: torch.fx.Graph) -> bool:
+        names = _names(_targets(graph))
+        return any(o <= names for o in ops())
+
+    return found
 
 
 @functools.cache

@@ -15,13 +15,17 @@ which then point at the first such partition's nodes. ExecuTorch's emitter store
 blobs once, so the .pte shrinks too.
 
 Each partition is compiled from a copy of its graph, which XNNPACK's passes would otherwise
-edit in place: every lowered module keeps the graph it was partitioned with.
+edit in place: every lowered module keeps the graph it was partitioned with. ExecuTorch
+deep-copies every partition before handing it to the backend for the same reason; that
+copy is left out here (a reused partition needs none, a compiled one gets its own).
 """
 from __future__ import annotations
 
 import contextlib
 import copy
 import hashlib
+import types
+import weakref
 from unittest import mock
 
 import torch
@@ -71,10 +75,20 @@ def one_compile_per_distinct_partition():
     """While lowering to XNNPACK, compile each distinct partition once (see the module
     docstring); yields the counts {"compiled": n, "reused": m}."""
     from executorch.backends.xnnpack.xnnpack_preprocess import XnnpackBackend
+    from executorch.exir.backend import backend_api
 
-    real = XnnpackBackend.preprocess
+    real, real_partition = XnnpackBackend.preprocess, backend_api.create_exported_program_from_submodule
     compiled: dict[str, object] = {}
     counts = {"compiled": 0, "reused": 0}
+    partitions = weakref.WeakSet()  # the partitions' programs, which `preprocess` never edits
+
+    def partition(*args, **kwargs):
+        made = real_partition(*args, **kwargs)  # (program, input specs, output specs) to delete
+        partitions.add(made[0])
+        return made
+
+    def deepcopy(value, memo=None):
+        return value if isinstance(value, torch.export.ExportedProgram) and value in partitions else copy.deepcopy(value, memo)
 
     def preprocess(edge_program, compile_specs):
         key = partition_key(edge_program, compile_specs)
@@ -87,5 +101,7 @@ def one_compile_per_distinct_partition():
             compiled[key] = result
         return result
 
-    with mock.patch.object(XnnpackBackend, "preprocess", staticmethod(preprocess)):
+    with mock.patch.object(XnnpackBackend, "preprocess", staticmethod(preprocess)), \
+            mock.patch.multiple(backend_api, create_exported_program_from_submodule=partition,
+                                copy=types.SimpleNamespace(deepcopy=deepcopy)):
         yield counts

@@ -33,3 +33,34 @@ def test_same_answer_as_executorchs_check(mutate):
     assert ours == theirs
     assert any(theirs[0]) == mutate  # the "seen" placeholder, where it is mutated
     assert memory_planning._is_mutable_buffer.__module__ == memory_planning.__name__  # restored
+
+
+class _Chain(torch.nn.Module):
+    """A large intermediate that dies early, then smaller ones live at the same time: the
+    planner puts them side by side in the large one's buffer."""
+
+    def forward(self, x):  # x [64, 64]
+        s = (x * 2).exp().sum(0)  # the large one dies here
+        y = (x[:32] * s).tanh()
+        z = (x[:16] + s).sigmoid()
+        return (y[:16] * z).sum() + y.sum()
+
+
+def test_placements_read_once_plan_what_executorch_plans():
+    from executorch.exir import memory_planning, to_edge
+    from executorch.exir.tensor import TensorSpec
+
+    from exporters.exir_planning import placements_read_once
+
+    def plan():
+        program = to_edge(torch.export.export(_Chain(), (torch.randn(64, 64),))).to_executorch()
+        specs = [n.meta["spec"] for n in program.exported_program().graph.nodes
+                 if n.op == "call_function" and isinstance(n.meta.get("spec"), TensorSpec)]
+        return program.buffer, [(s.mem_id, s.mem_offset) for s in specs]
+
+    theirs = plan()
+    with placements_read_once():
+        assert memory_planning._does_not_overlap.__module__ == "exporters.exir_planning"
+        ours = plan()
+    assert ours == theirs
+    assert any(offset for _, offset in theirs[1])  # tensors placed side by side, not all at offset 0

@@ -32,8 +32,15 @@ def test_tables_follow_every_change_to_the_signature():
         assert sig.inputs_to_parameters is first  # built once
         assert _tables(sig) == {"inputs_to_parameters": {"p_w": "w"}, "inputs_to_buffers": {"b_b": "b"},
                                 "inputs_to_lifted_tensor_constants": {}, "buffers_to_mutate": {}}
+        InputSpec(InputKind.PARAMETER, TensorArgument("p_elsewhere"), target="elsewhere")  # another signature's
+        assert sig.inputs_to_parameters is first  # not rebuilt for a spec made for another signature
         sig.input_specs.insert(0, InputSpec(InputKind.CONSTANT_TENSOR, TensorArgument("c_k"), target="k"))
         assert dict(sig.inputs_to_lifted_tensor_constants) == {"c_k": "k"}  # the list grew
+        w = sig.input_specs[1]
+        sig.input_specs[1] = InputSpec(InputKind.PARAMETER, TensorArgument("p_v"), target="v")  # same length
+        assert dict(sig.inputs_to_parameters) == {"p_v": "v"}
+        sig.input_specs[1] = InputSpec(w.kind, TensorArgument(w.arg.name), target=w.target, persistent=w.persistent)
+        assert dict(sig.inputs_to_parameters) == {"p_w": "w"}
         sig.input_specs[0].arg.name = "c_k2"  # renamed in place, as ExecuTorch's passes do
         assert dict(sig.inputs_to_lifted_tensor_constants) == {"c_k2": "k"}
         sig.replace_all_uses("p_w", "p_w2")

@@ -1,8 +1,9 @@
 """XNNPACK's and the edge dialect's passes skipped where they find nothing to act on (the edge
 dialect's op rewrites in one interpretation), memory planning's mutable-buffer check answered
-from the outputs, the signature's tables built once, no provenance recorded, delegate outputs
-made from their partitions' records and the fusing's per-partition graph scans made once: the
-.pte is byte for byte the one of ExecuTorch's full pipeline."""
+from the outputs and its placed tensors read once, the signature's tables built once, no provenance
+recorded, delegate outputs made from their partitions' records, the fusing's per-partition
+graph scans made once, the partitioner tagging the program itself and the partitions handed to
+XNNPACK uncopied: the .pte is byte for byte the one of ExecuTorch's full pipeline."""
 import contextlib
 from collections import Counter
 
@@ -78,6 +79,8 @@ def test_the_program_is_byte_for_byte_executorchs(tmp_path, monkeypatch, name):
     monkeypatch.setattr(passes, "only_passes_that_act", contextlib.nullcontext)
     monkeypatch.setattr(edge, "only_edge_passes_that_act", contextlib.nullcontext)
     monkeypatch.setattr(planning, "mutable_buffer_checks_by_outputs", contextlib.nullcontext)
+    monkeypatch.setattr(planning, "placements_read_once", contextlib.nullcontext)
+    monkeypatch.setattr(partition, "partition_in_place", contextlib.nullcontext)
     monkeypatch.setattr(reuse, "one_compile_per_distinct_partition", contextlib.nullcontext)
     monkeypatch.setattr(et, "signature_tables_once", contextlib.nullcontext)
     monkeypatch.setattr(et, "oldest_ancestor_only", contextlib.nullcontext)
