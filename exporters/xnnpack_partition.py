@@ -25,6 +25,7 @@ ExecuTorch copied, re-sorted and recompiled the whole graph after fusing each pa
 """
 from __future__ import annotations
 
+import copy
 import operator
 from collections import deque
 from contextlib import contextmanager
@@ -359,8 +360,6 @@ def partition_in_place():
     mapping may be the captured program's. A copied graph lists each node's users in graph
     order, which the partitions' inputs follow; the edge passes leave them in the order they
     were made, so they are put in graph order here (the .pte is byte for byte the same)."""
-    import copy
-
     from executorch.exir.backend import backend_api
 
     def same_graph(program: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
