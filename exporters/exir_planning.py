@@ -50,16 +50,13 @@ def placements_read_once():
     """While planning memory, each placed tensor's lifetime and end offset are read once."""
     from executorch.exir import memory_planning
 
-    # shared object -> (itself: its id is not reused meanwhile, [(first use, last use, end offset)]
-    # of its allocations, in order): the planner only ever appends allocations, and a placed
-    # tensor's lifetime, offset, shape and alignment no longer change
+    # id of a shared object -> (the object, held so its id is not reused; [(first use, last use,
+    # end offset)] of its allocations, in order): the planner only ever appends allocations,
+    # and a placed tensor's lifetime, offset, shape and alignment no longer change
     rows: dict[int, tuple[object, list[tuple[int, int, int]]]] = {}
 
     def placed(sobj) -> list[tuple[int, int, int]]:
-        entry = rows.get(id(sobj))
-        if entry is None or entry[0] is not sobj:
-            entry = rows[id(sobj)] = (sobj, [])
-        listed = entry[1]
+        listed = rows.setdefault(id(sobj), (sobj, []))[1]
         for alloc in sobj.allocations[len(listed):]:
             first, last = alloc.spec.lifetime
             listed.append((first, last, alloc.offset + alloc.spec.allocated_memory))

@@ -50,8 +50,9 @@ def signature_tables_once():
 
         def table(self: ExportGraphSignature):
             specs, hit = getattr(self, specs_attr), memo.get((id(self), name))
-            # hit: [signature, its spec list, the specs then (held: their ids are not reused), edits, makes, table]
-            if hit is not None and hit[0] is self and hit[1] is specs and hit[3] == edited[0]:
+            # hit: [signature, held so its id is not reused; its spec list; the specs then, held
+            # likewise; edits; makes; table]
+            if hit is not None and hit[1] is specs and hit[3] == edited[0]:
                 if hit[4] == made[0]:
                     return hit[5]
                 if len(specs) == len(hit[2]) and all(map(operator.is_, specs, hit[2])):

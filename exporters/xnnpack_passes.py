@@ -39,6 +39,7 @@ def _pattern_ops(patterns) -> Callable[[torch.fx.Graph], bool]:
     """A subgraph matcher finds a pattern only where every op of the pattern occurs. The
     patterns are traced once (``patterns()`` traces them anew on each call)."""
     ops = functools.cache(lambda: [_names(_targets(p.graph)) for p in patterns()])
+
     def found(graph: torch.fx.Graph) -> bool:
         names = _names(_targets(graph))
         return any(o <= names for o in ops())
